@@ -1,0 +1,1 @@
+"""Everything outside the exchange that talks to it: client library, CLI, benchmarks."""

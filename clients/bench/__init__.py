@@ -1,0 +1,1 @@
+"""`exchange bench …`: benchmarks that print numbers (and JSON for tools)."""

@@ -1,0 +1,1 @@
+"""The exchange's services: one package each, sharing ``services.common``."""

@@ -1,0 +1,1 @@
+"""What every service shares: the message definitions, config and logging."""

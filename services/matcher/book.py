@@ -1,0 +1,147 @@
+"""One symbol's order book: price levels in time priority, best price in O(1).
+
+Each side keys its levels by the price for asks and minus the price for bids, so the
+best level has the smallest key on both sides and one matching loop serves both. A
+binary heap of keys finds the next best level in O(log n) when the best one empties
+(C-level heapq: five times cheaper per level than a sorted list here).
+Cancels are O(1): the order is marked dead and its size leaves the level at once; the
+dead entry is dropped when it reaches the front of its queue, or when the level's
+queue is compacted because dead entries outnumber live ones.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Iterator
+from heapq import heapify, heappop, heappush
+from itertools import islice
+
+import msgspec
+
+from services.common.config import SymbolSpec
+from services.common.protocol import Side
+from services.matcher.state import Order
+
+
+class Level(msgspec.Struct, gc=False):
+    price: int
+    qty: int = 0  # open size of the live orders
+    count: int = 0  # live orders
+    orders: deque = msgspec.field(default_factory=deque)
+
+
+class BookSide:
+    """One side of a book. ``heap`` holds the keys of the levels (a key is the price for
+    asks, minus the price for bids, so the best level has the smallest key on both
+    sides); keys of removed levels stay in it until they surface or a compaction."""
+
+    __slots__ = ("sign", "levels", "heap", "best_key")
+
+    def __init__(self, side: int) -> None:
+        self.sign = -1 if side == Side.BUY else 1
+        self.levels: dict[int, Level] = {}  # key -> live level
+        self.heap: list[int] = []
+        self.best_key: int | None = None
+
+    def add(self, order: Order) -> None:
+        key = self.sign * order.price
+        level = self.levels.get(key)
+        if level is None:
+            level = self.levels[key] = Level(order.price)
+            heappush(self.heap, key)
+            if self.best_key is None or key < self.best_key:
+                self.best_key = key
+        level.orders.append(order)
+        level.qty += order.leaves
+        level.count += 1
+
+    def remove_level(self, key: int) -> None:
+        levels = self.levels
+        del levels[key]
+        heap = self.heap
+        if key == self.best_key:
+            while heap and heap[0] not in levels:
+                heappop(heap)
+            self.best_key = heap[0] if heap else None
+        elif len(heap) > 2 * len(levels) + 64:
+            heap[:] = levels
+            heapify(heap)
+
+    def unlink(self, order: Order) -> None:
+        """Take a live order out of the book (cancel, or a replace that loses priority)."""
+        key = self.sign * order.price
+        level = self.levels[key]
+        order.live = False
+        level.qty -= order.leaves
+        level.count -= 1
+        if level.count == 0:
+            self.remove_level(key)
+        elif len(level.orders) > 2 * level.count + 8:
+            level.orders = deque(o for o in level.orders if o.live)
+
+    def keys_in_order(self, maximum: int | None = None) -> Iterator[int]:
+        """Live level keys, best first, up to ``maximum``; pops a copy of the heap, so
+        reading the top few levels costs a copy, not a sort."""
+        heap = self.heap.copy()
+        levels = self.levels
+        last = None
+        while heap:
+            key = heappop(heap)
+            if key == last or key not in levels:
+                continue
+            if maximum is not None and key > maximum:
+                return
+            last = key
+            yield key
+
+    def depth(self, limit: int | None = None) -> list[tuple[int, int]]:
+        """Aggregated (price, size) levels, best first."""
+        levels = self.levels
+        return [(levels[k].price, levels[k].qty) for k in islice(self.keys_in_order(), limit)]
+
+    def live_orders(self, maximum: int | None = None) -> Iterator[Order]:
+        """Live orders in priority order (best price, then time), up to key ``maximum``."""
+        for key in self.keys_in_order(maximum):
+            for order in self.levels[key].orders:
+                if order.live:
+                    yield order
+
+
+class Book:
+    __slots__ = (
+        "spec",
+        "symbol",
+        "tick",
+        "lot",
+        "bids",
+        "asks",
+        "last_price",
+        "band_lo",
+        "band_hi",
+    )
+
+    def __init__(self, spec: SymbolSpec) -> None:
+        self.spec = spec
+        self.symbol = spec.symbol
+        self.tick = spec.tick
+        self.lot = spec.lot
+        self.bids = BookSide(Side.BUY)
+        self.asks = BookSide(Side.SELL)
+        self.last_price = 0
+        self.set_band(spec.reference)
+
+    def set_last(self, price: int) -> None:
+        self.last_price = price
+        self.set_band(price)
+
+    def set_band(self, price: int) -> None:
+        """Limit prices must lie within the band around the last trade (or reference)."""
+        bps = self.spec.band_bps
+        self.band_lo = -(-price * (10_000 - bps) // 10_000)
+        self.band_hi = price * (10_000 + bps) // 10_000
+
+    def side(self, side: int) -> BookSide:
+        return self.bids if side == Side.BUY else self.asks
+
+    def opposite(self, side: int) -> BookSide:
+        return self.asks if side == Side.BUY else self.bids
