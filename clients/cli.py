@@ -19,9 +19,54 @@ def _bench_engine(args: argparse.Namespace) -> int:
     return 0
 
 
+def _journal_tools(sub) -> None:
+    try:
+        from services.journal import tools
+    except ImportError:  # pragma: no cover - the journal tools ship with the journal
+        return
+    journal = sub.add_parser("journal", help="offline journal tools: verify, dump, replay")
+    tools.register(journal.add_subparsers(dest="journal", required=True))
+
+
 def build_parser() -> argparse.ArgumentParser:
+    from clients import ops, trading
+    from services.common.protocol import Side
+
     parser = argparse.ArgumentParser(prog="exchange", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
+
+    def command(name: str, func, help: str, json_flag: bool = True):
+        p = sub.add_parser(name, help=help)
+        if json_flag:
+            p.add_argument("--json", action="store_true", help="JSON on stdout")
+        p.set_defaults(func=func)
+        return p
+
+    command("up", lambda a: ops.up(), "start the mesh under supervisord", json_flag=False)
+    command("down", lambda a: ops.down(), "stop the mesh", json_flag=False)
+    command("status", lambda a: ops.status(a.json), "every service's role, epoch, seq, lag")
+    account = sub.add_parser("account", help="accounts")
+    account_sub = account.add_subparsers(dest="account", required=True)
+    create = account_sub.add_parser(
+        "create", help="create an account (password from EXCHANGE_PASSWORD or a prompt)"
+    )
+    create.add_argument("name")
+    create.add_argument("--json", action="store_true")
+    create.set_defaults(func=lambda a: trading.account_create(a.name, a.json))
+    for side in (Side.BUY, Side.SELL):
+        p = command(side.name.lower(), None, f"{side.name.lower()} SYMBOL SIZE PRICE (limit)")
+        p.add_argument("symbol")
+        p.add_argument("size", type=int)
+        p.add_argument("price", help="in dollars, e.g. 170.50")
+        p.set_defaults(func=lambda a, s=side: trading.order(s, a.symbol, a.size, a.price, a.json))
+    p = command("cancel", None, "cancel one of your orders")
+    p.add_argument("order_id", type=int)
+    p.set_defaults(func=lambda a: trading.cancel(a.order_id, a.json))
+    p = command("book", None, "the order book of a symbol")
+    p.add_argument("symbol")
+    p.set_defaults(func=lambda a: trading.book(a.symbol, a.json))
+    command("positions", lambda a: trading.positions(a.json), "your positions and cash")
+    _journal_tools(sub)
 
     bench = sub.add_parser("bench", help="benchmarks that print numbers (--json for tools)")
     bench_sub = bench.add_subparsers(dest="bench", required=True)

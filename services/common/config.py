@@ -81,3 +81,10 @@ def load(path: str | Path | None = None, home: Path | None = None) -> Config:
     path = Path(path or os.environ.get("EXCHANGE_CONFIG") or DEFAULT_CONFIG)
     with path.open("rb") as fh:
         return parse(tomllib.load(fh), home)
+
+
+def matcher_endpoints(cfg: Config, instance: str) -> tuple[str, str]:
+    """(command ROUTER, event PUB) endpoints of matcher instance ``instance`` (a or b)."""
+    if instance == "a":
+        return cfg.endpoints["matcher_in"], cfg.endpoints["matcher_pub"]
+    return cfg.endpoints[f"matcher_{instance}_in"], cfg.endpoints[f"matcher_{instance}_pub"]

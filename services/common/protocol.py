@@ -10,11 +10,13 @@ Money is integers only: prices are in price units (1/10,000 of a dollar, see
 
 from __future__ import annotations
 
+import re
 from enum import IntEnum
 
 import msgspec
 
 PRICE_SCALE = 10_000  # price units per dollar
+ACCOUNT_NAME_RE = re.compile(r"[A-Za-z0-9_.\-]{1,32}")
 
 
 class Side(IntEnum):
@@ -264,3 +266,325 @@ AnyEvent = (
     | Replaced
     | Duplicate
 )
+
+
+# ---------------------------------------------------------------------------
+# The internal bus: journal records, the frames between services.
+# ---------------------------------------------------------------------------
+
+
+class Record(msgspec.Struct, array_like=True, frozen=True, gc=False):
+    """One sequenced command and everything it caused: the unit of the journal."""
+
+    seq: int
+    epoch: int
+    command: AnyCommand
+    events: list[AnyEvent]
+
+
+class RecordHead(msgspec.Struct, array_like=True, frozen=True, gc=False):
+    """The first two fields of an encoded Record, decoded without the rest."""
+
+    seq: int
+    epoch: int
+
+
+class Beat(msgspec.Struct, array_like=True, frozen=True, gc=False):
+    """Published when idle, so a subscriber sees it is behind even without traffic."""
+
+    seq: int  # last sequence number published (matcher) or committed (journal)
+    epoch: int
+
+
+class Bus(msgspec.Struct, array_like=True, tag=True, frozen=True, gc=False):
+    pass
+
+
+class CommandBatch(Bus, tag="commands"):
+    """Gateway -> matcher: commands in the order the gateway received them."""
+
+    commands: list[AnyCommand]
+
+
+class ReadRange(Bus, tag="read"):
+    """Ask for records ``first`` .. ``first + count - 1`` (journal or matcher retransmit)."""
+
+    first: int
+    count: int
+
+
+class MatcherBusy(Bus, tag="busy"):
+    """Matcher -> gateway: these commands were not sequenced; tell their senders."""
+
+    commands: list[AnyCommand]
+    code: Reject
+
+
+class Fence(Bus, tag="fence"):
+    """New primary -> journal: refuse records of any epoch below ``epoch`` from now on.
+    The journal answers with a Beat of its committed seq, which the new primary catches
+    up to before it sequences anything (so no record of the old epoch can slip in)."""
+
+    epoch: int
+
+
+class ServiceBeat(Bus, tag="service_beat"):
+    """Every service -> heartbeat service, every heartbeat_ms: who it is and where it is."""
+
+    service: str
+    role: str
+    pid: int
+    epoch: int = 0
+    seq: int = 0  # last sequence number the service has applied / published
+    committed: int = 0  # last committed sequence number it knows of
+
+
+class StatusRequest(Bus, tag="status_req"):
+    pass
+
+
+class ServiceState(msgspec.Struct, array_like=True, frozen=True, gc=False):
+    service: str
+    role: str
+    pid: int
+    epoch: int
+    seq: int
+    committed: int
+    age_ms: int  # since its last beat
+    alive: bool
+
+
+class Status(Bus, tag="status"):
+    epoch: int
+    services: list[ServiceState]
+
+
+class Promote(Bus, tag="promote"):
+    """Heartbeat service -> a standby matcher: become primary with this epoch."""
+
+    epoch: int
+
+
+class Demote(Bus, tag="demote"):
+    """Heartbeat service -> a matcher that acts as primary but whose epoch is over."""
+
+    epoch: int
+
+
+AnyBus = (
+    CommandBatch
+    | ReadRange
+    | MatcherBusy
+    | Fence
+    | ServiceBeat
+    | StatusRequest
+    | Status
+    | Promote
+    | Demote
+)
+
+# Topics (first frame) on the matcher's and the journal's PUB sockets.
+TOPIC_RECORDS = b"R"  # second frame: a MessagePack array of Records, in seq order
+TOPIC_BEAT = b"H"  # second frame: a Beat
+
+
+# ---------------------------------------------------------------------------
+# Order entry: client <-> gateway (client DEALER, gateway ROUTER).
+# ---------------------------------------------------------------------------
+
+
+class Request(msgspec.Struct, array_like=True, tag=True, frozen=True, gc=False):
+    pass
+
+
+class Signup(Request, tag="signup"):
+    name: str
+    password: str
+
+
+class Login(Request, tag="login"):
+    name: str
+    password: str
+
+
+class Logout(Request, tag="logout"):
+    pass
+
+
+class PlaceOrder(Request, tag="order"):
+    cl_ord_id: str
+    symbol: str
+    side: Side
+    qty: int
+    price: int = 0
+    ord_type: OrdType = OrdType.LIMIT
+    tif: Tif = Tif.GTC
+    post_only: bool = False
+    stp: Stp = Stp.DEFAULT
+
+
+class CancelRequest(Request, tag="cancel"):
+    cl_ord_id: str
+    order_id: int
+
+
+class ReplaceRequest(Request, tag="replace"):
+    cl_ord_id: str
+    order_id: int
+    price: int
+    qty: int
+
+
+class GetPositions(Request, tag="positions"):
+    pass
+
+
+class GetOrders(Request, tag="orders"):
+    pass
+
+
+class Ping(Request, tag="ping"):
+    nonce: int = 0
+
+
+AnyRequest = (
+    Signup
+    | Login
+    | Logout
+    | PlaceOrder
+    | CancelRequest
+    | ReplaceRequest
+    | GetPositions
+    | GetOrders
+    | Ping
+)
+
+
+class Reply(msgspec.Struct, array_like=True, tag=True, frozen=True, gc=False):
+    pass
+
+
+class Report(Reply, tag="report"):
+    """One committed event that concerns the session's account (an execution report)."""
+
+    seq: int
+    epoch: int
+    event: AnyEvent
+
+
+class RequestRejected(Reply, tag="reject"):
+    """The gateway refused a request before it reached the matcher."""
+
+    code: Reject
+    text: str
+    ref: str = ""  # the request's cl_ord_id (or account name for signup/login)
+
+
+class LoggedIn(Reply, tag="logged_in"):
+    account: int
+    name: str
+
+
+class LoggedOut(Reply, tag="logged_out"):
+    pass
+
+
+class Positions(Reply, tag="positions"):
+    account: int
+    cash: int  # price units; USD = cash / PRICE_SCALE
+    positions: dict[str, int]
+    seq: int  # the committed sequence number the view is valid at
+
+
+class OpenOrder(msgspec.Struct, array_like=True, frozen=True, gc=False):
+    order_id: int
+    symbol: str
+    side: Side
+    price: int
+    qty: int  # open size
+
+
+class Orders(Reply, tag="orders"):
+    account: int
+    orders: list[OpenOrder]
+    seq: int
+
+
+class Pong(Reply, tag="pong"):
+    nonce: int
+
+
+class Notice(Reply, tag="notice"):
+    """Informational, not an error: e.g. a matcher failover the gateway handled."""
+
+    text: str
+
+
+AnyReply = Report | RequestRejected | LoggedIn | LoggedOut | Positions | Orders | Pong | Notice
+
+
+# ---------------------------------------------------------------------------
+# Market data: public PUB feeds (topic frame + payload) and the snapshot ROUTER.
+# ---------------------------------------------------------------------------
+
+
+class Feed(msgspec.Struct, array_like=True, tag=True, frozen=True, gc=False):
+    pass
+
+
+class L2Update(Feed, tag="l2"):
+    """Changed levels within the top ``depth``; size 0 removes a level."""
+
+    symbol: str
+    seq: int
+    bids: list[tuple[int, int]]
+    asks: list[tuple[int, int]]
+
+
+class Trade(Feed, tag="trade"):
+    symbol: str
+    seq: int
+    trade_id: int
+    price: int
+    qty: int
+    side: Side  # the aggressor's side
+
+
+class Bbo(Feed, tag="bbo"):
+    symbol: str
+    seq: int
+    bid_px: int  # 0 when the side is empty
+    bid_qty: int
+    ask_px: int
+    ask_qty: int
+
+
+class SnapshotRequest(Feed, tag="snapshot_req"):
+    symbol: str
+
+
+class Snapshot(Feed, tag="snapshot"):
+    """Every level (full depth), valid at L2 sequence ``seq``: a subscriber drops updates
+    at or below it and keeps the top ``depth`` levels, as the L2 feed describes them."""
+
+    symbol: str
+    seq: int
+    depth: int
+    bids: list[tuple[int, int]]
+    asks: list[tuple[int, int]]
+    journal_seq: int
+
+
+AnyFeed = L2Update | Trade | Bbo | SnapshotRequest | Snapshot
+
+
+def l2_topic(symbol: str) -> bytes:
+    return b"L2." + symbol.encode()
+
+
+def trade_topic(symbol: str) -> bytes:
+    return b"T." + symbol.encode()
+
+
+def bbo_topic(symbol: str) -> bytes:
+    return b"BBO." + symbol.encode()

@@ -13,12 +13,12 @@ fill), and a passive order that cannot trade skips the matching loop entirely.
 from __future__ import annotations
 
 import hashlib
-import re
 
 import msgspec
 
 from services.common.config import RiskLimits, SymbolSpec
 from services.common.protocol import (
+    ACCOUNT_NAME_RE,
     Accepted,
     AccountCreated,
     Cancelled,
@@ -42,8 +42,6 @@ from services.common.protocol import (
 )
 from services.matcher.book import Book
 from services.matcher.state import Account, Holding, Order
-
-NAME_RE = re.compile(r"[A-Za-z0-9_.\-]{1,32}")
 
 # Enum members bound once: looking one up on its class costs ~100 ns on the hot path.
 BUY = Side.BUY
@@ -88,7 +86,7 @@ class Engine:
 
     def _create_account(self, cmd: CreateAccount) -> list[Event]:
         name = cmd.name
-        if not NAME_RE.fullmatch(name):
+        if not ACCOUNT_NAME_RE.fullmatch(name):
             return [Rejected(0, name, Reject.BAD_NAME)]
         if name in self.names:
             return [Rejected(0, name, Reject.NAME_TAKEN)]

@@ -1,0 +1,245 @@
+"""A small synchronous client for the gateway, used by the CLI, tests and benchmarks.
+
+Execution reports arrive whenever the exchange has something to say; while a call
+waits for its own answer, reports that are not its answer are queued in ``reports``
+so none is lost.
+
+    >>> c = Client("tcp://127.0.0.1:5555")
+    >>> c.login("alice", "Secret.pw1")
+    >>> result = c.place("AAPL", Side.BUY, 100, to_units("170.50"))
+    >>> result.ack.order_id
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import time
+from collections import deque
+from dataclasses import dataclass, field
+
+import zmq
+
+from services.common.codec import encode, feed_decoder, reply_decoder
+from services.common.protocol import (
+    REJECT_TEXT,
+    Accepted,
+    CancelRequest,
+    Duplicate,
+    GetOrders,
+    GetPositions,
+    LoggedIn,
+    Login,
+    Logout,
+    Orders,
+    OrdType,
+    Ping,
+    PlaceOrder,
+    Positions,
+    Rejected,
+    ReplaceRequest,
+    Report,
+    RequestRejected,
+    Side,
+    Signup,
+    Snapshot,
+    SnapshotRequest,
+    Stp,
+    Tif,
+)
+
+
+class ExchangeError(Exception):
+    """The exchange said no: ``code`` is a Reject code (see docs/protocol.md)."""
+
+    def __init__(self, code: int, text: str) -> None:
+        super().__init__(f"{text} (code {int(code)})")
+        self.code = int(code)
+        self.text = text
+
+
+class NoAnswer(TimeoutError):
+    """The exchange did not answer in time (it may still act on the request)."""
+
+
+@dataclass
+class OrderResult:
+    ack: object  # Accepted, Rejected, Cancelled, Replaced or Duplicate
+    seq: int
+    events: list = field(default_factory=list)  # every event of the same record for us
+
+
+_ids = itertools.count(1)
+
+
+def new_cl_ord_id() -> str:
+    return f"{os.getpid():x}-{time.time_ns():x}-{next(_ids)}"
+
+
+class Client:
+    def __init__(self, endpoint: str, timeout: float = 10.0, ctx: zmq.Context | None = None):
+        self.ctx = ctx or zmq.Context.instance()
+        self.socket = self.ctx.socket(zmq.DEALER)
+        self.socket.setsockopt(zmq.LINGER, 0)
+        self.socket.connect(endpoint)
+        self.timeout = timeout
+        self.reports: deque[Report] = deque()
+        self.account: int | None = None
+
+    def close(self) -> None:
+        self.socket.close(0)
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    # -- plumbing ---------------------------------------------------------------
+
+    def send(self, request) -> None:
+        self.socket.send(encode(request))
+
+    def _recv(self, deadline: float):
+        remaining = deadline - time.monotonic()
+        if remaining <= 0 or not self.socket.poll(int(remaining * 1000) + 1):
+            raise NoAnswer("no answer from the gateway")
+        return reply_decoder.decode(self.socket.recv())
+
+    def _await(self, accept, timeout: float | None = None):
+        """The first reply for which ``accept(reply)`` is true; reports are queued."""
+        deadline = time.monotonic() + (timeout or self.timeout)
+        while True:
+            reply = self._recv(deadline)
+            if accept(reply):
+                return reply
+            if isinstance(reply, Report):
+                self.reports.append(reply)
+
+    def next_report(self, timeout: float | None = None) -> Report:
+        if self.reports:
+            return self.reports.popleft()
+        return self._await(lambda r: isinstance(r, Report), timeout)
+
+    def drain_reports(self) -> list[Report]:
+        """Every report already received, without waiting."""
+        while self.socket.poll(0):
+            reply = reply_decoder.decode(self.socket.recv())
+            if isinstance(reply, Report):
+                self.reports.append(reply)
+        out = list(self.reports)
+        self.reports.clear()
+        return out
+
+    @staticmethod
+    def _raise(reply) -> None:
+        if isinstance(reply, RequestRejected):
+            raise ExchangeError(reply.code, reply.text)
+        if isinstance(reply, Report) and isinstance(reply.event, Rejected):
+            raise ExchangeError(reply.event.code, REJECT_TEXT.get(reply.event.code, "rejected"))
+
+    # -- sessions ---------------------------------------------------------------
+
+    def signup(self, name: str, password: str) -> int:
+        """Create an account; returns its id."""
+        self.send(Signup(name, password))
+        reply = self._await(
+            lambda r: (
+                isinstance(r, RequestRejected)
+                or (isinstance(r, Report) and getattr(r.event, "name", None) == name)
+                or (isinstance(r, Report) and getattr(r.event, "cl_ord_id", None) == name)
+            )
+        )
+        self._raise(reply)
+        return reply.event.account
+
+    def login(self, name: str, password: str) -> LoggedIn:
+        self.send(Login(name, password))
+        reply = self._await(lambda r: isinstance(r, LoggedIn | RequestRejected))
+        self._raise(reply)
+        self.account = reply.account
+        return reply
+
+    def logout(self) -> None:
+        self.send(Logout())
+        self.account = None
+
+    def ping(self, nonce: int = 0) -> None:
+        self.send(Ping(nonce))
+
+    # -- orders -----------------------------------------------------------------
+
+    def _answer_for(self, cl_ord_id: str, timeout: float | None) -> OrderResult:
+        def mine(r) -> bool:
+            if isinstance(r, RequestRejected):
+                return r.ref == cl_ord_id or not r.ref
+            return isinstance(r, Report) and getattr(r.event, "cl_ord_id", None) == cl_ord_id
+
+        reply = self._await(mine, timeout)
+        self._raise(reply)
+        event = reply.event.original if isinstance(reply.event, Duplicate) else reply.event
+        result = OrderResult(event, reply.seq, [reply.event])
+        same = [r for r in self.drain_reports() if r.seq == reply.seq]
+        result.events.extend(r.event for r in same)
+        self.reports.extend(r for r in self.drain_reports() if r.seq != reply.seq)
+        return result
+
+    def place(
+        self,
+        symbol: str,
+        side: Side,
+        qty: int,
+        price: int = 0,
+        ord_type: OrdType = OrdType.LIMIT,
+        tif: Tif = Tif.GTC,
+        post_only: bool = False,
+        stp: Stp = Stp.DEFAULT,
+        cl_ord_id: str | None = None,
+        timeout: float | None = None,
+    ) -> OrderResult:
+        """Send an order and wait for its acknowledgement (raises ExchangeError if rejected)."""
+        cl_ord_id = cl_ord_id or new_cl_ord_id()
+        self.send(PlaceOrder(cl_ord_id, symbol, side, qty, price, ord_type, tif, post_only, stp))
+        return self._answer_for(cl_ord_id, timeout)
+
+    def cancel(self, order_id: int, cl_ord_id: str | None = None) -> OrderResult:
+        cl_ord_id = cl_ord_id or new_cl_ord_id()
+        self.send(CancelRequest(cl_ord_id, order_id))
+        return self._answer_for(cl_ord_id, None)
+
+    def replace(
+        self, order_id: int, price: int, qty: int, cl_ord_id: str | None = None
+    ) -> OrderResult:
+        cl_ord_id = cl_ord_id or new_cl_ord_id()
+        self.send(ReplaceRequest(cl_ord_id, order_id, price, qty))
+        return self._answer_for(cl_ord_id, None)
+
+    def positions(self) -> Positions:
+        self.send(GetPositions())
+        reply = self._await(lambda r: isinstance(r, Positions | RequestRejected))
+        self._raise(reply)
+        return reply
+
+    def orders(self) -> Orders:
+        self.send(GetOrders())
+        reply = self._await(lambda r: isinstance(r, Orders | RequestRejected))
+        self._raise(reply)
+        return reply
+
+
+def snapshot(endpoint: str, symbol: str, timeout: float = 5.0, ctx=None) -> Snapshot:
+    """The full-depth book of ``symbol`` from the marketdata service."""
+    ctx = ctx or zmq.Context.instance()
+    sock = ctx.socket(zmq.DEALER)
+    sock.setsockopt(zmq.LINGER, 0)
+    sock.connect(endpoint)
+    try:
+        sock.send(encode(SnapshotRequest(symbol)))
+        if not sock.poll(int(timeout * 1000)):
+            raise NoAnswer("no answer from marketdata")
+        return feed_decoder.decode(sock.recv())
+    finally:
+        sock.close(0)
+
+
+__all__ = ["Accepted", "Client", "ExchangeError", "NoAnswer", "OrderResult", "snapshot"]

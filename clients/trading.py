@@ -1,0 +1,174 @@
+"""`exchange account create | buy | sell | cancel | book | positions`: one-shot commands.
+
+Credentials come from EXCHANGE_USER / EXCHANGE_PASSWORD or a prompt, never from the
+command line. Exit codes: 0 done, 1 the exchange rejected it, 3 no answer.
+"""
+
+from __future__ import annotations
+
+import getpass
+import json
+import os
+import sys
+
+from clients.client import Client, ExchangeError, NoAnswer, snapshot
+from services.common import config
+from services.common.money import to_dollars, to_units
+from services.common.protocol import PRICE_SCALE, Side
+
+EXIT_REJECTED = 1
+EXIT_NO_ANSWER = 3
+
+
+def _cfg() -> config.Config:
+    return config.load(home=config.exchange_home())
+
+
+def credentials() -> tuple[str, str]:
+    user = os.environ.get("EXCHANGE_USER") or input("account: ").strip()
+    password = os.environ.get("EXCHANGE_PASSWORD") or getpass.getpass("password: ")
+    return user, password
+
+
+def event_dict(event) -> dict:
+    """An event as a JSON-ready dict with its type name and named fields."""
+    out = {"type": type(event).__struct_config__.tag}
+    for name in event.__struct_fields__:
+        value = getattr(event, name)
+        out[name] = event_dict(value) if hasattr(value, "__struct_fields__") else value
+    return out
+
+
+def _run(action, as_json: bool) -> int:
+    try:
+        return action()
+    except ExchangeError as exc:
+        if as_json:
+            print(json.dumps({"ok": False, "code": exc.code, "error": exc.text}))
+        else:
+            print(f"rejected: {exc.text} (code {exc.code})", file=sys.stderr)
+        return EXIT_REJECTED
+    except NoAnswer as exc:
+        if as_json:
+            print(json.dumps({"ok": False, "code": 0, "error": str(exc)}))
+        else:
+            print(f"error: {exc}", file=sys.stderr)
+        return EXIT_NO_ANSWER
+
+
+def _logged_in(cfg: config.Config) -> Client:
+    client = Client(cfg.endpoints["gateway"])
+    client.login(*credentials())
+    return client
+
+
+def account_create(name: str, as_json: bool) -> int:
+    def action() -> int:
+        password = os.environ.get("EXCHANGE_PASSWORD") or getpass.getpass("new password: ")
+        with Client(_cfg().endpoints["gateway"]) as client:
+            account = client.signup(name, password)
+        print(
+            json.dumps({"ok": True, "account": account, "name": name})
+            if as_json
+            else f"account {name} created (id {account})"
+        )
+        return 0
+
+    return _run(action, as_json)
+
+
+def order(side: Side, symbol: str, size: int, price: str, as_json: bool) -> int:
+    def action() -> int:
+        with _logged_in(_cfg()) as client:
+            result = client.place(symbol.upper(), side, size, to_units(price))
+        events = [event_dict(e) for e in result.events]
+        if as_json:
+            print(
+                json.dumps(
+                    {
+                        "ok": True,
+                        "order_id": result.ack.order_id,
+                        "seq": result.seq,
+                        "events": events,
+                    }
+                )
+            )
+            return 0
+        print(
+            f"accepted: order {result.ack.order_id} {side.name} {size} {symbol.upper()} "
+            f"@ {price} (seq {result.seq})"
+        )
+        for e in result.events[1:]:
+            kind = type(e).__struct_config__.tag
+            if kind == "fill":
+                print(f"  fill {e.qty} @ {to_dollars(e.price)} (trade {e.trade_id})")
+            elif kind == "executed":
+                print(f"  done {e.cum_qty} at an average of {to_dollars(e.avg_px)}")
+            elif kind == "rested":
+                print(f"  resting {e.qty} @ {to_dollars(e.price)}")
+            elif kind == "cancelled":
+                print(f"  cancelled {e.qty} (reason {e.reason.name})")
+        return 0
+
+    return _run(action, as_json)
+
+
+def cancel(order_id: int, as_json: bool) -> int:
+    def action() -> int:
+        with _logged_in(_cfg()) as client:
+            result = client.cancel(order_id)
+        if as_json:
+            print(
+                json.dumps(
+                    {
+                        "ok": True,
+                        "order_id": order_id,
+                        "seq": result.seq,
+                        "events": [event_dict(e) for e in result.events],
+                    }
+                )
+            )
+        else:
+            print(f"cancelled order {order_id}: {result.ack.qty} open")
+        return 0
+
+    return _run(action, as_json)
+
+
+def positions(as_json: bool) -> int:
+    def action() -> int:
+        with _logged_in(_cfg()) as client:
+            pos = client.positions()
+        if as_json:
+            out = dict(sorted(pos.positions.items()))
+            out["USD"] = pos.cash / PRICE_SCALE
+            print(json.dumps(out))
+            return 0
+        print(f"{'symbol':<8} {'position':>12}")
+        for symbol, qty in sorted(pos.positions.items()):
+            print(f"{symbol:<8} {qty:>12,}")
+        print(f"{'USD':<8} {to_dollars(pos.cash):>12}")
+        return 0
+
+    return _run(action, as_json)
+
+
+def book(symbol: str, as_json: bool, depth: int = 10) -> int:
+    def action() -> int:
+        snap = snapshot(_cfg().endpoints["marketdata_snapshot"], symbol.upper())
+        bids = [[p / PRICE_SCALE, q] for p, q in snap.bids]
+        asks = [[p / PRICE_SCALE, q] for p, q in snap.asks]
+        if as_json:
+            print(json.dumps({"symbol": snap.symbol, "seq": snap.seq, "bids": bids, "asks": asks}))
+            return 0
+        print(f"{snap.symbol}  (feed seq {snap.seq})")
+        print(f"{'bid size':>10} {'bid':>10} | {'ask':<10} {'ask size':<10}")
+        for i in range(max(min(len(snap.bids), depth), min(len(snap.asks), depth))):
+            b = snap.bids[i] if i < len(snap.bids) else None
+            a = snap.asks[i] if i < len(snap.asks) else None
+            left = f"{b[1]:>10,} {to_dollars(b[0]):>10}" if b else " " * 21
+            right = f"{to_dollars(a[0]):<10} {a[1]:<10,}" if a else ""
+            print(f"{left} | {right}")
+        return 0
+
+    return _run(action, as_json)

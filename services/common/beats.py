@@ -1,0 +1,39 @@
+"""Each service tells the heartbeat service who it is and how far it has got."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import time
+
+import zmq
+
+from services.common.codec import encode
+from services.common.protocol import ServiceBeat
+
+
+class BeatSender:
+    """Sends a ServiceBeat at most every ``interval_ms``; never blocks the caller's loop
+    (a full queue to a dead heartbeat service just drops the beat)."""
+
+    def __init__(self, ctx: zmq.Context, endpoint: str, service: str, interval_ms: int) -> None:
+        self.socket = ctx.socket(zmq.DEALER)
+        self.socket.setsockopt(zmq.LINGER, 0)
+        self.socket.setsockopt(zmq.SNDHWM, 10)
+        self.socket.connect(endpoint)
+        self.service = service
+        self.interval = interval_ms / 1000
+        self.pid = os.getpid()
+        self._next = 0.0
+
+    def due(self) -> bool:
+        return time.monotonic() >= self._next
+
+    def send(self, role: str, epoch: int = 0, seq: int = 0, committed: int = 0) -> None:
+        self._next = time.monotonic() + self.interval
+        beat = ServiceBeat(self.service, role, self.pid, epoch, seq, committed)
+        with contextlib.suppress(zmq.Again):
+            self.socket.send(encode(beat), zmq.NOBLOCK)
+
+    def close(self) -> None:
+        self.socket.close(0)

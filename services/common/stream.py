@@ -1,0 +1,120 @@
+"""Following a sequenced record stream in order, with no gap and no repeat.
+
+PUB/SUB drops messages under bursts and a subscriber that joins late misses the start
+(DESIGN.md), so a follower never trusts the feed alone: it checks every record's
+sequence number, and fetches what it missed from a read endpoint that serves ranges
+(the journal for the committed stream, the matcher for its retransmit buffer). Idle
+beats carry the last sequence number, so a follower also notices a loss at the tail.
+"""
+
+from __future__ import annotations
+
+import zmq
+
+from services.common.codec import beat_decoder, encode, records_decoder
+from services.common.protocol import TOPIC_BEAT, TOPIC_RECORDS, ReadRange, Record
+
+FETCH_CHUNK = 2_000
+
+
+class Follower:
+    """Yields records ``next_seq``, ``next_seq + 1``, ... from a PUB feed plus a range reader."""
+
+    def __init__(
+        self,
+        ctx: zmq.Context,
+        pub_endpoint: str,
+        read_endpoint: str,
+        next_seq: int = 1,
+        timeout_ms: int = 1_000,
+    ) -> None:
+        self.sub = ctx.socket(zmq.SUB)
+        self.sub.setsockopt(zmq.RCVHWM, 200_000)
+        self.sub.setsockopt(zmq.LINGER, 0)
+        self.sub.setsockopt(zmq.SUBSCRIBE, TOPIC_RECORDS)
+        self.sub.setsockopt(zmq.SUBSCRIBE, TOPIC_BEAT)
+        self.sub.connect(pub_endpoint)
+        self._ctx = ctx
+        self._read_endpoint = read_endpoint
+        self._reader = self._connect_reader()
+        self.next_seq = next_seq
+        self.timeout_ms = timeout_ms
+        self.source_seq = next_seq - 1  # highest sequence number the source says it has
+        self.source_epoch = 0
+
+    def _connect_reader(self) -> zmq.Socket:
+        reader = self._ctx.socket(zmq.DEALER)
+        reader.setsockopt(zmq.LINGER, 0)
+        reader.connect(self._read_endpoint)
+        return reader
+
+    def close(self) -> None:
+        self.sub.close(0)
+        self._reader.close(0)
+
+    def fetch(self, first: int, count: int) -> list[Record] | None:
+        """Records from ``first`` (fewer if the source has fewer); None if it did not answer.
+
+        A reader that timed out is replaced, so a late answer can never be taken for
+        the answer to a later question."""
+        self._reader.send(encode(ReadRange(first, count)))
+        if not self._reader.poll(self.timeout_ms):
+            self._reader.close(0)
+            self._reader = self._connect_reader()
+            return None
+        return records_decoder.decode(self._reader.recv())
+
+    def catch_up(self) -> list[Record] | None:
+        """Everything the source has from ``next_seq`` on, read in chunks."""
+        out: list[Record] = []
+        while True:
+            records = self.fetch(self.next_seq, FETCH_CHUNK)
+            if records is None:
+                return out if out else None
+            if not records:
+                return out
+            for record in records:
+                self._accept(record, out)
+
+    def _accept(self, record: Record, out: list[Record]) -> None:
+        if record.seq == self.next_seq:
+            out.append(record)
+            self.next_seq += 1
+            if record.seq > self.source_seq:
+                self.source_seq = record.seq
+            self.source_epoch = max(self.source_epoch, record.epoch)
+
+    def _fill(self, upto: int, out: list[Record]) -> bool:
+        """Fetch ``next_seq`` .. ``upto``; False if the source could not supply them now."""
+        while self.next_seq <= upto:
+            records = self.fetch(self.next_seq, min(FETCH_CHUNK, upto - self.next_seq + 1))
+            if not records:
+                return False
+            for record in records:
+                self._accept(record, out)
+        return True
+
+    def drain(self) -> list[Record]:
+        """Everything new, in order: records waiting on the SUB socket, plus gap fills."""
+        out: list[Record] = []
+        sub = self.sub
+        while True:
+            try:
+                topic, payload = sub.recv_multipart(zmq.NOBLOCK)
+            except zmq.Again:
+                break
+            if topic == TOPIC_BEAT:
+                beat = beat_decoder.decode(payload)
+                self.source_seq = max(self.source_seq, beat.seq)
+                self.source_epoch = max(self.source_epoch, beat.epoch)
+                continue
+            records = records_decoder.decode(payload)
+            if not records or records[-1].seq < self.next_seq:
+                continue
+            if records[0].seq > self.next_seq and not self._fill(records[0].seq - 1, out):
+                return out  # source not answering: what follows will be fetched later
+            for record in records:
+                self._accept(record, out)
+        if self.source_seq >= self.next_seq:
+            self._fill(self.source_seq, out)
+        return out

@@ -1,0 +1,1 @@
+"""The gateway: sessions, validation and routing between clients and the matcher."""

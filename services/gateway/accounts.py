@@ -1,0 +1,78 @@
+"""What the gateway knows of accounts, rebuilt from the committed stream only.
+
+Names and password hashes (for log-in), positions, cash and open orders (for queries)
+are a projection of committed records, so nothing a user is shown can be taken back
+by a failover (durable before visible), and a restarted gateway rebuilds it exactly.
+"""
+
+from __future__ import annotations
+
+from services.common.protocol import (
+    AccountCreated,
+    Cancelled,
+    CreateAccount,
+    Fill,
+    OpenOrder,
+    Record,
+    Replaced,
+    Rested,
+    Side,
+)
+
+
+class AccountView:
+    def __init__(self) -> None:
+        self.names: dict[str, int] = {}
+        self.hashes: dict[int, str] = {}
+        self.cash: dict[int, int] = {}
+        self.positions: dict[int, dict[str, int]] = {}
+        self.orders: dict[int, dict[int, OpenOrder]] = {}
+        self.seq = 0
+
+    def apply(self, record: Record) -> None:
+        for event in record.events:
+            kind = type(event)
+            if kind is Fill:
+                self._fill(event)
+            elif kind is Rested:
+                self.orders.setdefault(event.account, {})[event.order_id] = OpenOrder(
+                    event.order_id, event.symbol, event.side, event.price, event.qty
+                )
+            elif kind is Cancelled:
+                if event.from_book:
+                    self.orders.get(event.account, {}).pop(event.order_id, None)
+            elif kind is Replaced:
+                book = self.orders.get(event.account, {})
+                book.pop(event.order_id, None)
+                if event.kept_priority:
+                    book[event.order_id] = OpenOrder(
+                        event.order_id, event.symbol, event.side, event.price, event.qty
+                    )
+            elif kind is AccountCreated and isinstance(record.command, CreateAccount):
+                self.names[event.name] = event.account
+                self.hashes[event.account] = record.command.password_hash
+        self.seq = record.seq
+
+    def _fill(self, fill: Fill) -> None:
+        sign = 1 if fill.side == Side.BUY else -1
+        value = fill.price * fill.qty
+        for account, s in ((fill.taker_account, sign), (fill.maker_account, -sign)):
+            held = self.positions.setdefault(account, {})
+            held[fill.symbol] = held.get(fill.symbol, 0) + s * fill.qty
+            self.cash[account] = self.cash.get(account, 0) - s * value
+        book = self.orders.get(fill.maker_account, {})
+        resting = book.get(fill.maker_order)
+        if resting is not None:
+            if fill.maker_leaves:
+                book[fill.maker_order] = OpenOrder(
+                    resting.order_id,
+                    resting.symbol,
+                    resting.side,
+                    resting.price,
+                    fill.maker_leaves,
+                )
+            else:
+                del book[fill.maker_order]
+
+    def open_orders(self, account: int) -> list[OpenOrder]:
+        return [order for _, order in sorted(self.orders.get(account, {}).items())]

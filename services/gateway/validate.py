@@ -1,0 +1,94 @@
+"""Static checks of order-entry requests, before anything reaches the matcher.
+
+The gateway rejects what it can judge alone (fields, symbol, tick, lot, size); the
+engine still checks everything that depends on state (price band, position and
+open-order limits, whose order it is), so a bug here can never let bad orders in.
+"""
+
+from __future__ import annotations
+
+from services.common.config import Config
+from services.common.protocol import (
+    CancelOrder,
+    CancelRequest,
+    NewOrder,
+    OrdType,
+    PlaceOrder,
+    Reject,
+    ReplaceOrder,
+    ReplaceRequest,
+    Tif,
+)
+
+MAX_PRICE = 10**15  # price units: a hundred billion dollars, far past any band
+MAX_ORDER_ID = 2**63
+
+
+def cl_ord_id_ok(cl_ord_id: str) -> bool:
+    return 1 <= len(cl_ord_id) <= 36 and cl_ord_id.isascii() and cl_ord_id.isprintable()
+
+
+def _price_ok(price: int, tick: int) -> bool:
+    return 0 < price <= MAX_PRICE and price % tick == 0
+
+
+def check_order(cfg: Config, req: PlaceOrder) -> int:
+    """0, or the reject code for a new order."""
+    if not cl_ord_id_ok(req.cl_ord_id):
+        return Reject.BAD_CL_ORD_ID
+    spec = cfg.symbols.get(req.symbol)
+    if spec is None:
+        return Reject.UNKNOWN_SYMBOL
+    if req.qty <= 0 or req.qty % spec.lot:
+        return Reject.BAD_QTY
+    if req.qty > cfg.risk.max_order_qty:
+        return Reject.MAX_ORDER_SIZE
+    if req.ord_type == OrdType.LIMIT:
+        if not _price_ok(req.price, spec.tick):
+            return Reject.BAD_PRICE
+        if req.post_only and req.tif != Tif.GTC:
+            return Reject.BAD_TIF
+    elif req.tif == Tif.GTC or req.post_only:
+        return Reject.BAD_TIF
+    return 0
+
+
+def check_cancel(req: CancelRequest) -> int:
+    if not cl_ord_id_ok(req.cl_ord_id):
+        return Reject.BAD_CL_ORD_ID
+    if not 0 < req.order_id < MAX_ORDER_ID:
+        return Reject.UNKNOWN_ORDER
+    return 0
+
+
+def check_replace(cfg: Config, req: ReplaceRequest) -> int:
+    if not cl_ord_id_ok(req.cl_ord_id):
+        return Reject.BAD_CL_ORD_ID
+    if not 0 < req.order_id < MAX_ORDER_ID:
+        return Reject.UNKNOWN_ORDER
+    if req.qty <= 0:
+        return Reject.BAD_QTY
+    if req.qty > cfg.risk.max_order_qty:
+        return Reject.MAX_ORDER_SIZE
+    if not 0 < req.price <= MAX_PRICE:
+        return Reject.BAD_PRICE
+    return 0
+
+
+def to_command(account: int, req) -> NewOrder | CancelOrder | ReplaceOrder:
+    if isinstance(req, PlaceOrder):
+        return NewOrder(
+            account,
+            req.cl_ord_id,
+            req.symbol,
+            req.side,
+            req.qty,
+            req.price,
+            req.ord_type,
+            req.tif,
+            req.post_only,
+            req.stp,
+        )
+    if isinstance(req, CancelRequest):
+        return CancelOrder(account, req.cl_ord_id, req.order_id)
+    return ReplaceOrder(account, req.cl_ord_id, req.order_id, req.price, req.qty)

@@ -1,0 +1,264 @@
+"""The matcher service: the only writer of exchange state (DESIGN.md invariant 1).
+
+Every matcher boots as a standby: it replays the committed journal into its engine and
+keeps following it (a hot copy, checked record by record against the journaled events).
+Only a Promote from the heartbeat service makes it primary: it fences the journal at the
+new epoch, catches up to the journal's committed position, then binds its command and
+event sockets and sequences commands in batches. A primary that hears it is demoted
+exits, so supervisord restarts it as a standby that rebuilds from the journal.
+"""
+
+from __future__ import annotations
+
+import signal
+from collections import deque
+
+import zmq
+
+from services.common.beats import BeatSender
+from services.common.codec import (
+    DecodeError,
+    beat_decoder,
+    bus_decoder,
+    encode,
+    head_decoder,
+    raw_batch_decoder,
+)
+from services.common.config import Config, matcher_endpoints
+from services.common.protocol import (
+    TOPIC_BEAT,
+    TOPIC_RECORDS,
+    Beat,
+    CommandBatch,
+    Demote,
+    Fence,
+    MatcherBusy,
+    Promote,
+    ReadRange,
+    Record,
+    Reject,
+)
+from services.common.runtime import tune_gc
+from services.common.stream import Follower
+from services.matcher.engine import Engine
+
+DRAIN_FRAMES = 256  # command frames sequenced per publish
+
+
+class Diverged(RuntimeError):
+    """A replayed command gave other events than the journal holds: never continue."""
+
+
+class Matcher:
+    def __init__(self, cfg: Config, instance: str, log) -> None:
+        self.cfg = cfg
+        self.instance = instance
+        self.log = log.bind(instance=instance)
+        self.ctx = zmq.Context.instance()
+        self.engine = Engine(cfg.symbols, cfg.risk)
+        timings = cfg.timings
+        self.heartbeat_ms = timings.get("heartbeat_ms", 100)
+        self.window = timings.get("journal_lag_window", 5_000)
+        self.retransmit: deque[Record] = deque(maxlen=timings.get("retransmit_buffer", 100_000))
+        self.follower = Follower(
+            self.ctx, cfg.endpoints["journal_pub"], cfg.endpoints["journal_read"]
+        )
+        self.beats = BeatSender(
+            self.ctx, cfg.endpoints["heartbeat"], f"matcher-{instance}", self.heartbeat_ms
+        )
+        self.role = "standby"
+        self.epoch = 0
+        self.seq = 0  # last sequence number applied (standby) or published (primary)
+        self.committed = 0
+        self.router: zmq.Socket | None = None
+        self.pub: zmq.Socket | None = None
+        self.running = True
+
+    # -- standby ------------------------------------------------------------
+
+    def _apply_committed(self, records: list[Record]) -> None:
+        apply = self.engine.apply
+        for record in records:
+            events = apply(record.command)
+            if events != record.events:
+                raise Diverged(
+                    f"seq {record.seq}: replay gave {events!r}, journal {record.events!r}"
+                )
+            self.seq = self.committed = record.seq
+            self.epoch = max(self.epoch, record.epoch)
+
+    def _standby_step(self) -> None:
+        poller = zmq.Poller()
+        poller.register(self.follower.sub, zmq.POLLIN)
+        poller.register(self.beats.socket, zmq.POLLIN)
+        ready = dict(poller.poll(self.heartbeat_ms))
+        if self.follower.sub in ready or self.follower.source_seq > self.seq:
+            self._apply_committed(self.follower.drain())
+        if self.beats.socket in ready:
+            self._control()
+
+    # -- promotion ----------------------------------------------------------
+
+    def _promote(self, epoch: int) -> None:
+        """Fence the journal at ``epoch``, replay up to what it committed, then serve."""
+        fence = self.ctx.socket(zmq.DEALER)
+        fence.setsockopt(zmq.LINGER, 0)
+        fence.connect(self.cfg.endpoints["journal_read"])
+        fence.send(encode(Fence(epoch)))
+        if not fence.poll(2_000):
+            fence.close(0)
+            self.log.warning("fence_unanswered", epoch=epoch)
+            return  # the heartbeat service will ask again
+        committed = beat_decoder.decode(fence.recv()).seq
+        fence.close(0)
+        while self.seq < committed:
+            records = self.follower.fetch(self.seq + 1, committed - self.seq)
+            if not records:
+                self.log.warning("catch_up_stalled", seq=self.seq, committed=committed)
+                return
+            self._apply_committed(records)
+        self.epoch = epoch
+        self.role = "primary"
+        self.retransmit.clear()
+        cmd_endpoint, pub_endpoint = matcher_endpoints(self.cfg, self.instance)
+        self.router = self.ctx.socket(zmq.ROUTER)
+        self.router.setsockopt(zmq.LINGER, 0)
+        self.router.setsockopt(zmq.RCVHWM, 10_000)
+        self.router.bind(cmd_endpoint)
+        self.pub = self.ctx.socket(zmq.PUB)
+        self.pub.setsockopt(zmq.LINGER, 0)
+        self.pub.setsockopt(zmq.SNDHWM, 0)  # bounded instead by the journal lag window
+        self.pub.bind(pub_endpoint)
+        tune_gc()
+        self.log.info("promoted", epoch=epoch, seq=self.seq, state_hash=self.engine.state_hash())
+        self.beats.send(self.role, self.epoch, self.seq, self.committed)
+
+    def _control(self) -> None:
+        """Messages from the heartbeat service: promote or demote this matcher."""
+        while True:
+            try:
+                frame = self.beats.socket.recv(zmq.NOBLOCK)
+            except zmq.Again:
+                return
+            try:
+                msg = bus_decoder.decode(frame)
+            except DecodeError:
+                continue
+            if isinstance(msg, Promote) and self.role == "standby" and msg.epoch > self.epoch:
+                self._promote(msg.epoch)
+            elif isinstance(msg, Demote) and self.role == "primary" and msg.epoch > self.epoch:
+                self.log.warning("demoted", epoch=self.epoch, new_epoch=msg.epoch)
+                self.running = False
+
+    # -- primary ------------------------------------------------------------
+
+    def _track_commits(self) -> None:
+        """The primary reads only how far the journal has committed, not the records."""
+        sub = self.follower.sub
+        while True:
+            try:
+                topic, payload = sub.recv_multipart(zmq.NOBLOCK)
+            except zmq.Again:
+                return
+            if topic == TOPIC_BEAT:
+                seq = beat_decoder.decode(payload).seq
+            elif topic == TOPIC_RECORDS:
+                raws = raw_batch_decoder.decode(payload)
+                seq = head_decoder.decode(raws[-1]).seq if raws else 0
+            else:
+                continue
+            if seq > self.committed:
+                self.committed = seq
+
+    def _serve_read(self, ident: bytes, request: ReadRange) -> None:
+        """Retransmit from the bounded buffer, so the journal can fill a gap."""
+        if self.retransmit:
+            base = self.retransmit[0].seq
+            start = max(request.first - base, 0)
+            stop = min(start + max(request.count, 0), len(self.retransmit))
+            records = [self.retransmit[i] for i in range(start, stop)]
+        else:
+            records = []
+        self.router.send_multipart([ident, encode(records)])
+
+    def _primary_step(self) -> None:
+        poller = zmq.Poller()
+        poller.register(self.router, zmq.POLLIN)
+        poller.register(self.follower.sub, zmq.POLLIN)
+        poller.register(self.beats.socket, zmq.POLLIN)
+        ready = dict(poller.poll(self.heartbeat_ms))
+        if self.follower.sub in ready:
+            self._track_commits()
+        if self.beats.socket in ready:
+            self._control()
+        if self.router in ready:
+            self._serve()
+        if not ready and self.pub is not None:
+            self.pub.send_multipart([TOPIC_BEAT, encode(Beat(self.seq, self.epoch))])
+
+    def _serve(self) -> None:
+        """Sequence a batch of command frames and publish their records as one message.
+
+        While the journal lags by a full window, command batches are handed back to
+        their gateway as "busy" instead of sequenced: backpressure, never unbounded
+        memory. Retransmit requests are always served, so the journal can catch up."""
+        router = self.router
+        apply = self.engine.apply
+        epoch = self.epoch
+        seq = self.seq
+        records: list[Record] = []
+        for _ in range(DRAIN_FRAMES):
+            try:
+                ident, payload = router.recv_multipart(zmq.NOBLOCK)
+            except zmq.Again:
+                break
+            except ValueError:  # not [identity, payload]
+                continue
+            try:
+                msg = bus_decoder.decode(payload)
+            except DecodeError:
+                self.log.warning("bad_bus_frame", size=len(payload))
+                continue
+            if isinstance(msg, ReadRange):
+                self._serve_read(ident, msg)
+            elif isinstance(msg, CommandBatch):
+                if seq - self.committed >= self.window:
+                    router.send_multipart([ident, encode(MatcherBusy(msg.commands, Reject.BUSY))])
+                    continue
+                for cmd in msg.commands:
+                    seq += 1
+                    records.append(Record(seq, epoch, cmd, apply(cmd)))
+        if records:
+            self.seq = seq
+            self.retransmit.extend(records)
+            self.pub.send_multipart([TOPIC_RECORDS, encode(records)])
+
+    # -- loop ---------------------------------------------------------------
+
+    def run(self) -> int:
+        signal.signal(signal.SIGTERM, lambda *_: setattr(self, "running", False))
+        self.log.info("booting", role=self.role)
+        records = self.follower.catch_up()
+        while records is None and self.running:
+            self.log.warning("journal_unreachable")
+            records = self.follower.catch_up()
+        self._apply_committed(records or [])
+        self.log.info("replayed", seq=self.seq, state_hash=self.engine.state_hash())
+        try:
+            while self.running:
+                if self.role == "primary":
+                    self._primary_step()
+                else:
+                    self._standby_step()
+                if self.beats.due():
+                    self.beats.send(self.role, self.epoch, self.seq, self.committed)
+        finally:
+            self.close()
+        return 0
+
+    def close(self) -> None:
+        for sock in (self.router, self.pub):
+            if sock is not None:
+                sock.close(0)
+        self.follower.close()
+        self.beats.close()
