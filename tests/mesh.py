@@ -83,9 +83,18 @@ class Service:
         module = self.name.split("-")[0]  # "matcher-b" runs services.matcher
         with self.log_path.open("ab") as log:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", f"services.{module}", "--config", str(self.config_path),
-                 *self.args],
-                cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+                [
+                    sys.executable,
+                    "-m",
+                    f"services.{module}",
+                    "--config",
+                    str(self.config_path),
+                    *self.args,
+                ],
+                cwd=ROOT,
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
             )
         return self
 
@@ -176,3 +185,43 @@ class Mesh:
     def stop(self) -> None:
         for service in reversed(list(self.services.values())):
             service.stop()
+
+
+def matcher_state(cfg, instance: str = "a", timeout: float = 5.0):
+    """Ask a primary matcher for its StateInfo (role, epoch, seq, state hash)."""
+    import zmq
+
+    from services.common.codec import bus_decoder, encode
+    from services.common.config import matcher_endpoints
+    from services.common.protocol import StateQuery
+
+    sock = zmq.Context.instance().socket(zmq.DEALER)
+    sock.setsockopt(zmq.LINGER, 0)
+    sock.connect(matcher_endpoints(cfg, instance)[0])
+    try:
+        sock.send(encode(StateQuery()))
+        assert sock.poll(int(timeout * 1000)), "matcher did not answer"
+        return bus_decoder.decode(sock.recv())
+    finally:
+        sock.close(0)
+
+
+def exchange_cli(
+    *args: str, home: Path, config_path: Path, env: dict | None = None, timeout: float = 60.0
+) -> subprocess.CompletedProcess:
+    """Run the real `exchange` command."""
+    full_env = dict(
+        os.environ,
+        EXCHANGE_HOME=str(home),
+        EXCHANGE_CONFIG=str(config_path),
+        PYTHONPATH=str(ROOT),
+        **(env or {}),
+    )
+    return subprocess.run(
+        [sys.executable, "-m", "clients.cli", *args],
+        cwd=ROOT,
+        env=full_env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )

@@ -9,8 +9,19 @@ from __future__ import annotations
 
 import random
 
+import msgspec
+
 from services.common.config import RiskLimits, SymbolSpec
-from services.common.protocol import CancelOrder, CreateAccount, NewOrder, Rested, Side, Tif
+from services.common.codec import encode
+from services.common.protocol import (
+    AnyCommand,
+    CancelOrder,
+    CreateAccount,
+    NewOrder,
+    Rested,
+    Side,
+    Tif,
+)
 from services.matcher.engine import Engine
 
 TICK = 100  # $0.01
@@ -67,7 +78,9 @@ def generate(
         last = engine.apply(cmd)[-1]
         if isinstance(last, Rested):
             live.append((account, last.order_id))
-    return setup, flow, engine
+    # the matcher gets commands decoded off the wire: measure with exactly those
+    wire = msgspec.msgpack.Decoder(list[AnyCommand])
+    return wire.decode(encode(setup)), wire.decode(encode(flow)), engine
 
 
 def _pop_live(rng: random.Random, live: list, engine: Engine) -> tuple[int, int] | None:

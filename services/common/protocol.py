@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import re
 from enum import IntEnum
+from typing import Literal
 
 import msgspec
 
@@ -103,6 +104,17 @@ class CancelReason(IntEnum):
     SELF_TRADE = 4  # self-trade prevention
 
 
+# Message fields hold these codes as plain integers (validated on decode). The IntEnums
+# above name them; the engine compares plain ints, which CPython's adaptive
+# interpreter specialises (an IntEnum operand would take the slow generic path).
+SideCode = Literal[1, 2]
+OrdTypeCode = Literal[1, 2]
+TifCode = Literal[1, 2, 3]
+StpCode = Literal[0, 1, 2, 3]
+CancelReasonCode = Literal[1, 2, 3, 4]
+RejectCode = int
+
+
 # ---------------------------------------------------------------------------
 # Commands: what the matcher's engine takes in. The gateway fills in ``account``
 # from the authenticated session; a client never chooses it.
@@ -116,20 +128,20 @@ class Command(msgspec.Struct, array_like=True, tag=True, frozen=True, gc=False):
 class CreateAccount(Command, tag="create_account"):
     name: str
     password_hash: str  # salted slow hash made by the gateway; never the password
-    stp: Stp = Stp.CANCEL_INCOMING
+    stp: StpCode = 2
 
 
 class NewOrder(Command, tag="new_order"):
     account: int
     cl_ord_id: str
     symbol: str
-    side: Side
+    side: SideCode
     qty: int
     price: int = 0  # ignored for market orders
-    ord_type: OrdType = OrdType.LIMIT
-    tif: Tif = Tif.GTC
+    ord_type: OrdTypeCode = 1
+    tif: TifCode = 1
     post_only: bool = False
-    stp: Stp = Stp.DEFAULT
+    stp: StpCode = 0
 
 
 class CancelOrder(Command, tag="cancel"):
@@ -171,7 +183,7 @@ class Accepted(Event, tag="accepted"):
     cl_ord_id: str
     order_id: int
     symbol: str
-    side: Side
+    side: SideCode
     price: int
     qty: int
 
@@ -179,7 +191,7 @@ class Accepted(Event, tag="accepted"):
 class Rejected(Event, tag="rejected"):
     account: int
     cl_ord_id: str
-    code: Reject
+    code: RejectCode
     order_id: int = 0
 
 
@@ -189,7 +201,7 @@ class Rested(Event, tag="rested"):
     account: int
     order_id: int
     symbol: str
-    side: Side
+    side: SideCode
     price: int
     qty: int
 
@@ -199,7 +211,7 @@ class Fill(Event, tag="fill"):
 
     trade_id: int
     symbol: str
-    side: Side
+    side: SideCode
     price: int
     qty: int
     taker_account: int
@@ -224,10 +236,10 @@ class Cancelled(Event, tag="cancelled"):
     account: int
     order_id: int
     symbol: str
-    side: Side
+    side: SideCode
     price: int
     qty: int  # the open size that was cancelled
-    reason: CancelReason
+    reason: CancelReasonCode
     from_book: bool  # True when the size was resting (book depth shrinks)
 
 
@@ -239,7 +251,7 @@ class Replaced(Event, tag="replaced"):
     cl_ord_id: str
     order_id: int
     symbol: str
-    side: Side
+    side: SideCode
     old_price: int
     old_qty: int
     price: int
@@ -317,7 +329,7 @@ class MatcherBusy(Bus, tag="busy"):
     """Matcher -> gateway: these commands were not sequenced; tell their senders."""
 
     commands: list[AnyCommand]
-    code: Reject
+    code: RejectCode
 
 
 class Fence(Bus, tag="fence"):
@@ -371,8 +383,21 @@ class Demote(Bus, tag="demote"):
     epoch: int
 
 
+class StateQuery(Bus, tag="state_query"):
+    """Operator/test -> matcher: the state hash at the current sequence number."""
+
+
+class StateInfo(Bus, tag="state_info"):
+    role: str
+    epoch: int
+    seq: int
+    state_hash: str
+
+
 AnyBus = (
-    CommandBatch
+    StateQuery
+    | StateInfo
+    | CommandBatch
     | ReadRange
     | MatcherBusy
     | Fence
@@ -393,7 +418,9 @@ TOPIC_BEAT = b"H"  # second frame: a Beat
 # ---------------------------------------------------------------------------
 
 
-class Request(msgspec.Struct, array_like=True, tag=True, frozen=True, gc=False):
+class Request(
+    msgspec.Struct, array_like=True, tag=True, frozen=True, gc=False, forbid_unknown_fields=True
+):
     pass
 
 
@@ -414,13 +441,13 @@ class Logout(Request, tag="logout"):
 class PlaceOrder(Request, tag="order"):
     cl_ord_id: str
     symbol: str
-    side: Side
+    side: SideCode
     qty: int
     price: int = 0
-    ord_type: OrdType = OrdType.LIMIT
-    tif: Tif = Tif.GTC
+    ord_type: OrdTypeCode = 1
+    tif: TifCode = 1
     post_only: bool = False
-    stp: Stp = Stp.DEFAULT
+    stp: StpCode = 0
 
 
 class CancelRequest(Request, tag="cancel"):
@@ -475,7 +502,7 @@ class Report(Reply, tag="report"):
 class RequestRejected(Reply, tag="reject"):
     """The gateway refused a request before it reached the matcher."""
 
-    code: Reject
+    code: RejectCode
     text: str
     ref: str = ""  # the request's cl_ord_id (or account name for signup/login)
 
@@ -499,7 +526,7 @@ class Positions(Reply, tag="positions"):
 class OpenOrder(msgspec.Struct, array_like=True, frozen=True, gc=False):
     order_id: int
     symbol: str
-    side: Side
+    side: SideCode
     price: int
     qty: int  # open size
 
@@ -547,7 +574,7 @@ class Trade(Feed, tag="trade"):
     trade_id: int
     price: int
     qty: int
-    side: Side  # the aggressor's side
+    side: SideCode  # the aggressor's side
 
 
 class Bbo(Feed, tag="bbo"):

@@ -37,6 +37,8 @@ from services.common.protocol import (
     ReadRange,
     Record,
     Reject,
+    StateInfo,
+    StateQuery,
 )
 from services.common.runtime import tune_gc
 from services.common.stream import Follower
@@ -221,6 +223,9 @@ class Matcher:
                 continue
             if isinstance(msg, ReadRange):
                 self._serve_read(ident, msg)
+            elif isinstance(msg, StateQuery):
+                info = StateInfo(self.role, self.epoch, seq, self.engine.state_hash())
+                router.send_multipart([ident, encode(info)])
             elif isinstance(msg, CommandBatch):
                 if seq - self.committed >= self.window:
                     router.send_multipart([ident, encode(MatcherBusy(msg.commands, Reject.BUSY))])

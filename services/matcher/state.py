@@ -42,4 +42,5 @@ class Order(msgspec.Struct, gc=False):
     stp: int
     owner: Account
     holding: Holding
+    post_only: bool = False  # kept so a replace can never make it take liquidity
     live: bool = True
