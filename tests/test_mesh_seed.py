@@ -42,9 +42,14 @@ def test_seed_scenario_through_the_gateway(mesh):
         assert (summary.cum_qty, summary.avg_px) == (112, to_units("170.75"))
         # the makers hear of their fills too, from the committed stream
         maker_fills = wait_for(
-            lambda: [r.event for r in clients["user2"].drain_reports()
-                     if isinstance(r.event, Fill) and r.seq == result.seq]
-            or None,
+            lambda: (
+                [
+                    r.event
+                    for r in clients["user2"].drain_reports()
+                    if isinstance(r.event, Fill) and r.seq == result.seq
+                ]
+                or None
+            ),
             what="user2's fill report",
         )
         assert maker_fills[0].maker_order == 8 and maker_fills[0].qty == 84

@@ -11,8 +11,8 @@ import random
 
 import msgspec
 
-from services.common.config import RiskLimits, SymbolSpec
 from services.common.codec import encode
+from services.common.config import RiskLimits, SymbolSpec
 from services.common.protocol import (
     AnyCommand,
     CancelOrder,
