@@ -72,6 +72,14 @@ class OrderResult:
 _ids = itertools.count(1)
 
 
+def _first_answer(report: Report, cl_ord_id: str):
+    """The event answering request ``cl_ord_id`` in a report (a duplicate's original)."""
+    for event in report.events:
+        if getattr(event, "cl_ord_id", None) == cl_ord_id:
+            return event.original if isinstance(event, Duplicate) else event
+    return None
+
+
 def new_cl_ord_id() -> str:
     return f"{os.getpid():x}-{time.time_ns():x}-{next(_ids)}"
 
@@ -135,23 +143,28 @@ class Client:
     def _raise(reply) -> None:
         if isinstance(reply, RequestRejected):
             raise ExchangeError(reply.code, reply.text)
-        if isinstance(reply, Report) and isinstance(reply.event, Rejected):
-            raise ExchangeError(reply.event.code, REJECT_TEXT.get(reply.event.code, "rejected"))
+        if isinstance(reply, Report):
+            for event in reply.events:
+                if isinstance(event, Duplicate):
+                    event = event.original
+                if isinstance(event, Rejected):
+                    raise ExchangeError(event.code, REJECT_TEXT.get(event.code, "rejected"))
 
     # -- sessions ---------------------------------------------------------------
 
     def signup(self, name: str, password: str) -> int:
         """Create an account; returns its id."""
         self.send(Signup(name, password))
-        reply = self._await(
-            lambda r: (
-                isinstance(r, RequestRejected)
-                or (isinstance(r, Report) and getattr(r.event, "name", None) == name)
-                or (isinstance(r, Report) and getattr(r.event, "cl_ord_id", None) == name)
-            )
-        )
+
+        def mine(r) -> bool:
+            if isinstance(r, RequestRejected):
+                return True
+            first = r.events[0] if isinstance(r, Report) and r.events else None
+            return name in (getattr(first, "name", None), getattr(first, "cl_ord_id", None))
+
+        reply = self._await(mine)
         self._raise(reply)
-        return reply.event.account
+        return reply.events[0].account
 
     def login(self, name: str, password: str) -> LoggedIn:
         self.send(Login(name, password))
@@ -173,16 +186,11 @@ class Client:
         def mine(r) -> bool:
             if isinstance(r, RequestRejected):
                 return r.ref == cl_ord_id or not r.ref
-            return isinstance(r, Report) and getattr(r.event, "cl_ord_id", None) == cl_ord_id
+            return isinstance(r, Report) and _first_answer(r, cl_ord_id) is not None
 
         reply = self._await(mine, timeout)
         self._raise(reply)
-        event = reply.event.original if isinstance(reply.event, Duplicate) else reply.event
-        result = OrderResult(event, reply.seq, [reply.event])
-        same = [r for r in self.drain_reports() if r.seq == reply.seq]
-        result.events.extend(r.event for r in same)
-        self.reports.extend(r for r in self.drain_reports() if r.seq != reply.seq)
-        return result
+        return OrderResult(_first_answer(reply, cl_ord_id), reply.seq, list(reply.events))
 
     def place(
         self,

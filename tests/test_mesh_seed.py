@@ -44,9 +44,11 @@ def test_seed_scenario_through_the_gateway(mesh):
         maker_fills = wait_for(
             lambda: (
                 [
-                    r.event
+                    e
                     for r in clients["user2"].drain_reports()
-                    if isinstance(r.event, Fill) and r.seq == result.seq
+                    if r.seq == result.seq
+                    for e in r.events
+                    if isinstance(e, Fill)
                 ]
                 or None
             ),

@@ -338,6 +338,7 @@ class Fence(Bus, tag="fence"):
     up to before it sequences anything (so no record of the old epoch can slip in)."""
 
     epoch: int
+    instance: str  # the matcher instance to follow from now on ("a" or "b")
 
 
 class ServiceBeat(Bus, tag="service_beat"):
@@ -492,11 +493,12 @@ class Reply(msgspec.Struct, array_like=True, tag=True, frozen=True, gc=False):
 
 
 class Report(Reply, tag="report"):
-    """One committed event that concerns the session's account (an execution report)."""
+    """Execution reports: the events of one committed record that concern the
+    session's account, in order, in one message (so a client sees them atomically)."""
 
     seq: int
     epoch: int
-    event: AnyEvent
+    events: list[AnyEvent]
 
 
 class RequestRejected(Reply, tag="reject"):

@@ -9,6 +9,8 @@ beats carry the last sequence number, so a follower also notices a loss at the t
 
 from __future__ import annotations
 
+import time
+
 import zmq
 
 from services.common.codec import beat_decoder, encode, records_decoder
@@ -41,6 +43,8 @@ class Follower:
         self.timeout_ms = timeout_ms
         self.source_seq = next_seq - 1  # highest sequence number the source says it has
         self.source_epoch = 0
+        self.quiet_after = 0.5  # seconds without a message before asking the source
+        self._heard = time.monotonic()
 
     def _connect_reader(self) -> zmq.Socket:
         reader = self._ctx.socket(zmq.DEALER)
@@ -94,15 +98,26 @@ class Follower:
                 self._accept(record, out)
         return True
 
+    def quiet(self) -> bool:
+        """True when the feed has said nothing for a while: a lost subscription or a
+        stalled PUB must not leave the follower behind, so it asks the source itself."""
+        return time.monotonic() - self._heard > self.quiet_after
+
     def drain(self) -> list[Record]:
         """Everything new, in order: records waiting on the SUB socket, plus gap fills."""
         out: list[Record] = []
         sub = self.sub
+        if self.quiet():
+            self._heard = time.monotonic()
+            records = self.fetch(self.next_seq, FETCH_CHUNK)
+            for record in records or ():
+                self._accept(record, out)
         while True:
             try:
                 topic, payload = sub.recv_multipart(zmq.NOBLOCK)
             except zmq.Again:
                 break
+            self._heard = time.monotonic()
             if topic == TOPIC_BEAT:
                 beat = beat_decoder.decode(payload)
                 self.source_seq = max(self.source_seq, beat.seq)

@@ -313,22 +313,27 @@ class Gateway:
             if isinstance(cmd, CreateAccount):
                 entry = self.inflight.pop(("signup", cmd.name), None)
                 if entry is not None:
-                    self.reply(entry[0], Report(record.seq, record.epoch, record.events[0]))
+                    self.reply(entry[0], Report(record.seq, record.epoch, record.events))
                 continue
             self.inflight.pop((cmd.account, cmd.cl_ord_id), None)
+            by_account: dict[int, list] = {}
             for event in record.events:
                 if type(event) is Fill:
-                    targets = (event.taker_account, event.maker_account)
+                    by_account.setdefault(event.taker_account, []).append(event)
+                    if event.maker_account != event.taker_account:
+                        by_account.setdefault(event.maker_account, []).append(event)
                 else:
-                    targets = (event.account,)
-                message = None
-                for account in targets:
-                    for ident in self.by_account.get(account, ()):
-                        message = message or encode(Report(record.seq, record.epoch, event))
-                        try:
-                            self.front.send_multipart([ident, message], zmq.NOBLOCK)
-                        except zmq.Again:
-                            self.log.warning("client_queue_full", account=account)
+                    by_account.setdefault(event.account, []).append(event)
+            for account, events in by_account.items():
+                idents = self.by_account.get(account)
+                if not idents:
+                    continue
+                message = encode(Report(record.seq, record.epoch, events))
+                for ident in idents:
+                    try:
+                        self.front.send_multipart([ident, message], zmq.NOBLOCK)
+                    except zmq.Again:
+                        self.log.warning("client_queue_full", account=account)
 
     # -- loop -----------------------------------------------------------------
 

@@ -11,6 +11,7 @@ exits, so supervisord restarts it as a standby that rebuilds from the journal.
 from __future__ import annotations
 
 import signal
+import time
 from collections import deque
 
 import zmq
@@ -74,6 +75,7 @@ class Matcher:
         self.committed = 0
         self.router: zmq.Socket | None = None
         self.pub: zmq.Socket | None = None
+        self.last_publish = 0.0
         self.running = True
 
     # -- standby ------------------------------------------------------------
@@ -106,7 +108,7 @@ class Matcher:
         fence = self.ctx.socket(zmq.DEALER)
         fence.setsockopt(zmq.LINGER, 0)
         fence.connect(self.cfg.endpoints["journal_read"])
-        fence.send(encode(Fence(epoch)))
+        fence.send(encode(Fence(epoch, self.instance)))
         if not fence.poll(2_000):
             fence.close(0)
             self.log.warning("fence_unanswered", epoch=epoch)
@@ -195,8 +197,10 @@ class Matcher:
             self._control()
         if self.router in ready:
             self._serve()
-        if not ready and self.pub is not None:
+        now = time.monotonic()
+        if now - self.last_publish >= self.heartbeat_ms / 2000:  # idle: say where we are
             self.pub.send_multipart([TOPIC_BEAT, encode(Beat(self.seq, self.epoch))])
+            self.last_publish = now
 
     def _serve(self) -> None:
         """Sequence a batch of command frames and publish their records as one message.
@@ -237,6 +241,7 @@ class Matcher:
             self.seq = seq
             self.retransmit.extend(records)
             self.pub.send_multipart([TOPIC_RECORDS, encode(records)])
+            self.last_publish = time.monotonic()
 
     # -- loop ---------------------------------------------------------------
 

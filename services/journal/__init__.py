@@ -1,0 +1,1 @@
+"""The journal: durable, CRC-checked, sequenced records, and the committed stream."""

@@ -1,0 +1,189 @@
+"""The journal on disk: append-only segment files of CRC-framed records.
+
+Each entry is a 4-byte big-endian length, a 4-byte CRC32 of the payload, and the
+payload: one encoded Record, exactly as the matcher encoded it. Segments are named by
+the first sequence number they hold and roll over past ``segment_bytes``. Opening a
+store checks every CRC and the sequence continuity; a torn or corrupt tail of the
+*last* segment (a write cut short by a crash) is truncated, anything else is refused.
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+import zlib
+from collections import deque
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from services.common.codec import head_decoder
+
+HEADER = struct.Struct(">II")
+SUFFIX = ".seg"
+INDEX_EVERY = 256  # records between sparse index points
+CACHE_RECORDS = 50_000  # recent records kept in memory for followers' range reads
+MAX_ENTRY = 64 * 1024 * 1024
+
+
+class CorruptJournal(RuntimeError):
+    pass
+
+
+@dataclass
+class Entry:
+    seq: int
+    epoch: int
+    payload: bytes
+    offset: int  # of the entry's header in its segment
+
+
+def segment_name(first_seq: int) -> str:
+    return f"{first_seq:020d}{SUFFIX}"
+
+
+def segment_paths(directory: Path) -> list[Path]:
+    return sorted(directory.glob(f"*{SUFFIX}"))
+
+
+def read_entries(path: Path) -> Iterator[Entry | tuple[int, str]]:
+    """Entries of one segment in order; a final ``(offset, reason)`` if it ends badly."""
+    with path.open("rb") as fh:
+        data = fh.read()
+    offset = 0
+    while offset < len(data):
+        if offset + HEADER.size > len(data):
+            yield (offset, "torn header")
+            return
+        length, crc = HEADER.unpack_from(data, offset)
+        start = offset + HEADER.size
+        payload = data[start : start + length]
+        if length > MAX_ENTRY or len(payload) < length:
+            yield (offset, "torn entry")
+            return
+        if zlib.crc32(payload) != crc:
+            yield (offset, "bad CRC")
+            return
+        try:
+            head = head_decoder.decode(payload)
+        except Exception:  # noqa: BLE001 - a CRC-valid but undecodable entry is corrupt
+            yield (offset, "undecodable record")
+            return
+        yield Entry(head.seq, head.epoch, payload, offset)
+        offset = start + length
+
+
+class JournalStore:
+    """Appends records, fsyncs on demand, and reads ranges by sequence number."""
+
+    def __init__(self, directory: Path, segment_bytes: int = 64 * 1024 * 1024) -> None:
+        self.directory = Path(directory)
+        self.directory.mkdir(parents=True, exist_ok=True)
+        self.segment_bytes = segment_bytes
+        self.last_seq = 0
+        self.last_epoch = 0
+        self.truncated: str | None = None
+        self.index: list[tuple[int, Path, int]] = []  # (seq, segment, offset), sparse
+        self.cache: deque[tuple[int, bytes]] = deque(maxlen=CACHE_RECORDS)
+        self._file = None
+        self._path: Path | None = None
+        self._size = 0
+        self._open()
+
+    def _open(self) -> None:
+        paths = segment_paths(self.directory)
+        for i, path in enumerate(paths):
+            last = i == len(paths) - 1
+            for item in read_entries(path):
+                if isinstance(item, tuple):
+                    offset, reason = item
+                    if not last:
+                        raise CorruptJournal(f"{path.name}: {reason} at offset {offset}")
+                    with path.open("r+b") as fh:
+                        fh.truncate(offset)
+                        os.fsync(fh.fileno())
+                    self.truncated = f"{path.name}: dropped a {reason} at offset {offset}"
+                    break
+                if self.last_seq and item.seq != self.last_seq + 1:
+                    raise CorruptJournal(f"{path.name}: seq {item.seq} follows {self.last_seq}")
+                self._note(item.seq, item.epoch, item.payload, path, item.offset)
+        if paths:
+            self._path = paths[-1]
+            self._file = self._path.open("ab")
+            self._size = self._path.stat().st_size
+
+    def _note(self, seq: int, epoch: int, payload: bytes, path: Path, offset: int) -> None:
+        if seq % INDEX_EVERY == 1 or not self.index:
+            self.index.append((seq, path, offset))
+        self.cache.append((seq, payload))
+        self.last_seq = seq
+        self.last_epoch = max(self.last_epoch, epoch)
+
+    def append(self, seq: int, epoch: int, payload: bytes) -> None:
+        """Buffered append; durable only after ``sync``."""
+        if self.last_seq and seq != self.last_seq + 1:
+            raise ValueError(f"seq {seq} does not follow {self.last_seq}")
+        if self._file is None or self._size >= self.segment_bytes:
+            self._roll(seq)
+        offset = self._size
+        self._file.write(HEADER.pack(len(payload), zlib.crc32(payload)))
+        self._file.write(payload)
+        self._size += HEADER.size + len(payload)
+        self._note(seq, epoch, payload, self._path, offset)
+
+    def _roll(self, first_seq: int) -> None:
+        if self._file is not None:
+            self.sync()
+            self._file.close()
+        self._path = self.directory / segment_name(first_seq)
+        self._file = self._path.open("ab")
+        self._size = 0
+        dir_fd = os.open(self.directory, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)  # the new file's name is durable too
+        finally:
+            os.close(dir_fd)
+
+    def sync(self, fsync: bool = True) -> None:
+        if self._file is not None:
+            self._file.flush()
+            if fsync:
+                os.fsync(self._file.fileno())
+
+    def read(self, first: int, count: int) -> list[bytes]:
+        """Encoded records ``first`` .. ``first + count - 1`` that exist."""
+        if first < 1 or count <= 0 or first > self.last_seq:
+            return []
+        last = min(self.last_seq, first + count - 1)
+        if self.cache and self.cache[0][0] <= first:
+            base = self.cache[0][0]
+            return [self.cache[i][1] for i in range(first - base, last - base + 1)]
+        return self._read_disk(first, last)
+
+    def _read_disk(self, first: int, last: int) -> list[bytes]:
+        self.sync(fsync=False)
+        start = max((i for i in self.index if i[0] <= first), key=lambda i: i[0])
+        out: list[bytes] = []
+        paths = [p for p in segment_paths(self.directory) if p >= start[1]]
+        for n, path in enumerate(paths):
+            with path.open("rb") as fh:
+                if n == 0:
+                    fh.seek(start[2])
+                data = fh.read()
+            offset = 0
+            while offset + HEADER.size <= len(data):
+                length, _ = HEADER.unpack_from(data, offset)
+                payload = data[offset + HEADER.size : offset + HEADER.size + length]
+                offset += HEADER.size + length
+                seq = head_decoder.decode(payload).seq
+                if seq > last:
+                    return out
+                if seq >= first:
+                    out.append(payload)
+        return out
+
+    def close(self) -> None:
+        if self._file is not None:
+            self.sync()
+            self._file.close()
+            self._file = None

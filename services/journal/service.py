@@ -1,0 +1,207 @@
+"""The journal service: makes records durable, then makes them visible.
+
+It follows the primary matcher's record stream (fetching any gap from the matcher's
+retransmit buffer), appends every record it has drained, fsyncs once for all of them
+(group commit), and only then republishes them as the committed stream that the
+gateway, marketdata and standby matchers follow. It serves range reads of everything
+committed, and it enforces fencing: after ``fence(epoch)`` it refuses any record of an
+older epoch, so a stalled or returning old primary can never write (no split brain).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+
+import zmq
+
+from services.common.beats import BeatSender
+from services.common.codec import DecodeError, bus_decoder, encode, join_batch
+from services.common.config import Config, matcher_endpoints
+from services.common.protocol import (
+    TOPIC_BEAT,
+    TOPIC_RECORDS,
+    Beat,
+    Fence,
+    ReadRange,
+    Record,
+    Status,
+)
+from services.common.stream import Follower
+from services.journal.segment import JournalStore
+
+MAX_READ = 5_000
+
+
+class Journal:
+    def __init__(self, cfg: Config, log) -> None:
+        self.cfg = cfg
+        self.log = log
+        self.fsync = bool(cfg.journal.get("fsync", True))
+        directory = cfg.home / "journal"
+        self.store = JournalStore(directory, int(cfg.journal.get("segment_bytes", 64 << 20)))
+        if self.store.truncated:
+            self.log.warning("torn_tail_dropped", detail=self.store.truncated)
+        self.epoch_file = directory / "epoch"
+        self.min_epoch = max(self._read_epoch(), self.store.last_epoch)
+        self.ctx = zmq.Context.instance()
+        self.pub = self.ctx.socket(zmq.PUB)
+        self.pub.setsockopt(zmq.LINGER, 0)
+        self.pub.setsockopt(zmq.SNDHWM, 0)  # bounded by the matcher's lag window
+        self.pub.bind(cfg.endpoints["journal_pub"])
+        self.router = self.ctx.socket(zmq.ROUTER)
+        self.router.setsockopt(zmq.LINGER, 0)
+        self.router.bind(cfg.endpoints["journal_read"])
+        self.status = self.ctx.socket(zmq.SUB)
+        self.status.setsockopt(zmq.LINGER, 0)
+        self.status.setsockopt(zmq.SUBSCRIBE, b"")
+        self.status.connect(cfg.endpoints["status_pub"])
+        heartbeat_ms = cfg.timings.get("heartbeat_ms", 100)
+        self.idle_beat = heartbeat_ms / 2000
+        self.beats = BeatSender(self.ctx, cfg.endpoints["heartbeat"], "journal", heartbeat_ms)
+        self.commit_wait_ms = max(1, cfg.timings.get("group_commit_ms", 1))
+        self.follower: Follower | None = None
+        self.instance: str | None = None
+        self.running = True
+
+    # -- fencing ------------------------------------------------------------------
+
+    def _read_epoch(self) -> int:
+        try:
+            return int(self.epoch_file.read_text().strip() or 0)
+        except (FileNotFoundError, ValueError):
+            return 0
+
+    def _write_epoch(self, epoch: int) -> None:
+        tmp = self.epoch_file.with_suffix(".tmp")
+        with tmp.open("w") as fh:
+            fh.write(str(epoch))
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, self.epoch_file)
+
+    def _follow(self, instance: str) -> None:
+        """Follow matcher ``instance`` from the record after the last one on disk."""
+        if self.follower is not None and instance == self.instance:
+            return
+        if self.follower is not None:
+            self.follower.close()
+        cmd_endpoint, pub_endpoint = matcher_endpoints(self.cfg, instance)
+        self.follower = Follower(
+            self.ctx, pub_endpoint, cmd_endpoint, self.store.last_seq + 1, timeout_ms=200
+        )
+        self.instance = instance
+        self.log.info("following", matcher=instance, next_seq=self.store.last_seq + 1)
+
+    def _fence(self, ident: bytes, fence: Fence) -> None:
+        if fence.epoch > self.min_epoch:
+            self.min_epoch = fence.epoch
+            self._write_epoch(fence.epoch)
+            self.log.info("fenced", epoch=fence.epoch, matcher=fence.instance)
+        if fence.epoch >= self.min_epoch:
+            self._follow(fence.instance)
+        self.router.send_multipart([ident, encode(Beat(self.store.last_seq, self.min_epoch))])
+
+    def _on_status(self) -> None:
+        """A restarted journal learns the current primary from the heartbeat service."""
+        latest = None
+        while True:
+            try:
+                latest = bus_decoder.decode(self.status.recv(zmq.NOBLOCK))
+            except zmq.Again:
+                break
+            except DecodeError:
+                continue
+        if not isinstance(latest, Status):
+            return
+        for state in latest.services:
+            if state.role == "primary" and state.alive and state.epoch >= self.min_epoch:
+                self._follow(state.service.split("-", 1)[1])
+                return
+
+    # -- committing -----------------------------------------------------------------
+
+    def _commit(self, records: list[Record]) -> None:
+        """Append what is acceptable, fsync once, then publish it as committed."""
+        raws: list[bytes] = []
+        for record in records:
+            if record.epoch < self.min_epoch:
+                self.log.warning(
+                    "refused_old_epoch",
+                    seq=record.seq,
+                    epoch=record.epoch,
+                    min_epoch=self.min_epoch,
+                )
+                self.follower.next_seq = record.seq  # the fenced primary's seqs are void
+                break
+            raw = encode(record)
+            self.store.append(record.seq, record.epoch, raw)
+            raws.append(raw)
+        if not raws:
+            return
+        self.store.sync(self.fsync)
+        self.pub.send_multipart([TOPIC_RECORDS, join_batch(raws)])
+
+    def _serve(self) -> None:
+        for _ in range(64):
+            try:
+                ident, payload = self.router.recv_multipart(zmq.NOBLOCK)
+            except zmq.Again:
+                return
+            except ValueError:
+                continue
+            try:
+                msg = bus_decoder.decode(payload)
+            except DecodeError:
+                continue
+            if isinstance(msg, ReadRange):
+                raws = self.store.read(msg.first, min(msg.count, MAX_READ))
+                self.router.send_multipart([ident, join_batch(raws)])
+            elif isinstance(msg, Fence):
+                self._fence(ident, msg)
+
+    def run(self) -> int:
+        signal.signal(signal.SIGTERM, lambda *_: setattr(self, "running", False))
+        self.log.info("open", last_seq=self.store.last_seq, min_epoch=self.min_epoch)
+        last_publish = 0.0
+        try:
+            while self.running:
+                poller = zmq.Poller()
+                poller.register(self.router, zmq.POLLIN)
+                poller.register(self.status, zmq.POLLIN)
+                if self.follower is not None:
+                    poller.register(self.follower.sub, zmq.POLLIN)
+                ready = dict(poller.poll(self.commit_wait_ms if self.follower else 50))
+                if self.router in ready:
+                    self._serve()
+                if self.status in ready:
+                    self._on_status()
+                follower = self.follower
+                if follower is not None and (
+                    follower.sub in ready
+                    or follower.source_seq >= follower.next_seq
+                    or follower.quiet()
+                ):
+                    before = self.store.last_seq
+                    self._commit(follower.drain())
+                    if self.store.last_seq != before:
+                        last_publish = time.monotonic()
+                now = time.monotonic()
+                if now - last_publish >= self.idle_beat:
+                    self.pub.send_multipart(
+                        [TOPIC_BEAT, encode(Beat(self.store.last_seq, self.min_epoch))]
+                    )
+                    last_publish = now
+                if self.beats.due():
+                    self.beats.send(
+                        "journal", self.min_epoch, self.store.last_seq, self.store.last_seq
+                    )
+        finally:
+            self.store.close()
+            for sock in (self.pub, self.router, self.status):
+                sock.close(0)
+            if self.follower is not None:
+                self.follower.close()
+            self.beats.close()
+        return 0

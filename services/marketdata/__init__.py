@@ -1,0 +1,1 @@
+"""Market data: public books, L2/trade/BBO feeds and snapshots."""
