@@ -609,7 +609,17 @@ class Harness:
             return
         account, symbol, side, price, leaves, _ = order
         assert events == [
-            Cancelled(account, cmd.order_id, symbol, side, price, leaves, CancelReason.USER, True)
+            Cancelled(
+                account,
+                cmd.order_id,
+                symbol,
+                side,
+                price,
+                leaves,
+                CancelReason.USER,
+                True,
+                cmd.cl_ord_id,
+            )
         ]
         own = [q for q in before.books[symbol, side] if q[0] != cmd.order_id]
         self._check_books_after(before, {(symbol, side): own})
@@ -623,9 +633,19 @@ class Harness:
         else:
             _, symbol, side, old_price, old_qty, stp = order
             spec = self.symbols[symbol]
-            reasons = size_price_reasons(spec, self.risk, cmd.qty, cmd.price, before.bands[symbol])
-            held = before.risk[account, symbol]
-            reasons |= position_reason(self.risk, held, side, cmd.qty, old_qty)
+            resting = self.engine.orders.get(cmd.order_id)  # a post-only one never fills
+            post_only = resting is not None and resting.post_only
+            if cmd.price == old_price and 0 < cmd.qty <= old_qty:  # a size cut: always fine
+                reasons = {Reject.BAD_QTY} if cmd.qty % spec.lot else set()
+            else:
+                reasons = size_price_reasons(
+                    spec, self.risk, cmd.qty, cmd.price, before.bands[symbol]
+                )
+                held = before.risk[account, symbol]
+                reasons |= position_reason(self.risk, held, side, cmd.qty, old_qty)
+                opp = before.books[symbol, SELL if side == BUY else BUY]
+                if post_only and opp and crosses(side, cmd.price, opp[0][2]):
+                    reasons.add(Reject.POST_ONLY_WOULD_TRADE)
         first = events[0]
         if isinstance(first, Rejected):
             assert events == [Rejected(account, cmd.cl_ord_id, first.code, cmd.order_id)]

@@ -554,7 +554,7 @@ def test_cancel_emits_cancelled_from_book(engine):
     rest(engine, ALICE, "b2", BUY, 5, D(169))
     assert engine.books["AAPL"].bids.depth() == [(D(169), 15)]
     events = engine.apply(CancelOrder(ALICE, "x1", oid))
-    assert events == [Cancelled(ALICE, oid, "AAPL", BUY, D(169), 10, CancelReason.USER, True)]
+    assert events == [Cancelled(ALICE, oid, "AAPL", BUY, D(169), 10, CancelReason.USER, True, "x1")]
     assert engine.books["AAPL"].bids.depth() == [(D(169), 5)]
     assert oid not in engine.orders
     assert engine.accounts[ALICE].open_orders == 1

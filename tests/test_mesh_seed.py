@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import zmq
+
 from clients.client import Client, snapshot
+from clients.feed import BookSubscriber
 from services.common.money import to_units
 from services.common.protocol import Executed, Fill, Side
 from tests.mesh import wait_for
@@ -24,6 +27,13 @@ def book_after(mesh, symbol: str, seq: int) -> tuple[dict, dict]:
 
 def test_seed_scenario_through_the_gateway(mesh):
     gateway = mesh.cfg.endpoints["gateway"]
+    feed = BookSubscriber(
+        zmq.Context.instance(),
+        mesh.cfg.endpoints["marketdata_pub"],
+        mesh.cfg.endpoints["marketdata_snapshot"],
+        "AAPL",
+    )
+    feed.poll(200)
     clients = {}
     for name in ("user1", "user2", "user3"):
         client = Client(gateway)
@@ -59,6 +69,13 @@ def test_seed_scenario_through_the_gateway(mesh):
         assert sum(p.positions.get("AAPL", 0) for p in positions.values()) == 0
         assert sum(p.cash for p in positions.values()) == 0
         assert positions["user3"].positions["AAPL"] == -(142 + 112)
+        # the public feed agrees: the subscriber's book is the final book of the table
+        wait_for(
+            lambda: feed.poll(50) == 0 and feed.asks() == [(to_units(169), 188)],
+            what="the feed to show the final book",
+        )
+        assert feed.bids() == [] and feed.resyncs == 1
     finally:
+        feed.close()
         for client in clients.values():
             client.close()

@@ -241,6 +241,7 @@ class Cancelled(Event, tag="cancelled"):
     qty: int  # the open size that was cancelled
     reason: CancelReasonCode
     from_book: bool  # True when the size was resting (book depth shrinks)
+    cl_ord_id: str = ""  # the cancel request's id when the owner asked, else empty
 
 
 class Replaced(Event, tag="replaced"):

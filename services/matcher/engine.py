@@ -386,6 +386,7 @@ class Engine:
                 order.leaves,
                 BY_USER,
                 True,
+                cl_ord_id,
             )
         acct.seen[cl_ord_id] = event
         return [event]

@@ -1,0 +1,58 @@
+"""`exchange up` under supervisord, then the first trading commands, end to end."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import time
+
+from tests.mesh import exchange_cli, write_config
+
+PASSWORD = "Secret.pw1"
+
+
+def test_up_trade_book_status_down(short_home):
+    config_path = write_config(short_home)
+    run = lambda *args, **env: exchange_cli(  # noqa: E731
+        *args, home=short_home, config_path=config_path, env=env
+    )
+    pidfile = short_home / "run" / "supervisord.pid"
+    try:
+        up = run("up")
+        assert up.returncode == 0, up.stdout + up.stderr
+        assert "order entry:" in up.stdout
+        created = run("account", "create", "alice", "--json", EXCHANGE_PASSWORD=PASSWORD)
+        assert json.loads(created.stdout)["ok"], created.stdout + created.stderr
+        creds = {"EXCHANGE_USER": "alice", "EXCHANGE_PASSWORD": PASSWORD}
+        bought = run("buy", "AAPL", "100", "170.50", "--json", **creds)
+        assert bought.returncode == 0, bought.stdout + bought.stderr
+        order = json.loads(bought.stdout)
+        assert order["ok"] and order["events"][0]["type"] == "accepted"
+        book = json.loads(run("book", "AAPL", "--json").stdout)
+        assert book["bids"] == [[170.5, 100]] and book["asks"] == []
+        human = run("book", "AAPL").stdout
+        assert "170.50" in human
+        # a bad order gets a readable reject and a non-zero exit code
+        bad = run("buy", "AAPL", "100", "170.505", **creds)
+        assert bad.returncode == 1 and "tick" in bad.stderr
+        sold = run("sell", "AAPL", "40", "170.00", "--json", **creds)
+        assert json.loads(sold.stdout)["ok"]  # self-trade prevention cancels it
+        positions = json.loads(run("positions", "--json", **creds).stdout)
+        assert positions == {"USD": 0.0}
+        cancelled = run("cancel", str(order["order_id"]), "--json", **creds)
+        assert json.loads(cancelled.stdout)["ok"], cancelled.stdout + cancelled.stderr
+        assert json.loads(run("book", "AAPL", "--json").stdout)["bids"] == []
+        status = json.loads(run("status", "--json").stdout)
+        roles = {s["service"]: s["role"] for s in status["services"]}
+        assert roles["matcher-a"] == "primary" or roles["matcher-b"] == "primary"
+        assert {"journal", "gateway", "marketdata"} <= set(roles)
+        assert (short_home / "log" / "gateway.log").exists()
+    finally:
+        down = run("down")
+        deadline = time.monotonic() + 20
+        while pidfile.exists() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        if pidfile.exists():  # clean up by PID whatever happened
+            os.kill(int(pidfile.read_text()), signal.SIGKILL)
+        assert down.returncode == 0, down.stdout + down.stderr
