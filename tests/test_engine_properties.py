@@ -49,6 +49,7 @@ from services.common.protocol import (
     Tif,
 )
 from services.matcher.engine import Engine
+from tests.engine_state import core_state
 
 BUY, SELL = Side.BUY, Side.SELL
 SYMBOLS = ("AAPL", "TSLA", "PENNY")  # PENNY: tick 0.0001, lot 100, 20% band
@@ -85,32 +86,6 @@ def snapshot_ledger(engine: Engine) -> dict[int, tuple[int, dict[str, int]]]:
         a.account: (a.cash, {s: h.position for s, h in a.holdings.items() if h.position})
         for a in engine.accounts.values()
     }
-
-
-def resting(book_side) -> list[tuple]:
-    return [(o.order_id, o.account, o.price, o.leaves, int(o.stp)) for o in book_side.live_orders()]
-
-
-def holdings(acct) -> list[tuple]:
-    return sorted(
-        (sym, h.position, h.open[BUY], h.open[SELL])
-        for sym, h in acct.holdings.items()
-        if h.position or h.open[BUY] or h.open[SELL]
-    )
-
-
-def core_state(engine: Engine) -> tuple:
-    """Everything about the engine's state but its exactly-once (dedup) record."""
-    accounts = [
-        (a.account, a.name, int(a.stp), a.cash, a.open_orders, holdings(a))
-        for _, a in sorted(engine.accounts.items())
-    ]
-    books = [
-        (sym, b.last_price, b.band_lo, b.band_hi, resting(b.bids), resting(b.asks))
-        for sym, b in engine.books.items()
-    ]
-    counters = (engine.next_account, engine.next_order, engine.next_trade)
-    return accounts, books, sorted(engine.orders), counters
 
 
 @dataclass

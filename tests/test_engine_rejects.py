@@ -37,37 +37,12 @@ from services.common.protocol import (
     Tif,
 )
 from services.matcher.engine import Engine
+from tests.engine_state import core_state
 
 D = to_units  # dollars -> price units
 BUY, SELL = Side.BUY, Side.SELL
 MARKET = OrdType.MARKET
 ALICE, BOB, CAROL = 1, 2, 3
-
-
-def resting(book_side) -> list[tuple]:
-    return [(o.order_id, o.account, o.price, o.leaves, int(o.stp)) for o in book_side.live_orders()]
-
-
-def holdings(acct) -> list[tuple]:
-    return sorted(
-        (sym, h.position, h.open[BUY], h.open[SELL])
-        for sym, h in acct.holdings.items()
-        if h.position or h.open[BUY] or h.open[SELL]
-    )
-
-
-def core_state(engine: Engine) -> tuple:
-    """Everything about the engine's state but its exactly-once (dedup) record."""
-    accounts = [
-        (a.account, a.name, int(a.stp), a.cash, a.open_orders, holdings(a))
-        for _, a in sorted(engine.accounts.items())
-    ]
-    books = [
-        (sym, b.last_price, b.band_lo, b.band_hi, resting(b.bids), resting(b.asks))
-        for sym, b in engine.books.items()
-    ]
-    counters = (engine.next_account, engine.next_order, engine.next_trade)
-    return accounts, books, sorted(engine.orders), counters
 
 
 def make_engine(cfg: Config, **risk) -> Engine:

@@ -80,6 +80,15 @@ class Follower:
             for record in records:
                 self._accept(record, out)
 
+    def catch_up_patiently(self, keep_trying, log) -> list[Record]:
+        """``catch_up``, retried while ``keep_trying()`` and the source does not answer
+        (at boot the journal may still be starting)."""
+        records = self.catch_up()
+        while records is None and keep_trying():
+            log.warning("source_unreachable")
+            records = self.catch_up()
+        return records or []
+
     def _accept(self, record: Record, out: list[Record]) -> None:
         if record.seq == self.next_seq:
             out.append(record)

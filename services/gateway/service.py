@@ -47,8 +47,8 @@ from services.common.protocol import (
     Report,
     RequestRejected,
     Signup,
-    Status,
 )
+from services.common.status import current_primary, latest_status, status_socket
 from services.common.stream import Follower
 from services.gateway import passwords, validate
 from services.gateway.accounts import AccountView
@@ -80,10 +80,7 @@ class Gateway:
         self.back: zmq.Socket | None = None
         self.primary: str | None = None  # endpoint of the primary matcher
         self.epoch = 0
-        self.status = self.ctx.socket(zmq.SUB)
-        self.status.setsockopt(zmq.LINGER, 0)
-        self.status.setsockopt(zmq.SUBSCRIBE, b"")
-        self.status.connect(cfg.endpoints["status_pub"])
+        self.status = status_socket(self.ctx, cfg.endpoints["status_pub"])
         self.follower = Follower(
             self.ctx, cfg.endpoints["journal_pub"], cfg.endpoints["journal_read"]
         )
@@ -265,26 +262,9 @@ class Gateway:
 
     def _on_status(self) -> None:
         """Follow the heartbeat service's word on who is primary; resend in-flight."""
-        latest: Status | None = None
-        while True:
-            try:
-                latest = bus_decoder.decode(self.status.recv(zmq.NOBLOCK))
-            except zmq.Again:
-                break
-            except DecodeError:
-                continue
-        if not isinstance(latest, Status):
-            return
-        for state in latest.services:
-            if (
-                state.role == "primary"
-                and state.alive
-                and state.epoch == latest.epoch
-                and state.service.startswith("matcher-")
-            ):
-                instance = state.service.split("-", 1)[1]
-                self._connect_primary(instance, latest.epoch)
-                return
+        primary = current_primary(latest_status(self.status))
+        if primary is not None:
+            self._connect_primary(*primary)
 
     def _connect_primary(self, instance: str, epoch: int) -> None:
         endpoint = matcher_endpoints(self.cfg, instance)[0]
@@ -344,11 +324,7 @@ class Gateway:
 
     def run(self) -> int:
         signal.signal(signal.SIGTERM, lambda *_: setattr(self, "running", False))
-        records = self.follower.catch_up()
-        while records is None and self.running:
-            self.log.warning("journal_unreachable")
-            records = self.follower.catch_up()
-        for record in records or []:
+        for record in self.follower.catch_up_patiently(lambda: self.running, self.log):
             self.view.apply(record)
         self.log.info("ready", seq=self.view.seq, accounts=len(self.view.names))
         next_expiry = 0.0

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import zmq
 
-from services.common.codec import DecodeError, bus_decoder, encode
+from services.common.codec import encode
 from services.common.config import Config
 from services.common.protocol import (
     Demote,
@@ -26,6 +26,7 @@ from services.common.protocol import (
     Status,
     StatusRequest,
 )
+from services.common.router import bus_messages
 
 
 @dataclass
@@ -75,17 +76,7 @@ class Heartbeat:
         )
 
     def _receive(self, now: float) -> None:
-        while True:
-            try:
-                ident, payload = self.router.recv_multipart(zmq.NOBLOCK)
-            except zmq.Again:
-                return
-            except ValueError:
-                continue
-            try:
-                msg = bus_decoder.decode(payload)
-            except DecodeError:
-                continue
+        for ident, msg in bus_messages(self.router, limit=1_000):
             if isinstance(msg, ServiceBeat):
                 self.services[msg.service] = Seen(ident, msg, now)
                 if msg.epoch > self.epoch and (msg.role == "primary" or msg.service == "journal"):

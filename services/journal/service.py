@@ -17,7 +17,7 @@ import time
 import zmq
 
 from services.common.beats import BeatSender
-from services.common.codec import DecodeError, bus_decoder, encode, join_batch
+from services.common.codec import encode, join_batch
 from services.common.config import Config, matcher_endpoints
 from services.common.protocol import (
     TOPIC_BEAT,
@@ -26,8 +26,9 @@ from services.common.protocol import (
     Fence,
     ReadRange,
     Record,
-    Status,
 )
+from services.common.router import bus_messages
+from services.common.status import current_primary, latest_status, status_socket
 from services.common.stream import Follower
 from services.journal.segment import JournalStore
 
@@ -53,10 +54,7 @@ class Journal:
         self.router = self.ctx.socket(zmq.ROUTER)
         self.router.setsockopt(zmq.LINGER, 0)
         self.router.bind(cfg.endpoints["journal_read"])
-        self.status = self.ctx.socket(zmq.SUB)
-        self.status.setsockopt(zmq.LINGER, 0)
-        self.status.setsockopt(zmq.SUBSCRIBE, b"")
-        self.status.connect(cfg.endpoints["status_pub"])
+        self.status = status_socket(self.ctx, cfg.endpoints["status_pub"])
         heartbeat_ms = cfg.timings.get("heartbeat_ms", 100)
         self.idle_beat = heartbeat_ms / 2000
         self.beats = BeatSender(self.ctx, cfg.endpoints["heartbeat"], "journal", heartbeat_ms)
@@ -105,20 +103,9 @@ class Journal:
 
     def _on_status(self) -> None:
         """A restarted journal learns the current primary from the heartbeat service."""
-        latest = None
-        while True:
-            try:
-                latest = bus_decoder.decode(self.status.recv(zmq.NOBLOCK))
-            except zmq.Again:
-                break
-            except DecodeError:
-                continue
-        if not isinstance(latest, Status):
-            return
-        for state in latest.services:
-            if state.role == "primary" and state.alive and state.epoch >= self.min_epoch:
-                self._follow(state.service.split("-", 1)[1])
-                return
+        primary = current_primary(latest_status(self.status))
+        if primary is not None and primary[1] >= self.min_epoch:
+            self._follow(primary[0])
 
     # -- committing -----------------------------------------------------------------
 
@@ -144,17 +131,7 @@ class Journal:
         self.pub.send_multipart([TOPIC_RECORDS, join_batch(raws)])
 
     def _serve(self) -> None:
-        for _ in range(64):
-            try:
-                ident, payload = self.router.recv_multipart(zmq.NOBLOCK)
-            except zmq.Again:
-                return
-            except ValueError:
-                continue
-            try:
-                msg = bus_decoder.decode(payload)
-            except DecodeError:
-                continue
+        for ident, msg in bus_messages(self.router, limit=64):
             if isinstance(msg, ReadRange):
                 raws = self.store.read(msg.first, min(msg.count, MAX_READ))
                 self.router.send_multipart([ident, join_batch(raws)])

@@ -73,11 +73,8 @@ class MarketDataService:
 
     def run(self) -> int:
         signal.signal(signal.SIGTERM, lambda *_: setattr(self, "running", False))
-        records = self.follower.catch_up()
-        while records is None and self.running:
-            self.log.warning("journal_unreachable")
-            records = self.follower.catch_up()
-        self.md.apply(records or [])  # history: build the books, publish nothing
+        history = self.follower.catch_up_patiently(lambda: self.running, self.log)
+        self.md.apply(history)  # build the books, publish nothing
         self.log.info("ready", seq=self.md.journal_seq)
         try:
             while self.running:

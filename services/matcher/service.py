@@ -53,7 +53,7 @@ class Diverged(RuntimeError):
 
 
 class Matcher:
-    def __init__(self, cfg: Config, instance: str, log) -> None:
+    def __init__(self, cfg: Config, log, instance: str = "a") -> None:
         self.cfg = cfg
         self.instance = instance
         self.log = log.bind(instance=instance)
@@ -248,11 +248,7 @@ class Matcher:
     def run(self) -> int:
         signal.signal(signal.SIGTERM, lambda *_: setattr(self, "running", False))
         self.log.info("booting", role=self.role)
-        records = self.follower.catch_up()
-        while records is None and self.running:
-            self.log.warning("journal_unreachable")
-            records = self.follower.catch_up()
-        self._apply_committed(records or [])
+        self._apply_committed(self.follower.catch_up_patiently(lambda: self.running, self.log))
         self.log.info("replayed", seq=self.seq, state_hash=self.engine.state_hash())
         try:
             while self.running:

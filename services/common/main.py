@@ -1,0 +1,22 @@
+"""The thin shell every service's ``__main__`` shares: flags, config, logging, run."""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable
+
+from services.common import config, logs
+
+
+def service_main(name: str, build: Callable, instance: bool = False) -> int:
+    """Parse ``--config`` (and ``--instance`` for matchers), set up JSON logging, and
+    run ``build(cfg, log[, instance]).run()``."""
+    parser = argparse.ArgumentParser(prog=f"services.{name}")
+    parser.add_argument("--config", default=None, help="TOML config (default: built in)")
+    if instance:
+        parser.add_argument("--instance", default="a", help="which of the pair (a or b)")
+    args = parser.parse_args()
+    cfg = config.load(args.config)
+    log = logs.setup(name)
+    service = build(cfg, log, args.instance) if instance else build(cfg, log)
+    return service.run()
