@@ -7,7 +7,7 @@ import os
 import signal
 import time
 
-from tests.mesh import exchange_cli, write_config
+from tests.mesh import exchange_cli, wait_for, write_config
 
 PASSWORD = "Secret.pw1"
 
@@ -48,6 +48,20 @@ def test_up_trade_book_status_down(short_home):
         assert roles["matcher-a"] == "primary" or roles["matcher-b"] == "primary"
         assert {"journal", "gateway", "marketdata"} <= set(roles)
         assert (short_home / "log" / "gateway.log").exists()
+        # supervisord restarts a service that dies
+        pids = {s["service"]: s["pid"] for s in status["services"]}
+        os.kill(pids["gateway"], signal.SIGKILL)
+        wait_for(
+            lambda: any(
+                s["service"] == "gateway" and s["alive"] and s["pid"] != pids["gateway"]
+                for s in json.loads(run("status", "--json").stdout)["services"]
+            ),
+            timeout=30,
+            what="supervisord to restart the gateway",
+        )
+        wait_for(lambda: run("book", "AAPL", "--json").returncode == 0, timeout=10)
+        again = run("buy", "AAPL", "1", "170.00", "--json", **creds)
+        assert json.loads(again.stdout)["ok"], again.stdout + again.stderr
     finally:
         down = run("down")
         deadline = time.monotonic() + 20

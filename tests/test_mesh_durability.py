@@ -11,7 +11,7 @@ import zmq
 
 from clients.client import Client, NoAnswer
 from services.common.money import to_units
-from services.common.protocol import Accepted, NewOrder, PlaceOrder, Side
+from services.common.protocol import Accepted, NewOrder, PlaceOrder, Reject, RequestRejected, Side
 from services.journal import tools as journal_tools
 from tests.mesh import exchange_cli, matcher_state, wait_for
 
@@ -131,3 +131,34 @@ def test_journal_sigkill_loses_no_acknowledged_order(mesh):
     finally:
         client.close()
         other.close()
+
+
+def test_matcher_says_busy_when_the_journal_lags_a_window(short_home):
+    from tests.mesh import Mesh
+
+    mesh = Mesh(
+        short_home, timings={"heartbeat_ms": 50, "missed_beats": 40, "journal_lag_window": 10}
+    )
+    try:
+        mesh.start()
+        client = trader(mesh, "dave")
+        mesh["journal"].signal(signal.SIGSTOP)
+        for i in range(40):
+            client.send(PlaceOrder(f"w{i}", "AAPL", Side.BUY, 1, to_units("169.00")))
+            time.sleep(0.005)
+        busy = []
+        deadline = time.monotonic() + 5
+        while len(busy) < 30 and time.monotonic() < deadline:
+            try:
+                reply = client._await(lambda r: isinstance(r, RequestRejected), 0.5)
+            except NoAnswer:
+                break
+            busy.append(reply)
+        assert busy and all(r.code == Reject.BUSY for r in busy)
+        mesh["journal"].signal(signal.SIGCONT)
+        accepted = acks(client, 40 - len(busy))  # everything not refused is acknowledged
+        assert {e.cl_ord_id for _, e in accepted}.isdisjoint({r.ref for r in busy})
+        assert len(accepted) + len(busy) == 40
+    finally:
+        mesh["journal"].signal(signal.SIGCONT)
+        mesh.stop()
