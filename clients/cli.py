@@ -1,7 +1,7 @@
 """The `exchange` command: one entry point for operators, traders, scripts and benchmarks.
 
 Subcommands are public interfaces (scripts rely on their names, flags and JSON keys);
-see docs/cli.md before renaming anything.
+docs/cli.md lists them; keep them stable.
 """
 
 from __future__ import annotations
