@@ -14,7 +14,7 @@ import sys
 def _bench_engine(args: argparse.Namespace) -> int:
     from clients.bench import engine
 
-    result = engine.run(commands=args.commands, seed=args.seed)
+    result = engine.run(commands=args.commands, seed=args.seed, repeat=args.repeat)
     print(json.dumps(result) if args.json else engine.render(result))
     return 0
 
@@ -73,6 +73,7 @@ def build_parser() -> argparse.ArgumentParser:
     eng = bench_sub.add_parser("engine", help="the pure engine, in-process, synthetic flow")
     eng.add_argument("--commands", type=int, default=200_000)
     eng.add_argument("--seed", type=int, default=1)
+    eng.add_argument("--repeat", type=int, default=3, help="throughput runs; the best counts")
     eng.add_argument("--json", action="store_true", help="one JSON object on stdout")
     eng.set_defaults(func=_bench_engine)
     return parser

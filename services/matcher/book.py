@@ -16,18 +16,21 @@ from collections.abc import Iterator
 from heapq import heapify, heappop, heappush
 from itertools import islice
 
-import msgspec
-
 from services.common.config import SymbolSpec
 from services.common.protocol import Side
 from services.matcher.state import Order
 
 
-class Level(msgspec.Struct, gc=False):
-    price: int
-    qty: int = 0  # open size of the live orders
-    count: int = 0  # live orders
-    orders: deque = msgspec.field(default_factory=deque)
+class Level:
+    """One price level: live orders in time order (dead ones dropped lazily)."""
+
+    __slots__ = ("price", "qty", "count", "orders")
+
+    def __init__(self, price: int) -> None:
+        self.price = price
+        self.qty = 0  # open size of the live orders
+        self.count = 0  # live orders
+        self.orders: deque[Order] = deque()
 
 
 class BookSide:
@@ -45,15 +48,17 @@ class BookSide:
 
     def add(self, order: Order) -> None:
         key = self.sign * order.price
-        level = self.levels.get(key)
-        if level is None:
-            level = self.levels[key] = Level(order.price)
-            heappush(self.heap, key)
-            if self.best_key is None or key < self.best_key:
-                self.best_key = key
+        level = self.levels.get(key) or self.new_level(key, order.price)
         level.orders.append(order)
         level.qty += order.leaves
         level.count += 1
+
+    def new_level(self, key: int, price: int) -> Level:
+        level = self.levels[key] = Level(price)
+        heappush(self.heap, key)
+        if self.best_key is None or key < self.best_key:
+            self.best_key = key
+        return level
 
     def remove_level(self, key: int) -> None:
         levels = self.levels
@@ -129,10 +134,6 @@ class Book:
         self.asks = BookSide(Side.SELL)
         self.last_price = 0
         self.set_band(spec.reference)
-
-    def set_last(self, price: int) -> None:
-        self.last_price = price
-        self.set_band(price)
 
     def set_band(self, price: int) -> None:
         """Limit prices must lie within the band around the last trade (or reference)."""

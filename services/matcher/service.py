@@ -209,7 +209,7 @@ class Matcher:
         their gateway as "busy" instead of sequenced: backpressure, never unbounded
         memory. Retransmit requests are always served, so the journal can catch up."""
         router = self.router
-        apply = self.engine.apply
+        apply_batch = self.engine.apply_batch
         epoch = self.epoch
         seq = self.seq
         records: list[Record] = []
@@ -234,9 +234,10 @@ class Matcher:
                 if seq - self.committed >= self.window:
                     router.send_multipart([ident, encode(MatcherBusy(msg.commands, Reject.BUSY))])
                     continue
-                for cmd in msg.commands:
+                commands = msg.commands
+                for cmd, events in zip(commands, apply_batch(commands), strict=True):
                     seq += 1
-                    records.append(Record(seq, epoch, cmd, apply(cmd)))
+                    records.append(Record(seq, epoch, cmd, events))
         if records:
             self.seq = seq
             self.retransmit.extend(records)

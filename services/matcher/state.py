@@ -1,7 +1,9 @@
 """The engine's records: accounts, holdings and resting orders.
 
-msgspec Structs with ``gc=False``: cheap to create and invisible to the cyclic garbage
-collector (they never form cycles), which keeps GC pauses off the order path.
+Orders, made by the hundred thousand, are msgspec Structs with ``gc=False``: three
+times cheaper to create than a class and invisible to the cyclic garbage collector.
+Accounts and holdings, few and updated on every order, are ``__slots__`` classes,
+whose attribute writes cost half a Struct's.
 """
 
 from __future__ import annotations
@@ -11,23 +13,38 @@ import msgspec
 from services.common.protocol import Event
 
 
-class Holding(msgspec.Struct, gc=False):
+class Holding:
     """One account's position in one symbol, and the open size of its orders per side."""
 
-    position: int = 0
-    open: list[int] = msgspec.field(default_factory=lambda: [0, 0, 0])  # by Side: BUY, SELL
+    __slots__ = ("position", "open")
+
+    def __init__(self) -> None:
+        self.position = 0
+        self.open = [0, 0, 0]  # by Side: [unused, BUY, SELL]
 
 
-class Account(msgspec.Struct, gc=False):
-    account: int
-    name: str
-    password_hash: str
-    stp: int
-    cash: int = 0  # price units * shares; negative after buying
-    holdings: dict[str, Holding] = msgspec.field(default_factory=dict)
-    open_orders: int = 0
-    # exactly-once entry: client order id -> the first answer (part of the replicated state)
-    seen: dict[str, Event] = msgspec.field(default_factory=dict)
+class Account:
+    __slots__ = (
+        "account",
+        "name",
+        "password_hash",
+        "stp",
+        "cash",
+        "holdings",
+        "open_orders",
+        "seen",
+    )
+
+    def __init__(self, account: int, name: str, password_hash: str, stp: int) -> None:
+        self.account = account
+        self.name = name
+        self.password_hash = password_hash
+        self.stp = stp
+        self.cash = 0  # price units * shares; negative after buying
+        self.holdings: dict[str, Holding] = {}
+        self.open_orders = 0
+        # exactly-once entry: client order id -> the first answer (replicated state)
+        self.seen: dict[str, Event] = {}
 
 
 class Order(msgspec.Struct, gc=False):
