@@ -14,7 +14,7 @@ import sys
 from clients.client import Client, ExchangeError, NoAnswer, snapshot
 from services.common import config
 from services.common.money import to_dollars, to_units
-from services.common.protocol import PRICE_SCALE, Side
+from services.common.protocol import PRICE_SCALE, CancelReason, Side
 
 EXIT_REJECTED = 1
 EXIT_NO_ANSWER = 3
@@ -107,7 +107,7 @@ def order(side: Side, symbol: str, size: int, price: str, as_json: bool) -> int:
             elif kind == "rested":
                 print(f"  resting {e.qty} @ {to_dollars(e.price)}")
             elif kind == "cancelled":
-                print(f"  cancelled {e.qty} (reason {e.reason.name})")
+                print(f"  cancelled {e.qty} (reason {CancelReason(e.reason).name})")
         return 0
 
     return _run(action, as_json)

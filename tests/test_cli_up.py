@@ -36,8 +36,8 @@ def test_up_trade_book_status_down(short_home):
         # a bad order gets a readable reject and a non-zero exit code
         bad = run("buy", "AAPL", "100", "170.505", **creds)
         assert bad.returncode == 1 and "tick" in bad.stderr
-        sold = run("sell", "AAPL", "40", "170.00", "--json", **creds)
-        assert json.loads(sold.stdout)["ok"]  # self-trade prevention cancels it
+        sold = run("sell", "AAPL", "40", "170.00", **creds)  # human output this time
+        assert sold.returncode == 0 and "SELF_TRADE" in sold.stdout, sold.stdout + sold.stderr
         positions = json.loads(run("positions", "--json", **creds).stdout)
         assert positions == {"USD": 0.0}
         cancelled = run("cancel", str(order["order_id"]), "--json", **creds)
