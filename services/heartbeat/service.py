@@ -105,7 +105,7 @@ class Heartbeat:
         standbys = [(s.beat.seq, name) for name, s in matchers.items() if s.beat.role == "standby"]
         if not standbys or "journal" not in self.services:
             return
-        _, chosen = max(standbys)
+        _, chosen = min((-seq, name) for seq, name in standbys)  # most caught up, then a < b
         epoch = self.epoch + 1
         self.router.send_multipart([matchers[chosen].ident, encode(Promote(epoch))])
         self.pending = (chosen, epoch, now + max(2.0, 4 * self.timeout))

@@ -1,0 +1,69 @@
+"""A SIGKILLed primary matcher: the standby takes over and nothing acknowledged is lost."""
+
+from __future__ import annotations
+
+import json
+import time
+
+from clients.client import Client
+from services.common.money import to_units
+from services.common.protocol import Accepted, PlaceOrder, Side
+from tests.mesh import Mesh, exchange_cli, matcher_state, wait_for
+
+PASSWORD = "Secret.pw1"
+
+
+def test_primary_killed_mid_stream_standby_takes_over(short_home):
+    mesh = Mesh(short_home, standby=True, timings={"heartbeat_ms": 50, "missed_beats": 4})
+    try:
+        mesh.start()
+        client = Client(mesh.cfg.endpoints["gateway"], timeout=15)
+        client.signup("erin", PASSWORD)
+        client.login("erin", PASSWORD)
+        wait_for(
+            lambda: any(s.service == "matcher-b" and s.seq >= 1 for s in mesh.status().services),
+            what="the standby to follow",
+        )
+        sent = []
+        for i in range(200):
+            side = Side.BUY if i % 2 else Side.SELL
+            cl = f"f{i}"
+            client.send(PlaceOrder(cl, "MSFT", side, 3, to_units("420.00") + (i % 5 - 2) * 100))
+            sent.append(cl)
+            if i == 100:
+                (first,) = [s.service for s in mesh.status().services if s.role == "primary"]
+                mesh[first].kill()
+            time.sleep(0.002)
+        acked: dict[str, int] = {}
+        deadline = time.monotonic() + 20
+        while len(acked) < len(sent) and time.monotonic() < deadline:
+            report = client.next_report(max(0.1, deadline - time.monotonic()))
+            for event in report.events:
+                original = getattr(event, "original", event)
+                if isinstance(original, Accepted):
+                    acked[original.cl_ord_id] = original.order_id
+        assert set(acked) == set(sent)  # the gateway resent what the dead primary dropped
+        assert len(set(acked.values())) == len(sent)  # each order once, one id each
+        status = mesh.status()
+        primary = [s for s in status.services if s.role == "primary" and s.alive]
+        survivor = ({"matcher-a", "matcher-b"} - {first}).pop()
+        assert [s.service for s in primary] == [survivor] and status.epoch == 2
+        state = matcher_state(mesh.cfg, survivor.split("-")[1])
+        journal_dir = str(short_home / "journal")
+        replay = json.loads(
+            exchange_cli(
+                "journal",
+                "replay",
+                journal_dir,
+                "--json",
+                "--config",
+                str(mesh.config_path),
+                home=short_home,
+                config_path=mesh.config_path,
+            ).stdout
+        )
+        assert replay["mismatch"] is None
+        assert (replay["last_seq"], replay["state_hash"]) == (state.seq, state.state_hash)
+        client.close()
+    finally:
+        mesh.stop()
