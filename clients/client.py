@@ -35,6 +35,7 @@ from services.common.protocol import (
     OrdType,
     Ping,
     PlaceOrder,
+    Pong,
     Positions,
     Rejected,
     ReplaceRequest,
@@ -178,7 +179,19 @@ class Client:
         self.account = None
 
     def ping(self, nonce: int = 0) -> None:
+        """Keeps the session alive: the gateway drops sessions silent for three
+        client heartbeats (``client_heartbeat_ms``, 2 s by default)."""
         self.send(Ping(nonce))
+
+    def alive(self, timeout: float = 2.0) -> bool:
+        """Ping and wait for the pong: False means the gateway is gone or stalled."""
+        nonce = time.monotonic_ns()
+        self.ping(nonce)
+        try:
+            self._await(lambda r: isinstance(r, Pong) and r.nonce == nonce, timeout)
+        except NoAnswer:
+            return False
+        return True
 
     # -- orders -----------------------------------------------------------------
 

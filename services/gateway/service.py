@@ -279,8 +279,9 @@ class Gateway:
         changed = self.primary is not None
         self.primary, self.epoch = endpoint, epoch
         self.log.info("primary", endpoint=endpoint, epoch=epoch, resend=len(self.inflight))
-        if self.inflight:
-            self.outbox = [cmd for _, cmd in self.inflight.values()] + self.outbox
+        # everything not yet seen committed goes again, in the order first sent (the
+        # outbox is a subset of the in-flight table); repeats get their original answer
+        self.outbox = [cmd for _, cmd in self.inflight.values()]
         if changed:
             for ident in list(self.sessions):
                 self.reply(ident, Notice(f"matcher failover handled (epoch {epoch})"))

@@ -1,0 +1,54 @@
+"""Client and gateway each notice a dead peer; sessions are per connection."""
+
+from __future__ import annotations
+
+import signal
+import time
+
+import pytest
+
+from clients.client import Client, ExchangeError
+from services.common.money import to_units
+from services.common.protocol import Reject, Side
+from tests.mesh import Mesh
+
+PASSWORD = "Secret.pw1"
+
+
+@pytest.fixture
+def fast_mesh(short_home):
+    mesh = Mesh(short_home, timings={"heartbeat_ms": 50, "client_heartbeat_ms": 200})
+    try:
+        yield mesh.start()
+    finally:
+        mesh.stop()
+
+
+def test_silent_sessions_expire_and_pinging_ones_stay(fast_mesh):
+    gateway = fast_mesh.cfg.endpoints["gateway"]
+    quiet, chatty = Client(gateway), Client(gateway)
+    quiet.signup("quiet", PASSWORD)
+    chatty.signup("chatty", PASSWORD)
+    quiet.login("quiet", PASSWORD)
+    chatty.login("chatty", PASSWORD)
+    deadline = time.monotonic() + 1.5  # 7 heartbeats
+    while time.monotonic() < deadline:
+        chatty.ping()
+        time.sleep(0.1)
+    assert chatty.place("AAPL", Side.BUY, 1, to_units("169.00")).ack.order_id
+    with pytest.raises(ExchangeError) as rejected:
+        quiet.place("AAPL", Side.BUY, 1, to_units("169.00"))
+    assert rejected.value.code == Reject.NOT_LOGGED_IN
+    quiet.login("quiet", PASSWORD)  # logging in again is all it takes
+    assert quiet.place("AAPL", Side.BUY, 1, to_units("169.00")).ack.order_id
+
+
+def test_client_notices_a_stalled_gateway(fast_mesh):
+    client = Client(fast_mesh.cfg.endpoints["gateway"])
+    assert client.alive()
+    fast_mesh["gateway"].signal(signal.SIGSTOP)
+    try:
+        assert not client.alive(timeout=0.5)
+    finally:
+        fast_mesh["gateway"].signal(signal.SIGCONT)
+    assert client.alive()
