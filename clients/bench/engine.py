@@ -21,6 +21,15 @@ CHUNKS = 10
 BATCH = 256  # commands per apply_batch call: the matcher drains up to 256 frames a turn
 
 
+def loop_ns(iterations: int = 2_000_000) -> float:
+    """ns per iteration of an empty Python loop: how fast this machine runs Python right
+    now. Shared 2-core machines vary by 2x over minutes; this puts a figure in context."""
+    start = time.perf_counter_ns()
+    for _ in range(iterations):
+        pass
+    return round((time.perf_counter_ns() - start) / iterations, 2)
+
+
 def percentile(sorted_values: list[int], q: float) -> int:
     return sorted_values[min(len(sorted_values) - 1, int(q * len(sorted_values)))]
 
@@ -94,6 +103,7 @@ def run(commands: int = 200_000, seed: int = 1, repeat: int = 3, progress=sys.st
         "open_orders": len(engine.orders),
         "state_hash": state_hash,
         "seed": seed,
+        "python_loop_ns": loop_ns(),
     }
 
 
@@ -111,5 +121,6 @@ def render(result: dict) -> str:
             f"  trades          {result['trades']:>12,}",
             f"  open orders     {result['open_orders']:>12,}",
             f"  state hash      {result['state_hash']:>32}",
+            f"  machine         {result['python_loop_ns']:>12.2f} ns per empty Python loop",
         ]
     )
