@@ -78,10 +78,10 @@ class BookSide:
         level = self.levels[key]
         order.live = False
         level.qty -= order.leaves
-        level.count -= 1
-        if level.count == 0:
+        count = level.count = level.count - 1
+        if not count:
             self.remove_level(key)
-        elif len(level.orders) > 2 * level.count + 8:
+        elif len(level.orders) > 2 * count + 8:
             level.orders = deque(o for o in level.orders if o.live)
 
     def keys_in_order(self, maximum: int | None = None) -> Iterator[int]:

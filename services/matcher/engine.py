@@ -390,25 +390,19 @@ class Engine:
         seen = acct.seen
         if cl_ord_id in seen:
             return [Duplicate(account, cl_ord_id, seen[cl_ord_id])]
-        order = self.orders.get(cmd.order_id)
+        order_id = cmd.order_id
+        order = self.orders.get(order_id)
         if order is None or order.account != account:
-            event = Rejected(account, cl_ord_id, Reject.UNKNOWN_ORDER, cmd.order_id)
+            event = Rejected(account, cl_ord_id, Reject.UNKNOWN_ORDER, order_id)
         else:
-            book = self.books[order.symbol]
-            (book.bids if order.side == BUY else book.asks).unlink(order)
-            del self.orders[order.order_id]
+            symbol, side, leaves = order.symbol, order.side, order.leaves
+            book = self.books[symbol]
+            (book.bids if side == BUY else book.asks).unlink(order)
+            del self.orders[order_id]
             acct.open_orders -= 1
-            order.holding.open[order.side] -= order.leaves
+            order.holding.open[side] -= leaves
             event = Cancelled(
-                account,
-                order.order_id,
-                order.symbol,
-                order.side,
-                order.price,
-                order.leaves,
-                BY_USER,
-                True,
-                cl_ord_id,
+                account, order_id, symbol, side, order.price, leaves, BY_USER, True, cl_ord_id
             )
         seen[cl_ord_id] = event
         return [event]
