@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+import signal
 import time
 
 from clients.client import Client
 from services.common.money import to_units
 from services.common.protocol import Accepted, PlaceOrder, Side
+from services.journal import tools as journal_tools
 from tests.mesh import Mesh, exchange_cli, matcher_state, wait_for
 
 PASSWORD = "Secret.pw1"
@@ -67,3 +69,41 @@ def test_primary_killed_mid_stream_standby_takes_over(short_home):
         client.close()
     finally:
         mesh.stop()
+
+
+def test_stalled_primary_is_fenced_and_steps_down(short_home):
+    """SIGSTOP the primary past the timeout: the standby takes over; on SIGCONT the old
+    primary writes nothing (the journal follows the new epoch) and exits when told."""
+    mesh = Mesh(short_home, standby=True, timings={"heartbeat_ms": 50, "missed_beats": 4})
+    try:
+        mesh.start()
+        client = Client(mesh.cfg.endpoints["gateway"], timeout=15)
+        client.signup("frank", PASSWORD)
+        client.login("frank", PASSWORD)
+        client.place("MSFT", Side.BUY, 5, to_units("419.00"))
+        (old,) = [s.service for s in mesh.status().services if s.role == "primary"]
+        new = ({"matcher-a", "matcher-b"} - {old}).pop()
+        mesh[old].signal(signal.SIGSTOP)
+        wait_for(
+            lambda: any(
+                s.service == new and s.role == "primary" and s.epoch == 2
+                for s in mesh.status().services
+            ),
+            what="the standby's promotion",
+        )
+        during = [
+            client.place("MSFT", Side.SELL, 1, to_units("421.00") + i * 100) for i in range(10)
+        ]
+        mesh[old].signal(signal.SIGCONT)
+        wait_for(lambda: not mesh[old].alive(), timeout=10, what="the old primary to step down")
+        after = client.place("MSFT", Side.SELL, 1, to_units("430.00"))
+        assert after.seq > max(r.seq for r in during)
+        records = list(journal_tools.records(short_home / "journal"))
+        epochs = [r.epoch for r in records]
+        assert epochs == sorted(epochs) and epochs[-1] == 2  # nothing of epoch 1 after 2
+        assert [r.seq for r in records] == list(range(1, len(records) + 1))
+        state = matcher_state(mesh.cfg, new.split("-")[1])
+        assert state.seq == records[-1].seq
+        client.close()
+    finally:
+        mesh.stop()  # sends SIGCONT before SIGTERM
