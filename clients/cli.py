@@ -28,6 +28,14 @@ def _journal_tools(sub) -> None:
     tools.register(journal.add_subparsers(dest="journal", required=True))
 
 
+def _bench_failover(args: argparse.Namespace) -> int:
+    from clients.bench import failover
+
+    result = failover.run(failovers=args.failovers, interval=args.interval)
+    print(json.dumps(result) if args.json else failover.render(result))
+    return 0 if result["lost"] == 0 and result["duplicated"] == 0 else 1
+
+
 def build_parser() -> argparse.ArgumentParser:
     from clients import ops, trading
     from services.common.protocol import Side
@@ -76,6 +84,11 @@ def build_parser() -> argparse.ArgumentParser:
     eng.add_argument("--repeat", type=int, default=3, help="throughput runs; the best counts")
     eng.add_argument("--json", action="store_true", help="one JSON object on stdout")
     eng.set_defaults(func=_bench_engine)
+    fail = bench_sub.add_parser("failover", help="kill the primary matcher under load")
+    fail.add_argument("--failovers", type=int, default=5)
+    fail.add_argument("--interval", type=float, default=1.5, help="seconds between kills")
+    fail.add_argument("--json", action="store_true", help="one JSON object on stdout")
+    fail.set_defaults(func=_bench_failover)
     return parser
 
 

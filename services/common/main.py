@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from collections.abc import Callable
 
+import zmq
+
 from services.common import config, logs
 
 
@@ -18,5 +20,10 @@ def service_main(name: str, build: Callable, instance: bool = False) -> int:
     args = parser.parse_args()
     cfg = config.load(args.config)
     log = logs.setup(name)
+    ctx = zmq.Context.instance()
+    # a peer that restarts (failover, supervisord) is found again within ~10 ms, not
+    # ZeroMQ's default 100 ms; backing off to 500 ms while it stays away
+    ctx.setsockopt(zmq.RECONNECT_IVL, 10)
+    ctx.setsockopt(zmq.RECONNECT_IVL_MAX, 500)
     service = build(cfg, log, args.instance) if instance else build(cfg, log)
     return service.run()

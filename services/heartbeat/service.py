@@ -52,6 +52,7 @@ class Heartbeat:
         self.epoch = 0
         self.started = time.monotonic()
         self.pending: tuple[str, int, float] | None = None  # (matcher, epoch, deadline)
+        self.changed = False
         self.running = True
 
     def alive(self, seen: Seen, now: float) -> bool:
@@ -78,6 +79,9 @@ class Heartbeat:
     def _receive(self, now: float) -> None:
         for ident, msg in bus_messages(self.router, limit=1_000):
             if isinstance(msg, ServiceBeat):
+                previous = self.services.get(msg.service)
+                if previous is None or previous.beat.role != msg.role:
+                    self.changed = True  # tell everyone now, not at the next tick
                 self.services[msg.service] = Seen(ident, msg, now)
                 if msg.epoch > self.epoch and (msg.role == "primary" or msg.service == "journal"):
                     self.epoch = msg.epoch
@@ -120,7 +124,8 @@ class Heartbeat:
                 now = time.monotonic()
                 self._receive(now)
                 self._decide(now)
-                if now >= next_publish:
+                if now >= next_publish or self.changed:
+                    self.changed = False
                     self.pub.send(encode(self.status(now)))
                     next_publish = now + self.interval
         finally:

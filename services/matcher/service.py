@@ -46,6 +46,7 @@ from services.common.stream import Follower
 from services.matcher.engine import Engine
 
 DRAIN_FRAMES = 256  # command frames sequenced per publish
+MAX_TURN = 4_096  # commands per loop turn, so beats are never late (~20 ms of work)
 
 
 class Diverged(RuntimeError):
@@ -238,6 +239,8 @@ class Matcher:
                 for cmd, events in zip(commands, apply_batch(commands), strict=True):
                     seq += 1
                     records.append(Record(seq, epoch, cmd, events))
+                if len(records) >= MAX_TURN:
+                    break  # publish and beat before taking more
         if records:
             self.seq = seq
             self.retransmit.extend(records)
