@@ -2,8 +2,11 @@
 
 The zguide's Clone pattern: subscribe to the L2 topic first, then ask for a snapshot,
 drop updates at or below the snapshot's sequence number and apply the rest in order.
-PUB/SUB can drop messages, so a gap in the sequence numbers triggers a fresh snapshot
-on its own; ``resyncs`` counts them.
+PUB/SUB drops messages under bursts (DESIGN.md), so a gap in the sequence numbers
+triggers a fresh snapshot on its own; ``resyncs`` counts every snapshot taken,
+the first one included. A loss at the very end of a burst shows no gap until the
+next update, so a subscriber that has heard nothing for ``check_ms`` compares its
+sequence number with a snapshot's and resyncs if it is behind.
 
     >>> book = BookSubscriber(ctx, "tcp://127.0.0.1:5556", "tcp://127.0.0.1:5557", "AAPL")
     >>> book.poll(100)
@@ -13,14 +16,31 @@ on its own; ``resyncs`` counts them.
 from __future__ import annotations
 
 import time
+from collections import deque
 
 import zmq
 
-from services.common.codec import encode, feed_decoder
-from services.common.protocol import L2Update, Snapshot, SnapshotRequest, l2_topic
+from services.common.codec import DecodeError, encode, feed_decoder
+from services.common.protocol import (
+    Bbo,
+    L2Update,
+    Snapshot,
+    SnapshotRequest,
+    Trade,
+    bbo_topic,
+    l2_topic,
+    trade_topic,
+)
+
+MAX_BATCH = 10_000  # messages taken per poll, so a flood cannot starve the caller
 
 
 class BookSubscriber:
+    """Top ``depth`` levels of ``symbol``; with ``trades`` / ``bbo`` also those feeds.
+
+    ``poll`` never raises when marketdata is away: the book just stays unsynced
+    (``synced`` False) and the next poll asks for a snapshot again."""
+
     def __init__(
         self,
         ctx: zmq.Context,
@@ -28,58 +48,152 @@ class BookSubscriber:
         snapshot_endpoint: str,
         symbol: str,
         depth: int = 10,
+        *,
+        trades: bool = False,
+        bbo: bool = False,
         timeout_ms: int = 2_000,
+        check_ms: int = 1_000,
+        max_trades: int = 10_000,
     ) -> None:
         self.symbol = symbol
         self.depth = depth
         self.timeout_ms = timeout_ms
+        self.check_ms = check_ms  # 0: never check a quiet feed against a snapshot
+        self._ctx = ctx
+        self._snapshot_endpoint = snapshot_endpoint
+        self._l2 = l2_topic(symbol)
+        self._trade = trade_topic(symbol)
+        self._bbo = bbo_topic(symbol)
         self.sub = ctx.socket(zmq.SUB)
         self.sub.setsockopt(zmq.LINGER, 0)
         self.sub.setsockopt(zmq.RCVHWM, 100_000)
-        self.sub.setsockopt(zmq.SUBSCRIBE, l2_topic(symbol))
+        self.sub.setsockopt(zmq.SUBSCRIBE, self._l2)  # before any snapshot is asked for
+        if trades:
+            self.sub.setsockopt(zmq.SUBSCRIBE, self._trade)
+        if bbo:
+            self.sub.setsockopt(zmq.SUBSCRIBE, self._bbo)
         self.sub.connect(pub_endpoint)
-        self._ctx = ctx
-        self._snapshot_endpoint = snapshot_endpoint
-        self._bids: dict[int, int] = {}
+        self._bids: dict[int, int] = {}  # the service's top snapshot.depth levels
         self._asks: dict[int, int] = {}
-        self.seq = 0
+        self.seq = 0  # L2 sequence number the book is at
+        self.journal_seq = 0  # committed record of the last snapshot
         self.synced = False
         self.resyncs = 0
+        self.updates = 0  # L2 updates applied from the feed (not from snapshots)
+        self.trades: deque[Trade] = deque(maxlen=max_trades)
+        self.trade_seq = 0
+        self.trade_gaps = 0  # trades lost: the trade feed has no replay, only a count
+        self.last_bbo: Bbo | None = None
         self._drop = 0
+        self._heard = time.monotonic()
 
     def close(self) -> None:
         self.sub.close(0)
 
     def drop_next(self, count: int) -> None:
-        """Discard the next ``count`` updates, as a lossy network would (for tests)."""
+        """Discard the next ``count`` L2 updates, as a lossy network would (for tests)."""
         self._drop += count
 
-    def snapshot(self) -> Snapshot:
+    # -- snapshots ------------------------------------------------------------
+
+    def request_snapshot(self) -> Snapshot | None:
+        """The full book from the snapshot endpoint; None if it did not answer in time.
+
+        A fresh socket per request, so a late answer is never taken for a later one."""
         sock = self._ctx.socket(zmq.DEALER)
         sock.setsockopt(zmq.LINGER, 0)
         sock.connect(self._snapshot_endpoint)
         try:
             sock.send(encode(SnapshotRequest(self.symbol)))
             if not sock.poll(self.timeout_ms):
-                raise TimeoutError("marketdata did not answer the snapshot request")
-            return feed_decoder.decode(sock.recv())
+                return None
+            snap = feed_decoder.decode(sock.recv())
+        except DecodeError:
+            return None
         finally:
             sock.close(0)
+        if type(snap) is not Snapshot or snap.symbol != self.symbol:
+            return None
+        return snap
 
-    def resync(self) -> None:
-        snap = self.snapshot()
-        self._bids = dict(snap.bids[: self.depth])
-        self._asks = dict(snap.asks[: self.depth])
+    def resync(self) -> bool:
+        """Start again from a snapshot; False if marketdata did not answer.
+
+        Updates already queued here were published before the snapshot is taken, so
+        they are all at or below its sequence number: dropped before asking."""
+        self._receive(discard_l2=True)
+        snap = self.request_snapshot()
+        if snap is None:
+            self.synced = False
+            return False
+        self._install(snap)
+        return True
+
+    def _install(self, snap: Snapshot) -> None:
+        # keep as many levels as the feed maintains, whatever depth was asked for: a
+        # level below our depth moves up without an update when a better one leaves
+        self._bids = dict(snap.bids[: snap.depth])
+        self._asks = dict(snap.asks[: snap.depth])
         self.seq = snap.seq
+        self.journal_seq = snap.journal_seq
         self.synced = True
         self.resyncs += 1
+        self._heard = time.monotonic()
 
-    def _apply(self, update: L2Update) -> None:
-        if update.seq <= self.seq:
-            return  # already in the snapshot
-        if update.seq != self.seq + 1:
-            self.synced = False  # a gap: start again from a snapshot
+    def _check(self) -> None:
+        """The feed has been quiet: make sure no update was lost at its tail."""
+        self._heard = time.monotonic()
+        seq = self.seq
+        snap = self.request_snapshot()
+        if snap is None or snap.seq == seq:
             return
+        if snap.seq > seq:
+            self._receive()  # updates that were still in flight when it was taken
+            if self.seq >= snap.seq:
+                return
+        # behind the snapshot, or marketdata's numbering went back (a new history)
+        self._install(snap)
+
+    # -- the feed -------------------------------------------------------------
+
+    def _receive(self, discard_l2: bool = False) -> int:
+        """Take what is queued without waiting; returns the messages used."""
+        used = 0
+        recv = self.sub.recv_multipart
+        for _ in range(MAX_BATCH):
+            try:
+                topic, payload = recv(zmq.NOBLOCK)
+            except zmq.Again:
+                break
+            except ValueError:  # not two frames: not a feed message
+                continue
+            try:
+                message = feed_decoder.decode(payload)
+            except DecodeError:
+                continue
+            kind = type(message)
+            if topic == self._l2 and kind is L2Update:  # prefixes match longer symbols
+                self._heard = time.monotonic()
+                if discard_l2:
+                    continue
+                if self._drop:
+                    self._drop -= 1
+                    continue
+                used += self._on_l2(message)
+            elif topic == self._trade and kind is Trade:
+                used += self._on_trade(message)
+            elif topic == self._bbo and kind is Bbo:
+                if self.last_bbo is None or message.seq > self.last_bbo.seq:
+                    self.last_bbo = message
+                    used += 1
+        return used
+
+    def _on_l2(self, update: L2Update) -> int:
+        if not self.synced or update.seq <= self.seq:
+            return 0  # already in the snapshot (or waiting for one)
+        if update.seq != self.seq + 1:
+            self.resync()  # a gap: start again from a snapshot
+            return 1
         for levels, changes in ((self._bids, update.bids), (self._asks, update.asks)):
             for price, size in changes:
                 if size:
@@ -87,28 +201,49 @@ class BookSubscriber:
                 else:
                     levels.pop(price, None)
         self.seq = update.seq
+        self.updates += 1
+        return 1
+
+    def _on_trade(self, trade: Trade) -> int:
+        if trade.seq <= self.trade_seq:
+            return 0
+        if self.trade_seq and trade.seq != self.trade_seq + 1:
+            self.trade_gaps += trade.seq - self.trade_seq - 1
+        self.trade_seq = trade.seq
+        self.trades.append(trade)
+        return 1
 
     def poll(self, timeout_ms: int = 0) -> int:
-        """Apply every update that arrives within ``timeout_ms``; returns how many."""
+        """Take every message that has arrived, waiting up to ``timeout_ms`` for the
+        first; returns how many changed something (L2 updates, trades, BBOs)."""
+        if not self.synced and not self.resync():
+            return 0
+        used = self._receive()
+        if not used and timeout_ms > 0 and self.sub.poll(timeout_ms):
+            used = self._receive()
         if not self.synced:
             self.resync()
-        applied = 0
-        deadline = time.monotonic() + timeout_ms / 1000
-        while True:
-            wait = max(0, int((deadline - time.monotonic()) * 1000))
-            if not self.sub.poll(wait if applied == 0 else 0):
-                return applied
-            _, payload = self.sub.recv_multipart()
-            if self._drop:
-                self._drop -= 1
-                continue
-            self._apply(feed_decoder.decode(payload))
-            applied += 1
-            if not self.synced:
-                self.resync()
+        elif self.check_ms and time.monotonic() - self._heard > self.check_ms / 1000:
+            self._check()
+        return used
+
+    # -- the book -------------------------------------------------------------
 
     def bids(self) -> list[tuple[int, int]]:
+        """(price, size) best first, at most ``depth`` levels."""
         return sorted(self._bids.items(), reverse=True)[: self.depth]
 
     def asks(self) -> list[tuple[int, int]]:
         return sorted(self._asks.items())[: self.depth]
+
+    def best(self) -> tuple[int, int, int, int]:
+        """(bid_px, bid_qty, ask_px, ask_qty) from the local book; zeros when empty."""
+        bid = max(self._bids) if self._bids else 0
+        ask = min(self._asks) if self._asks else 0
+        return bid, self._bids.get(bid, 0), ask, self._asks.get(ask, 0)
+
+    def take_trades(self) -> list[Trade]:
+        """Trades received since the last call, oldest first."""
+        out = list(self.trades)
+        self.trades.clear()
+        return out

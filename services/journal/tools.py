@@ -56,8 +56,23 @@ def records(directory: Path):
             yield record_decoder.decode(item.payload)
 
 
+def rebuild(directory: Path, cfg: config.Config) -> Engine:
+    """The engine state the journal describes."""
+    return _replay(directory, cfg)[0]
+
+
 def replay(directory: Path, cfg: config.Config) -> dict:
     """Apply every command to a fresh engine; each must give the journaled events."""
+    engine, count, last, mismatch = _replay(directory, cfg)
+    return {
+        "records": count,
+        "last_seq": last,
+        "state_hash": engine.state_hash(),
+        "mismatch": mismatch,
+    }
+
+
+def _replay(directory: Path, cfg: config.Config) -> tuple[Engine, int, int, dict | None]:
     engine = Engine(cfg.symbols, cfg.risk)
     count = last = 0
     mismatch = None
@@ -71,12 +86,7 @@ def replay(directory: Path, cfg: config.Config) -> dict:
             }
         count += 1
         last = record.seq
-    return {
-        "records": count,
-        "last_seq": last,
-        "state_hash": engine.state_hash(),
-        "mismatch": mismatch,
-    }
+    return engine, count, last, mismatch
 
 
 def _verify_cmd(args: argparse.Namespace) -> int:

@@ -166,4 +166,3 @@ class MarketData:
 
     def anomalies(self) -> int:
         return sum(book.anomalies for book in self.books.values())
-

@@ -1,0 +1,377 @@
+"""The real marketdata process against a fake journal made of real ZeroMQ sockets.
+
+The records are real: commands run through the matching engine. The fake journal
+publishes them in batches on journal_pub and serves ReadRange on journal_read, as the
+journal does; it can also leave a batch off the PUB, as a lossy network would. The
+engine's own book is the truth every feed is compared with.
+"""
+
+from __future__ import annotations
+
+import queue
+import signal
+import threading
+from collections import Counter
+
+import pytest
+import zmq
+
+from clients.client import snapshot
+from clients.feed import BookSubscriber
+from services.common.codec import DecodeError, bus_decoder, encode
+from services.common.protocol import TOPIC_BEAT, TOPIC_RECORDS, Beat, Fill, ReadRange, Record
+from tests.mesh import Service, load, wait_for, write_config
+from tests.test_marketdata_book import Flow
+
+SYMBOLS = ("AAPL", "TSLA", "MSFT")
+DEPTH = 5
+
+
+class FakeJournal:
+    """journal_pub + journal_read on a thread of their own (sockets stay on it)."""
+
+    def __init__(self, cfg, beat_ms: int = 100) -> None:
+        self.cfg = cfg
+        self.records: list[Record] = []  # what is "committed": served on reads
+        self.reads = 0
+        self.beat_ms = beat_ms
+        self._outbox: queue.Queue[list[Record]] = queue.Queue()
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._bound = threading.Event()
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+        self._thread.start()
+        assert self._bound.wait(5)
+
+    def commit(self, records: list[Record], publish: bool = True) -> None:
+        """Append a batch; publish it too unless the PUB is to 'lose' it."""
+        with self._lock:
+            self.records += records
+        if publish:
+            self._outbox.put(records)
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(5)
+
+    def _serve(self) -> None:
+        ctx = zmq.Context.instance()
+        pub = ctx.socket(zmq.PUB)
+        router = ctx.socket(zmq.ROUTER)
+        for sock in (pub, router):
+            sock.setsockopt(zmq.LINGER, 0)
+        pub.setsockopt(zmq.SNDHWM, 0)
+        pub.bind(self.cfg.endpoints["journal_pub"])
+        router.bind(self.cfg.endpoints["journal_read"])
+        self._bound.set()
+        beat_every = self.beat_ms / 1000
+        next_beat = 0.0
+        try:
+            while not self._stop.is_set():
+                if router.poll(10):
+                    self._answer(router)
+                while True:
+                    try:
+                        batch = self._outbox.get_nowait()
+                    except queue.Empty:
+                        break
+                    pub.send_multipart([TOPIC_RECORDS, encode(batch)])
+                now = _now()
+                if self.beat_ms and now >= next_beat:
+                    next_beat = now + beat_every
+                    with self._lock:
+                        last = self.records[-1].seq if self.records else 0
+                    pub.send_multipart([TOPIC_BEAT, encode(Beat(last, 1))])
+        finally:
+            pub.close(0)
+            router.close(0)
+
+    def _answer(self, router: zmq.Socket) -> None:
+        while True:
+            try:
+                ident, payload = router.recv_multipart(zmq.NOBLOCK)
+            except zmq.Again:
+                return
+            try:
+                request = bus_decoder.decode(payload)
+            except DecodeError:
+                continue
+            if isinstance(request, ReadRange):
+                self.reads += 1
+                with self._lock:
+                    start = max(request.first, 1) - 1
+                    chunk = self.records[start : start + request.count]
+                router.send_multipart([ident, encode(chunk)])
+
+
+def _now() -> float:
+    import time
+
+    return time.monotonic()
+
+
+def batches(records: list[Record], rng_seed: int = 1) -> list[list[Record]]:
+    """Records cut into batches of 1-25, as group commit would publish them."""
+    import random
+
+    rng = random.Random(rng_seed)
+    out, i = [], 0
+    while i < len(records):
+        n = rng.randint(1, 25)
+        out.append(records[i : i + n])
+        i += n
+    return out
+
+
+@pytest.fixture
+def world(short_home):
+    """(config, fake journal, record flow, marketdata Service) with nothing started
+    but the journal; the marketdata process is killed by PID afterwards."""
+    path = write_config(short_home, marketdata={"depth": DEPTH})
+    cfg = load(path, short_home)
+    journal = FakeJournal(cfg)
+    flow = Flow(cfg.symbols, cfg.risk, symbols=SYMBOLS, seed=11)
+    service = Service("marketdata", path, short_home)
+    try:
+        yield cfg, journal, flow, service
+    finally:
+        service.kill()
+        journal.close()
+
+
+def start(service: Service, cfg, seq: int = 0) -> None:
+    service.start()
+    wait_for(
+        lambda: _answers(cfg, seq),
+        timeout=20,
+        what=f"marketdata at record {seq}",
+    )
+
+
+def _answers(cfg, seq: int) -> bool:
+    try:
+        return snapshot(cfg.endpoints["marketdata_snapshot"], "AAPL", 0.2).journal_seq >= seq
+    except Exception:
+        return False
+
+
+def subscriber(cfg, symbol: str, **kw) -> BookSubscriber:
+    return BookSubscriber(
+        zmq.Context.instance(),
+        cfg.endpoints["marketdata_pub"],
+        cfg.endpoints["marketdata_snapshot"],
+        symbol,
+        DEPTH,
+        **kw,
+    )
+
+
+def wait_live(sub: BookSubscriber, push) -> None:
+    """Until an update reaches ``sub`` through the PUB (its subscription is live)."""
+    wait_for(lambda: (push(), sub.poll(50), sub.updates)[-1], timeout=10, what="a live feed")
+
+
+def engine_top(flow: Flow, symbol: str) -> tuple[list, list]:
+    book = flow.engine.books[symbol]
+    return book.bids.depth(DEPTH), book.asks.depth(DEPTH)
+
+
+def matches_engine(sub: BookSubscriber, flow: Flow) -> bool:
+    sub.poll(20)
+    return (sub.bids(), sub.asks()) == engine_top(flow, sub.symbol)
+
+
+def full_book(cfg, symbol: str) -> tuple[list, list]:
+    snap = snapshot(cfg.endpoints["marketdata_snapshot"], symbol)
+    return [tuple(x) for x in snap.bids], [tuple(x) for x in snap.asks]
+
+
+def test_feeds_match_the_engine_book_and_trades(world):
+    cfg, journal, flow, service = world
+    start(service, cfg, len(flow.records))
+    subs = {s: subscriber(cfg, s, trades=True, bbo=True) for s in SYMBOLS}
+    try:
+        for sub in subs.values():
+            wait_live(sub, lambda: journal.commit(flow.more(5)))
+        first_fill = {s: None for s in SYMBOLS}  # trades before the feeds were live
+        for record in flow.records:
+            for e in record.events:
+                if isinstance(e, Fill) and first_fill[e.symbol] is None:
+                    first_fill[e.symbol] = e.trade_id
+        start_seq = len(flow.records)
+        for batch in batches(flow.more(1_500)):
+            journal.commit(batch)
+        for sub in subs.values():
+            wait_for(lambda s=sub: matches_engine(s, flow), what=f"{sub.symbol} = engine")
+            assert sub.resyncs == 1 and sub.updates > 50  # never lost one
+        wait_for(lambda: _answers(cfg, len(flow.records)), what="marketdata at the end")
+        for sym, sub in subs.items():
+            assert full_book(cfg, sym) == (
+                flow.engine.books[sym].bids.depth(),
+                flow.engine.books[sym].asks.depth(),
+            )
+            # one trade per fill, in order, numbered 1, 2, 3, ... on the topic
+            fills = [
+                e
+                for r in flow.records[start_seq:]
+                for e in r.events
+                if isinstance(e, Fill) and e.symbol == sym
+            ]
+            trades = [t for t in sub.take_trades() if t.trade_id >= fills[0].trade_id]
+            assert [(t.trade_id, t.price, t.qty, t.side) for t in trades] == [
+                (f.trade_id, f.price, f.qty, f.side) for f in fills
+            ]
+            assert sub.trade_gaps == 0 and len(fills) > 20
+            assert [b - a for a, b in zip(trades, trades[1:], strict=False)] == []  or all(
+                b.seq == a.seq + 1 for a, b in zip(trades, trades[1:], strict=False)
+            )
+            bid, ask = engine_top(flow, sym)
+            bbo = sub.last_bbo
+            assert bbo is not None
+            assert (bbo.bid_px, bbo.bid_qty) == (bid[0] if bid else (0, 0))
+            assert (bbo.ask_px, bbo.ask_qty) == (ask[0] if ask else (0, 0))
+            assert sub.best() == (bbo.bid_px, bbo.bid_qty, bbo.ask_px, bbo.ask_qty)
+    finally:
+        for sub in subs.values():
+            sub.close()
+
+
+def test_late_joiner_and_gapped_subscriber_end_equal(world):
+    cfg, journal, flow, service = world
+    start(service, cfg)
+    early = subscriber(cfg, "AAPL")
+    gapped = subscriber(cfg, "AAPL", check_ms=300)
+    try:
+        for sub in (early, gapped):
+            wait_live(sub, lambda: journal.commit(flow.more(5)))
+        for batch in batches(flow.more(600), 2):
+            journal.commit(batch)
+        late = subscriber(cfg, "AAPL")  # joins with a book built
+        gapped.drop_next(7)  # loses seven updates in the middle of the next burst
+        for batch in batches(flow.more(600), 3):
+            journal.commit(batch)
+        for sub in (early, gapped, late):
+            wait_for(lambda s=sub: matches_engine(s, flow), what="subscriber = engine")
+        wait_for(lambda: _answers(cfg, len(flow.records)), what="marketdata at the end")
+        snap = snapshot(cfg.endpoints["marketdata_snapshot"], "AAPL")
+        for sub in (early, gapped, late):
+            sub.poll(50)
+            assert sub.seq == snap.seq
+            assert sub.bids() == [tuple(x) for x in snap.bids[:DEPTH]]
+            assert sub.asks() == [tuple(x) for x in snap.asks[:DEPTH]]
+        assert early.resyncs == 1
+        assert gapped.resyncs >= 2  # the first sync, then one after the gap
+        assert late.bids() or late.asks()
+        late.close()
+    finally:
+        early.close()
+        gapped.close()
+
+
+def test_a_lost_tail_is_found_by_a_quiet_check(world):
+    cfg, journal, flow, service = world
+    start(service, cfg)
+    sub = subscriber(cfg, "TSLA", check_ms=200)
+    try:
+        wait_live(sub, lambda: journal.commit(flow.more(5)))
+        journal.commit(flow.more(200))
+        wait_for(lambda: matches_engine(sub, flow), what="in step")
+        before = sub.resyncs
+        sub.drop_next(1_000_000)  # from now on it hears nothing
+        journal.commit([r for r in flow.more(100) if r])
+        wait_for(lambda: _answers(cfg, len(flow.records)), what="marketdata at the end")
+        sub._drop = 0  # the network heals, but no update follows to show the gap
+        wait_for(lambda: matches_engine(sub, flow), what="the quiet check to resync")
+        assert sub.resyncs == before + 1
+    finally:
+        sub.close()
+
+
+def test_late_start_catches_up_from_the_read_endpoint_and_fills_gaps(world):
+    cfg, journal, flow, service = world
+    journal.commit(flow.more(800))  # published to nobody: only reads can deliver it
+    start(service, cfg, len(flow.records))
+    for sym in SYMBOLS:
+        book = flow.engine.books[sym]
+        assert full_book(cfg, sym) == (book.bids.depth(), book.asks.depth())
+    sub = subscriber(cfg, "MSFT")
+    try:
+        wait_live(sub, lambda: journal.commit(flow.more(5)))
+        reads = journal.reads
+        for n, batch in enumerate(batches(flow.more(500), 4)):
+            journal.commit(batch, publish=n % 5 != 2)  # every fifth batch lost on the PUB
+        wait_for(lambda: _answers(cfg, len(flow.records)), what="marketdata at the end")
+        assert journal.reads > reads  # the lost batches came from the read endpoint
+        for sym in SYMBOLS:
+            book = flow.engine.books[sym]
+            assert full_book(cfg, sym) == (book.bids.depth(), book.asks.depth())
+        wait_for(lambda: matches_engine(sub, flow), what="MSFT subscriber = engine")
+        assert sub.resyncs == 1  # marketdata filled the gaps: its feed had none
+    finally:
+        sub.close()
+
+
+def test_restart_keeps_the_numbering_and_sigterm_is_clean(world):
+    cfg, journal, flow, service = world
+    start(service, cfg)
+    sub = subscriber(cfg, "AAPL")
+    try:
+        wait_live(sub, lambda: journal.commit(flow.more(5)))
+        for batch in batches(flow.more(400), 5):
+            journal.commit(batch)
+        wait_for(lambda: matches_engine(sub, flow), what="in step")
+        wait_for(lambda: _answers(cfg, len(flow.records)), what="marketdata at the end")
+        seq = sub.seq
+        service.signal(signal.SIGTERM)
+        assert service.proc.wait(5) == 0
+        assert '"stopped"' in service.log()
+        # the new process replays the journal in other batches, yet numbers alike:
+        # a subscriber that lost nothing carries on without a resync
+        start(service, cfg, len(flow.records))
+        assert snapshot(cfg.endpoints["marketdata_snapshot"], "AAPL").seq == seq
+        sub.check_ms = 0
+        wait_for(lambda: sub.poll(50) == 0, what="nothing new")
+        journal.commit(flow.more(300))
+        wait_for(lambda: matches_engine(sub, flow), what="in step after the restart")
+        assert sub.resyncs == 1 and sub.seq > seq
+    finally:
+        sub.close()
+
+
+def test_hostile_snapshot_requests_are_ignored(world):
+    cfg, journal, flow, service = world
+    journal.commit(flow.more(50))
+    start(service, cfg, len(flow.records))
+    sock = zmq.Context.instance().socket(zmq.DEALER)
+    sock.setsockopt(zmq.LINGER, 0)
+    sock.connect(cfg.endpoints["marketdata_snapshot"])
+    try:
+        for junk in (b"", b"\xc1", encode([1, 2, 3]), b"x" * 10_000):
+            sock.send(junk)
+        assert not sock.poll(200)
+        assert service.alive()
+        snap = snapshot(cfg.endpoints["marketdata_snapshot"], "NOPE")
+        assert (snap.seq, snap.bids, snap.asks) == (0, [], [])
+        assert snapshot(cfg.endpoints["marketdata_snapshot"], "AAPL").journal_seq == 50 + 4
+    finally:
+        sock.close(0)
+
+
+def test_counter_sanity():
+    """The flow the service tests use does make fills on every symbol."""
+    flow = Flow(
+        load(write_config_tmp(), None).symbols if False else _specs(), symbols=SYMBOLS, seed=11
+    )
+    flow.more(300)
+    fills = Counter(e.symbol for r in flow.records for e in r.events if isinstance(e, Fill))
+    assert all(fills[s] > 5 for s in SYMBOLS)
+
+
+def _specs():
+    from tests.test_marketdata_book import specs
+
+    return specs()
+
+
+def write_config_tmp():  # pragma: no cover - never called
+    raise AssertionError
