@@ -183,9 +183,7 @@ class BookSubscriber:
             elif topic == self._trade and kind is Trade:
                 used += self._on_trade(message)
             elif topic == self._bbo and kind is Bbo:
-                if self.last_bbo is None or message.seq > self.last_bbo.seq:
-                    self.last_bbo = message
-                    used += 1
+                used += self._on_bbo(message)
         return used
 
     def _on_l2(self, update: L2Update) -> int:
@@ -211,6 +209,13 @@ class BookSubscriber:
             self.trade_gaps += trade.seq - self.trade_seq - 1
         self.trade_seq = trade.seq
         self.trades.append(trade)
+        return 1
+
+    def _on_bbo(self, bbo: Bbo) -> int:
+        """A BBO is complete on its own: a lost one needs no repair, only order matters."""
+        if self.last_bbo is not None and bbo.seq <= self.last_bbo.seq:
+            return 0
+        self.last_bbo = bbo
         return 1
 
     def poll(self, timeout_ms: int = 0) -> int:

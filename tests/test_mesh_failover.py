@@ -107,3 +107,57 @@ def test_stalled_primary_is_fenced_and_steps_down(short_home):
         client.close()
     finally:
         mesh.stop()  # sends SIGCONT before SIGTERM
+
+
+def test_standby_boots_from_a_snapshot_and_can_take_over(short_home):
+    mesh = Mesh(
+        short_home,
+        standby=True,
+        timings={"heartbeat_ms": 50, "missed_beats": 4},
+        matcher={"snapshot_every": 40},
+    )
+    try:
+        mesh.start()
+        client = Client(mesh.cfg.endpoints["gateway"], timeout=15)
+        client.signup("gina", PASSWORD)
+        client.login("gina", PASSWORD)
+        for i in range(120):
+            client.place("TSLA", Side.BUY, 1, to_units("159.00") - (i % 10) * 100)
+        first = primary_name(mesh)
+        standby = ({"matcher-a", "matcher-b"} - {first}).pop()
+        wait_for(
+            lambda: len(list((short_home / "snapshots").glob("*.snap"))) >= 2,
+            what="the standby's snapshots",
+        )
+        mesh[standby].kill()
+        mesh[standby].start()
+        wait_for(lambda: "snapshot_loaded" in mesh[standby].log(), what="a boot from snapshot")
+        wait_for(
+            lambda: any(
+                s.service == standby and s.role == "standby" and s.seq >= 121
+                for s in mesh.status().services
+            ),
+            what="the tail replayed",
+        )
+        mesh[first].kill()
+        wait_for(lambda: primary_name(mesh) == standby, what="the promotion")
+        after = client.place("TSLA", Side.SELL, 5, to_units("159.00"))
+        assert after.ack.order_id == 121  # the snapshot carried the order counter on
+        state = matcher_state(mesh.cfg, standby.split("-")[1])
+        replayed = journal_tools.replay(short_home / "journal", mesh.cfg)
+        assert (replayed["last_seq"], replayed["state_hash"]) == (state.seq, state.state_hash)
+        client.close()
+    finally:
+        mesh.stop()
+
+
+def primary_name(mesh: Mesh) -> str | None:
+    status = mesh.status()
+    return next(
+        (
+            s.service
+            for s in status.services
+            if s.role == "primary" and s.alive and s.epoch == status.epoch
+        ),
+        None,
+    )

@@ -38,6 +38,7 @@ class Config:
     timings: dict[str, int] = field(default_factory=dict)
     journal: dict[str, object] = field(default_factory=dict)
     marketdata: dict[str, object] = field(default_factory=dict)
+    matcher: dict[str, object] = field(default_factory=dict)
     home: Path = Path("var")
 
 
@@ -72,6 +73,7 @@ def parse(raw: dict, home: Path | None = None) -> Config:
         timings={k: int(v) for k, v in raw.get("timings", {}).items()},
         journal=dict(raw.get("journal", {})),
         marketdata=dict(raw.get("marketdata", {})),
+        matcher=dict(raw.get("matcher", {})),
         home=home,
     )
 

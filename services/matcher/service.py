@@ -43,6 +43,7 @@ from services.common.protocol import (
 )
 from services.common.runtime import tune_gc
 from services.common.stream import Follower
+from services.matcher import snapshot
 from services.matcher.engine import Engine
 
 DRAIN_FRAMES = 256  # command frames sequenced per publish
@@ -77,6 +78,9 @@ class Matcher:
         self.router: zmq.Socket | None = None
         self.pub: zmq.Socket | None = None
         self.last_publish = 0.0
+        self.snapshots = cfg.home / "snapshots"
+        self.snapshot_every = int(cfg.matcher.get("snapshot_every", 50_000))
+        self.last_snapshot = 0
         self.running = True
 
     # -- standby ------------------------------------------------------------
@@ -99,6 +103,7 @@ class Matcher:
         ready = dict(poller.poll(self.heartbeat_ms))
         if self.follower.sub in ready or self.follower.source_seq > self.seq:
             self._apply_committed(self.follower.drain())
+            self._maybe_snapshot()
         if self.beats.socket in ready:
             self._control()
 
@@ -249,9 +254,30 @@ class Matcher:
 
     # -- loop ---------------------------------------------------------------
 
+    def _restore(self) -> None:
+        """Start from the newest good snapshot, so boot replays only the journal's tail."""
+        found = snapshot.newest(self.snapshots, self.cfg.symbols, self.cfg.risk)
+        if found is None:
+            return
+        self.engine, seq, self.epoch = found
+        self.seq = self.committed = self.last_snapshot = seq
+        self.follower.next_seq = seq + 1
+        self.follower.source_seq = max(self.follower.source_seq, seq)
+        self.log.info("snapshot_loaded", seq=seq)
+
+    def _maybe_snapshot(self) -> None:
+        """Standbys write snapshots; the primary's loop stays on the order path."""
+        if self.snapshot_every and self.seq - self.last_snapshot >= self.snapshot_every:
+            path = snapshot.write(
+                self.snapshots, snapshot.capture(self.engine, self.seq, self.epoch)
+            )
+            self.last_snapshot = self.seq
+            self.log.info("snapshot_written", seq=self.seq, path=str(path))
+
     def run(self) -> int:
         signal.signal(signal.SIGTERM, lambda *_: setattr(self, "running", False))
         self.log.info("booting", role=self.role)
+        self._restore()
         self._apply_committed(self.follower.catch_up_patiently(lambda: self.running, self.log))
         self.log.info("replayed", seq=self.seq, state_hash=self.engine.state_hash())
         try:

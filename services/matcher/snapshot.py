@@ -1,0 +1,155 @@
+"""Whole-engine snapshots, so a matcher boots from the newest one plus the journal's tail.
+
+A snapshot is the engine's state at a sequence number, MessagePack-encoded, written
+atomically (temp file, fsync, rename) as ``<seq>.snap`` with the state hash inside.
+Loading one rebuilds the books by re-adding every resting order in priority order, and
+is checked: the loaded engine must give the recorded hash, or the snapshot is refused.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import msgspec
+
+from services.common.config import RiskLimits, SymbolSpec
+from services.common.protocol import AnyEvent
+from services.matcher.engine import Engine
+from services.matcher.state import Account, Holding, Order
+
+SUFFIX = ".snap"
+
+
+class SnapshotAccount(msgspec.Struct, array_like=True):
+    account: int
+    name: str
+    password_hash: str
+    stp: int
+    cash: int
+    open_orders: int
+    holdings: list[tuple[str, int, int, int]]  # symbol, position, open buy, open sell
+    seen: list[tuple[str, AnyEvent]]
+
+
+class SnapshotOrder(msgspec.Struct, array_like=True):
+    order_id: int
+    account: int
+    side: int
+    price: int
+    leaves: int
+    stp: int
+    post_only: bool
+
+
+class SnapshotBook(msgspec.Struct, array_like=True):
+    symbol: str
+    last_price: int
+    band_lo: int
+    band_hi: int
+    orders: list[SnapshotOrder]  # bids then asks, each in priority order
+
+
+class Snapshot(msgspec.Struct, array_like=True):
+    seq: int
+    epoch: int
+    state_hash: str
+    next_account: int
+    next_order: int
+    next_trade: int
+    accounts: list[SnapshotAccount]
+    books: list[SnapshotBook]
+
+
+_decoder = msgspec.msgpack.Decoder(Snapshot)
+
+
+def capture(engine: Engine, seq: int, epoch: int) -> Snapshot:
+    accounts = [
+        SnapshotAccount(
+            a.account,
+            a.name,
+            a.password_hash,
+            a.stp,
+            a.cash,
+            a.open_orders,
+            [(s, h.position, h.open[1], h.open[2]) for s, h in sorted(a.holdings.items())],
+            sorted(a.seen.items()),
+        )
+        for _, a in sorted(engine.accounts.items())
+    ]
+    books = []
+    for symbol, book in engine.books.items():
+        orders = [
+            SnapshotOrder(o.order_id, o.account, o.side, o.price, o.leaves, o.stp, o.post_only)
+            for side in (book.bids, book.asks)
+            for o in side.live_orders()
+        ]
+        books.append(SnapshotBook(symbol, book.last_price, book.band_lo, book.band_hi, orders))
+    return Snapshot(
+        seq, epoch, engine.state_hash(), engine.next_account, engine.next_order,
+        engine.next_trade, accounts, books,
+    )  # fmt: skip
+
+
+def restore(snap: Snapshot, symbols: dict[str, SymbolSpec], risk: RiskLimits) -> Engine:
+    engine = Engine(symbols, risk)
+    for a in snap.accounts:
+        acct = Account(a.account, a.name, a.password_hash, a.stp)
+        acct.cash, acct.open_orders = a.cash, a.open_orders
+        for symbol, position, open_buy, open_sell in a.holdings:
+            holding = acct.holdings[symbol] = Holding()
+            holding.position, holding.open = position, [0, open_buy, open_sell]
+        acct.seen = dict(a.seen)
+        engine.accounts[a.account] = acct
+        engine.names[a.name] = a.account
+    for b in snap.books:
+        book = engine.books[b.symbol]
+        book.last_price, book.band_lo, book.band_hi = b.last_price, b.band_lo, b.band_hi
+        for o in b.orders:
+            owner = engine.accounts[o.account]
+            order = Order(
+                o.order_id,
+                o.account,
+                b.symbol,
+                o.side,
+                o.price,
+                o.leaves,
+                o.stp,
+                owner,
+                owner.holdings[b.symbol],
+                o.post_only,
+            )
+            book.side(o.side).add(order)
+            engine.orders[o.order_id] = order
+    engine.next_account, engine.next_order = snap.next_account, snap.next_order
+    engine.next_trade = snap.next_trade
+    if engine.state_hash() != snap.state_hash:
+        raise ValueError(f"snapshot at seq {snap.seq} does not restore to its state hash")
+    return engine
+
+
+def write(directory: Path, snap: Snapshot, keep: int = 3) -> Path:
+    """Write atomically, then keep only the newest ``keep`` snapshots."""
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / f"{snap.seq:020d}{SUFFIX}"
+    tmp = path.with_suffix(".tmp")
+    with tmp.open("wb") as fh:
+        fh.write(msgspec.msgpack.encode(snap))
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+    for old in sorted(directory.glob(f"*{SUFFIX}"))[:-keep]:
+        old.unlink()
+    return path
+
+
+def newest(directory: Path, symbols: dict[str, SymbolSpec], risk: RiskLimits):
+    """(engine, seq, epoch) from the newest snapshot that loads and checks, or None."""
+    for path in sorted(directory.glob(f"*{SUFFIX}"), reverse=True):
+        try:
+            snap = _decoder.decode(path.read_bytes())
+            return restore(snap, symbols, risk), snap.seq, snap.epoch
+        except (msgspec.DecodeError, msgspec.ValidationError, ValueError, KeyError):
+            continue  # a damaged snapshot: try an older one, or replay from scratch
+    return None
