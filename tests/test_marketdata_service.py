@@ -144,11 +144,10 @@ def world(short_home):
 
 def start(service: Service, cfg, seq: int = 0) -> None:
     service.start()
-    wait_for(
-        lambda: _answers(cfg, seq),
-        timeout=20,
-        what=f"marketdata at record {seq}",
-    )
+    try:
+        wait_for(lambda: _answers(cfg, seq), timeout=20, what=f"marketdata at record {seq}")
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}\n{service.log()[-3000:]}") from None
 
 
 def _answers(cfg, seq: int) -> bool:

@@ -161,3 +161,25 @@ def primary_name(mesh: Mesh) -> str | None:
         ),
         None,
     )
+
+
+def test_heartbeat_restart_keeps_the_epoch_and_the_primary(short_home):
+    mesh = Mesh(short_home, standby=True, timings={"heartbeat_ms": 50, "missed_beats": 4})
+    try:
+        mesh.start()
+        client = Client(mesh.cfg.endpoints["gateway"], timeout=15)
+        client.signup("hank", PASSWORD)
+        client.login("hank", PASSWORD)
+        client.place("AAPL", Side.BUY, 1, to_units("169.00"))
+        before = primary_name(mesh)
+        mesh["heartbeat"].kill()
+        client.place("AAPL", Side.BUY, 1, to_units("168.00"))  # trading goes on meanwhile
+        mesh["heartbeat"].start()
+        wait_for(lambda: mesh.status() is not None and primary_name(mesh), what="status back")
+        time.sleep(0.5)  # several timeouts: a confused heartbeat service would promote now
+        status = mesh.status()
+        assert status.epoch == 1 and primary_name(mesh) == before  # recovered, not re-elected
+        assert client.place("AAPL", Side.BUY, 1, to_units("167.00")).seq == 4
+        client.close()
+    finally:
+        mesh.stop()
