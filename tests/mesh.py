@@ -10,3 +10,13 @@ from clients.bench.cluster import (  # noqa: F401 - re-exported for the tests
     wait_for,
     write_config,
 )
+
+
+def trader(mesh: Mesh, name: str, password: str = "Secret.pw1", timeout: float = 15):
+    """A client with a new account, logged in."""
+    from clients.client import Client
+
+    client = Client(mesh.cfg.endpoints["gateway"], timeout=timeout)
+    client.signup(name, password)
+    client.login(name, password)
+    return client

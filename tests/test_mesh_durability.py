@@ -13,16 +13,9 @@ from clients.client import Client, NoAnswer
 from services.common.money import to_units
 from services.common.protocol import Accepted, NewOrder, PlaceOrder, Reject, RequestRejected, Side
 from services.journal import tools as journal_tools
-from tests.mesh import exchange_cli, matcher_state, wait_for
+from tests.mesh import exchange_cli, matcher_state, trader, wait_for
 
 PASSWORD = "Secret.pw1"
-
-
-def trader(mesh, name: str) -> Client:
-    client = Client(mesh.cfg.endpoints["gateway"], timeout=15)
-    client.signup(name, PASSWORD)
-    client.login(name, PASSWORD)
-    return client
 
 
 def feed_socket(mesh) -> zmq.Socket:

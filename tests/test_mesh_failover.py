@@ -6,11 +6,10 @@ import json
 import signal
 import time
 
-from clients.client import Client
 from services.common.money import to_units
 from services.common.protocol import Accepted, PlaceOrder, Side
 from services.journal import tools as journal_tools
-from tests.mesh import Mesh, exchange_cli, matcher_state, wait_for
+from tests.mesh import Mesh, exchange_cli, matcher_state, trader, wait_for
 
 PASSWORD = "Secret.pw1"
 
@@ -19,9 +18,7 @@ def test_primary_killed_mid_stream_standby_takes_over(short_home):
     mesh = Mesh(short_home, standby=True, timings={"heartbeat_ms": 50, "missed_beats": 4})
     try:
         mesh.start()
-        client = Client(mesh.cfg.endpoints["gateway"], timeout=15)
-        client.signup("erin", PASSWORD)
-        client.login("erin", PASSWORD)
+        client = trader(mesh, "erin")
         wait_for(
             lambda: any(s.service == "matcher-b" and s.seq >= 1 for s in mesh.status().services),
             what="the standby to follow",
@@ -77,9 +74,7 @@ def test_stalled_primary_is_fenced_and_steps_down(short_home):
     mesh = Mesh(short_home, standby=True, timings={"heartbeat_ms": 50, "missed_beats": 4})
     try:
         mesh.start()
-        client = Client(mesh.cfg.endpoints["gateway"], timeout=15)
-        client.signup("frank", PASSWORD)
-        client.login("frank", PASSWORD)
+        client = trader(mesh, "frank")
         client.place("MSFT", Side.BUY, 5, to_units("419.00"))
         (old,) = [s.service for s in mesh.status().services if s.role == "primary"]
         new = ({"matcher-a", "matcher-b"} - {old}).pop()
@@ -118,9 +113,7 @@ def test_standby_boots_from_a_snapshot_and_can_take_over(short_home):
     )
     try:
         mesh.start()
-        client = Client(mesh.cfg.endpoints["gateway"], timeout=15)
-        client.signup("gina", PASSWORD)
-        client.login("gina", PASSWORD)
+        client = trader(mesh, "gina")
         for i in range(120):
             client.place("TSLA", Side.BUY, 1, to_units("159.00") - (i % 10) * 100)
         first = primary_name(mesh)
@@ -167,9 +160,7 @@ def test_heartbeat_restart_keeps_the_epoch_and_the_primary(short_home):
     mesh = Mesh(short_home, standby=True, timings={"heartbeat_ms": 50, "missed_beats": 4})
     try:
         mesh.start()
-        client = Client(mesh.cfg.endpoints["gateway"], timeout=15)
-        client.signup("hank", PASSWORD)
-        client.login("hank", PASSWORD)
+        client = trader(mesh, "hank")
         client.place("AAPL", Side.BUY, 1, to_units("169.00"))
         before = primary_name(mesh)
         mesh["heartbeat"].kill()
