@@ -36,6 +36,14 @@ def _bench_failover(args: argparse.Namespace) -> int:
     return 0 if result["lost"] == 0 and result["duplicated"] == 0 else 1
 
 
+def _bench_seed(args: argparse.Namespace) -> int:
+    from clients.bench import seed
+
+    result = seed.run(trials=args.trials)
+    print(json.dumps(result) if args.json else seed.render(result))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     from clients import ops, trading
     from services.common.protocol import Side
@@ -89,6 +97,10 @@ def build_parser() -> argparse.ArgumentParser:
     fail.add_argument("--interval", type=float, default=1.5, help="seconds between kills")
     fail.add_argument("--json", action="store_true", help="one JSON object on stdout")
     fail.set_defaults(func=_bench_failover)
+    seed = bench_sub.add_parser("seed", help="the seed system's Figure 2 on the full mesh")
+    seed.add_argument("--trials", type=int, default=5)
+    seed.add_argument("--json", action="store_true", help="one JSON object on stdout")
+    seed.set_defaults(func=_bench_seed)
     return parser
 
 
