@@ -144,8 +144,13 @@ def world(short_home):
 
 def start(service: Service, cfg, seq: int = 0) -> None:
     service.start()
+
+    def up() -> bool:
+        assert service.alive(), f"marketdata exited:\n{service.log()[-3000:]}"
+        return _answers(cfg, seq)
+
     try:
-        wait_for(lambda: _answers(cfg, seq), timeout=20, what=f"marketdata at record {seq}")
+        wait_for(up, timeout=20, what=f"marketdata at record {seq}")
     except AssertionError as exc:
         raise AssertionError(f"{exc}\n{service.log()[-3000:]}") from None
 
@@ -178,14 +183,27 @@ def engine_top(flow: Flow, symbol: str) -> tuple[list, list]:
     return book.bids.depth(DEPTH), book.asks.depth(DEPTH)
 
 
-def matches_engine(sub: BookSubscriber, flow: Flow) -> bool:
-    sub.poll(20)
-    return (sub.bids(), sub.asks()) == engine_top(flow, sub.symbol)
+def engine_full(flow: Flow, symbol: str) -> tuple[list, list]:
+    book = flow.engine.books[symbol]
+    return book.bids.depth(), book.asks.depth()
 
 
 def full_book(cfg, symbol: str) -> tuple[list, list]:
     snap = snapshot(cfg.endpoints["marketdata_snapshot"], symbol)
     return [tuple(x) for x in snap.bids], [tuple(x) for x in snap.asks]
+
+
+def in_step(sub: BookSubscriber, cfg, flow: Flow) -> None:
+    """Until marketdata has applied every record and ``sub`` all it published; then
+    the subscriber's top levels must be the engine's."""
+
+    def caught_up() -> bool:
+        sub.poll(20)
+        snap = snapshot(cfg.endpoints["marketdata_snapshot"], sub.symbol)
+        return snap.journal_seq == len(flow.records) and sub.seq == snap.seq
+
+    wait_for(caught_up, what=f"the {sub.symbol} subscriber in step")
+    assert (sub.bids(), sub.asks()) == engine_top(flow, sub.symbol)
 
 
 def test_feeds_match_the_engine_book_and_trades(world):
@@ -199,25 +217,20 @@ def test_feeds_match_the_engine_book_and_trades(world):
         live_from = len(flow.records)
         for batch in batches(flow.more(1_500)):
             journal.commit(batch)
-        for sub in subs.values():
-            wait_for(lambda s=sub: matches_engine(s, flow), what=f"{sub.symbol} = engine")
-        wait_for(lambda: _answers(cfg, len(flow.records)), what="marketdata at the end")
         for sym, sub in subs.items():
+            in_step(sub, cfg, flow)
             assert sub.resyncs == base[sym] and sub.updates > 50  # never lost one
-            book = flow.engine.books[sym]
-            assert full_book(cfg, sym) == (book.bids.depth(), book.asks.depth())
+            assert full_book(cfg, sym) == engine_full(flow, sym)
             # one trade per fill, in order, numbered 1, 2, 3, ... on its topic
             fills = [
-                e
+                (e.trade_id, e.price, e.qty, e.side)
                 for r in flow.records[live_from:]
                 for e in r.events
                 if isinstance(e, Fill) and e.symbol == sym
             ]
-            trades = [t for t in sub.take_trades() if t.trade_id >= fills[0].trade_id]
             assert len(fills) > 20
-            assert [(t.trade_id, t.price, t.qty, t.side) for t in trades] == [
-                (f.trade_id, f.price, f.qty, f.side) for f in fills
-            ]
+            trades = [t for t in sub.take_trades() if t.trade_id >= fills[0][0]]
+            assert [(t.trade_id, t.price, t.qty, t.side) for t in trades] == fills
             assert all(b.seq == a.seq + 1 for a, b in zip(trades, trades[1:], strict=False))
             assert sub.trade_gaps == 0
             # the BBO feed's last word is the engine's best bid and offer
@@ -244,20 +257,13 @@ def test_late_joiner_and_gapped_subscriber_end_equal(world):
         early_base, gapped_base = early.resyncs, gapped.resyncs
         for batch in batches(flow.more(600), 2):
             journal.commit(batch)
-        wait_for(lambda: matches_engine(gapped, flow), what="in step before the gap")
+        in_step(gapped, cfg, flow)
         late = subscriber(cfg, "AAPL")  # joins with a book built
         gapped.drop_next(7)  # loses seven updates at the start of the next burst
         for batch in batches(flow.more(600), 3):
             journal.commit(batch)
         for sub in (early, gapped, late):
-            wait_for(lambda s=sub: matches_engine(s, flow), what="subscriber = engine")
-        wait_for(lambda: _answers(cfg, len(flow.records)), what="marketdata at the end")
-        snap = snapshot(cfg.endpoints["marketdata_snapshot"], "AAPL")
-        for sub in (early, gapped, late):
-            sub.poll(50)
-            assert sub.seq == snap.seq
-            assert sub.bids() == [tuple(x) for x in snap.bids[:DEPTH]]
-            assert sub.asks() == [tuple(x) for x in snap.asks[:DEPTH]]
+            in_step(sub, cfg, flow)
         assert early.resyncs == early_base  # never lost anything
         assert gapped.resyncs == gapped_base + 1  # the gap, seen and mended once
         assert late.resyncs >= 1 and (late.bids() or late.asks())
@@ -271,20 +277,21 @@ def test_a_lost_tail_is_found_by_a_quiet_check(world):
     cfg, journal, flow, service = world
     start(service, cfg)
     sub = subscriber(cfg, "TSLA", check_ms=200)
-    mirror = MarketData(cfg.symbols, DEPTH)  # what marketdata will publish
+    mirror = MarketData(cfg.symbols, DEPTH)  # what marketdata publishes
     try:
         wait_live(sub, lambda: journal.commit(flow.more(5)))
         journal.commit(flow.more(200))
-        wait_for(lambda: matches_engine(sub, flow), what="in step")
-        mirror.apply(flow.records[mirror.journal_seq :])
+        in_step(sub, cfg, flow)
+        mirror.apply(flow.records)
         base = sub.resyncs
         tail = flow.more(100)
         lost = sum(1 for m in mirror.apply(tail) if isinstance(m, L2Update) and m.symbol == "TSLA")
         assert lost > 0
         sub.drop_next(lost)  # every update of the tail: no later one shows the gap
         journal.commit(tail)
-        wait_for(lambda: matches_engine(sub, flow), what="the quiet check to resync")
+        in_step(sub, cfg, flow)
         assert sub.resyncs >= base + 1 and sub.seq == mirror.books["TSLA"].l2_seq
+
     finally:
         sub.close()
 
@@ -294,20 +301,17 @@ def test_late_start_catches_up_from_the_read_endpoint_and_fills_gaps(world):
     journal.commit(flow.more(800))  # published to nobody: only reads can deliver it
     start(service, cfg, len(flow.records))
     for sym in SYMBOLS:
-        book = flow.engine.books[sym]
-        assert full_book(cfg, sym) == (book.bids.depth(), book.asks.depth())
+        assert full_book(cfg, sym) == engine_full(flow, sym)
     sub = subscriber(cfg, "MSFT", check_ms=0)
     try:
         wait_live(sub, lambda: journal.commit(flow.more(5)))
         base, reads = sub.resyncs, journal.reads
         for n, batch in enumerate(batches(flow.more(500), 4)):
             journal.commit(batch, publish=n % 5 != 2)  # every fifth batch lost on the PUB
-        wait_for(lambda: _answers(cfg, len(flow.records)), what="marketdata at the end")
+        in_step(sub, cfg, flow)
         assert journal.reads > reads  # the lost batches came from the read endpoint
         for sym in SYMBOLS:
-            book = flow.engine.books[sym]
-            assert full_book(cfg, sym) == (book.bids.depth(), book.asks.depth())
-        wait_for(lambda: matches_engine(sub, flow), what="MSFT subscriber = engine")
+            assert full_book(cfg, sym) == engine_full(flow, sym)
         assert sub.resyncs == base  # marketdata mended the gaps: its own feed had none
     finally:
         sub.close()
@@ -321,8 +325,7 @@ def test_restart_keeps_the_numbering_and_sigterm_is_clean(world):
         wait_live(sub, lambda: journal.commit(flow.more(5)))
         for batch in batches(flow.more(400), 5):
             journal.commit(batch)
-        wait_for(lambda: matches_engine(sub, flow), what="in step")
-        wait_for(lambda: _answers(cfg, len(flow.records)), what="marketdata at the end")
+        in_step(sub, cfg, flow)
         base, seq = sub.resyncs, sub.seq
         monitor = sub.sub.get_monitor_socket(zmq.EVENT_HANDSHAKE_SUCCEEDED)
         service.signal(signal.SIGTERM)
@@ -342,7 +345,7 @@ def test_restart_keeps_the_numbering_and_sigterm_is_clean(world):
             sub.poll(20)
         for batch in batches(flow.more(300), 6):
             journal.commit(batch)
-        wait_for(lambda: matches_engine(sub, flow), what="in step after the restart")
+        in_step(sub, cfg, flow)
         assert sub.seq > seq and sub.resyncs == base
     finally:
         sub.close()
