@@ -6,11 +6,16 @@ PUB/SUB drops messages under bursts (DESIGN.md), so a gap in the sequence number
 triggers a fresh snapshot on its own; ``resyncs`` counts every snapshot taken,
 the first one included. A loss at the very end of a burst shows no gap until the
 next update, so a subscriber that has heard nothing for ``check_ms`` compares its
-sequence number with a snapshot's and resyncs if it is behind.
+sequence number with a snapshot's (asked for without blocking) and resyncs if it is
+behind.
 
-    >>> book = BookSubscriber(ctx, "tcp://127.0.0.1:5556", "tcp://127.0.0.1:5557", "AAPL")
-    >>> book.poll(100)
-    >>> book.bids()[:3]
+Call ``poll`` often: besides taking messages, it is where ZeroMQ gets to resend the
+subscription after a reconnect (a restarted marketdata), and where checks complete.
+
+    book = BookSubscriber(ctx, "tcp://127.0.0.1:5556", "tcp://127.0.0.1:5557", "AAPL")
+    while True:
+        book.poll(100)
+        best_bids = book.bids()[:3]
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ from __future__ import annotations
 import time
 from collections import deque
 
+import msgspec
 import zmq
 
 from services.common.codec import DecodeError, encode, feed_decoder
@@ -33,6 +39,10 @@ from services.common.protocol import (
 )
 
 MAX_BATCH = 10_000  # messages taken per poll, so a flood cannot starve the caller
+# one typed decoder per topic: a message of another type on a topic fails to decode
+L2_DECODER = msgspec.msgpack.Decoder(L2Update)
+TRADE_DECODER = msgspec.msgpack.Decoder(Trade)
+BBO_DECODER = msgspec.msgpack.Decoder(Bbo)
 
 
 class BookSubscriber:
@@ -85,9 +95,13 @@ class BookSubscriber:
         self.trade_gaps = 0  # trades lost: the trade feed has no replay, only a count
         self.last_bbo: Bbo | None = None
         self._drop = 0
-        self._heard = time.monotonic()
+        self._heard = time.monotonic()  # last L2 message or snapshot
+        self._probe: zmq.Socket | None = None  # a quiet-feed check awaiting its answer
+        self._probe_seq = 0
+        self._probe_until = 0.0
 
     def close(self) -> None:
+        self._drop_probe()
         self.sub.close(0)
 
     def drop_next(self, count: int) -> None:
@@ -96,19 +110,18 @@ class BookSubscriber:
 
     # -- snapshots ------------------------------------------------------------
 
-    def request_snapshot(self) -> Snapshot | None:
-        """The full book from the snapshot endpoint; None if it did not answer in time.
-
-        A fresh socket per request, so a late answer is never taken for a later one."""
+    def _ask(self) -> zmq.Socket:
+        """A fresh socket per request, so a late answer is never taken for a later one."""
         sock = self._ctx.socket(zmq.DEALER)
         sock.setsockopt(zmq.LINGER, 0)
         sock.connect(self._snapshot_endpoint)
+        sock.send(encode(SnapshotRequest(self.symbol)))
+        return sock
+
+    def _answer(self, sock: zmq.Socket) -> Snapshot | None:
         try:
-            sock.send(encode(SnapshotRequest(self.symbol)))
-            if not sock.poll(self.timeout_ms):
-                return None
-            snap = feed_decoder.decode(sock.recv())
-        except DecodeError:
+            snap = feed_decoder.decode(sock.recv(zmq.NOBLOCK))
+        except (zmq.Again, *DecodeError):
             return None
         finally:
             sock.close(0)
@@ -116,11 +129,20 @@ class BookSubscriber:
             return None
         return snap
 
+    def request_snapshot(self) -> Snapshot | None:
+        """The full book from the snapshot endpoint; None if it did not answer in time."""
+        sock = self._ask()
+        if not sock.poll(self.timeout_ms):
+            sock.close(0)
+            return None
+        return self._answer(sock)
+
     def resync(self) -> bool:
         """Start again from a snapshot; False if marketdata did not answer.
 
         Updates already queued here were published before the snapshot is taken, so
         they are all at or below its sequence number: dropped before asking."""
+        self._drop_probe()
         self._receive(discard_l2=True)
         snap = self.request_snapshot()
         if snap is None:
@@ -141,18 +163,37 @@ class BookSubscriber:
         self._heard = time.monotonic()
 
     def _check(self) -> None:
-        """The feed has been quiet: make sure no update was lost at its tail."""
-        self._heard = time.monotonic()
-        seq = self.seq
-        snap = self.request_snapshot()
-        if snap is None or snap.seq == seq:
+        """When the feed has been quiet, ask for a snapshot without waiting for it, and
+        on a later poll see whether an update was lost at the tail of the stream."""
+        now = time.monotonic()
+        probe = self._probe
+        if probe is None:
+            if now - self._heard > self.check_ms / 1000:
+                self._probe = self._ask()
+                self._probe_seq = self.seq
+                self._probe_until = now + self.timeout_ms / 1000
             return
-        if snap.seq > seq:
-            self._receive()  # updates that were still in flight when it was taken
-            if self.seq >= snap.seq:
-                return
-        # behind the snapshot, or marketdata's numbering went back (a new history)
-        self._install(snap)
+        if probe.poll(0):
+            snap = self._answer(probe)
+        elif now < self._probe_until:
+            return
+        else:
+            snap = None  # no answer: ask again after the next quiet spell
+        self._drop_probe()
+        self._heard = now
+        if snap is None:
+            return
+        if snap.seq < self._probe_seq:  # marketdata's numbering went back: a new history
+            self._install(snap)
+        elif snap.seq > self.seq:
+            self._receive()  # updates that were still in flight when it answered
+            if self.seq < snap.seq:
+                self._install(snap)
+
+    def _drop_probe(self) -> None:
+        if self._probe is not None:
+            self._probe.close(0)
+            self._probe = None
 
     # -- the feed -------------------------------------------------------------
 
@@ -167,23 +208,25 @@ class BookSubscriber:
                 break
             except ValueError:  # not two frames: not a feed message
                 continue
-            try:
-                message = feed_decoder.decode(payload)
-            except DecodeError:
-                continue
-            kind = type(message)
-            if topic == self._l2 and kind is L2Update:  # prefixes match longer symbols
+            if topic == self._l2:  # exact: a SUB prefix also matches longer symbols
                 self._heard = time.monotonic()
                 if discard_l2:
                     continue
                 if self._drop:
                     self._drop -= 1
                     continue
-                used += self._on_l2(message)
-            elif topic == self._trade and kind is Trade:
-                used += self._on_trade(message)
-            elif topic == self._bbo and kind is Bbo:
-                used += self._on_bbo(message)
+                handle, decode = self._on_l2, L2_DECODER.decode
+            elif topic == self._trade:
+                handle, decode = self._on_trade, TRADE_DECODER.decode
+            elif topic == self._bbo:
+                handle, decode = self._on_bbo, BBO_DECODER.decode
+            else:
+                continue
+            try:
+                message = decode(payload)
+            except DecodeError:  # broken, or not the topic's message type
+                continue
+            used += handle(message)
         return used
 
     def _on_l2(self, update: L2Update) -> int:
@@ -228,7 +271,7 @@ class BookSubscriber:
             used = self._receive()
         if not self.synced:
             self.resync()
-        elif self.check_ms and time.monotonic() - self._heard > self.check_ms / 1000:
+        elif self.check_ms:
             self._check()
         return used
 

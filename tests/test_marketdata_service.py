@@ -23,11 +23,14 @@ from services.common.codec import DecodeError, bus_decoder, encode
 from services.common.protocol import (
     TOPIC_BEAT,
     TOPIC_RECORDS,
+    Bbo,
     Beat,
     Fill,
     L2Update,
     ReadRange,
     Record,
+    Snapshot,
+    Trade,
 )
 from services.marketdata.book import MarketData
 from tests.mesh import Service, load, wait_for, write_config
@@ -162,13 +165,13 @@ def _answers(cfg, seq: int) -> bool:
         return False
 
 
-def subscriber(cfg, symbol: str, **kw) -> BookSubscriber:
+def subscriber(cfg, symbol: str, depth: int = DEPTH, **kw) -> BookSubscriber:
     return BookSubscriber(
         zmq.Context.instance(),
         cfg.endpoints["marketdata_pub"],
         cfg.endpoints["marketdata_snapshot"],
         symbol,
-        DEPTH,
+        depth,
         **kw,
     )
 
@@ -203,15 +206,17 @@ def in_step(sub: BookSubscriber, cfg, flow: Flow) -> None:
         return snap.journal_seq == len(flow.records) and sub.seq == snap.seq
 
     wait_for(caught_up, what=f"the {sub.symbol} subscriber in step")
-    assert (sub.bids(), sub.asks()) == engine_top(flow, sub.symbol)
+    book = flow.engine.books[sub.symbol]
+    assert (sub.bids(), sub.asks()) == (book.bids.depth(sub.depth), book.asks.depth(sub.depth))
 
 
 def test_feeds_match_the_engine_book_and_trades(world):
     cfg, journal, flow, service = world
     start(service, cfg, len(flow.records))
     subs = {s: subscriber(cfg, s, trades=True, bbo=True) for s in SYMBOLS}
+    shallow = subscriber(cfg, "AAPL", depth=2)  # fewer levels than the feed keeps
     try:
-        for sub in subs.values():
+        for sub in [*subs.values(), shallow]:
             wait_live(sub, lambda: journal.commit(flow.more(5)))
         base = {s: sub.resyncs for s, sub in subs.items()}
         live_from = len(flow.records)
@@ -240,8 +245,11 @@ def test_feeds_match_the_engine_book_and_trades(world):
             assert (bbo.bid_px, bbo.bid_qty) == (bid[0] if bid else (0, 0))
             assert (bbo.ask_px, bbo.ask_qty) == (ask[0] if ask else (0, 0))
             assert sub.best() == (bbo.bid_px, bbo.bid_qty, bbo.ask_px, bbo.ask_qty)
+        in_step(shallow, cfg, flow)
+        book = flow.engine.books["AAPL"]
+        assert (shallow.bids(), shallow.asks()) == (book.bids.depth(2), book.asks.depth(2))
     finally:
-        for sub in subs.values():
+        for sub in [*subs.values(), shallow]:
             sub.close()
 
 
@@ -370,3 +378,50 @@ def test_hostile_snapshot_requests_are_ignored(world):
         )
     finally:
         sock.close(0)
+
+
+def test_subscriber_takes_only_its_symbols_updates(short_home):
+    """A SUB subscription is a prefix ("L2.SPY" also matches "L2.SPYX"), and anything
+    may arrive on a topic: the subscriber uses exactly its own, well-formed updates."""
+    ctx = zmq.Context.instance()
+    pub_ep, snap_ep = f"ipc://{short_home}/pub", f"ipc://{short_home}/snap"
+    pub, router = ctx.socket(zmq.PUB), ctx.socket(zmq.ROUTER)
+    for sock in (pub, router):
+        sock.setsockopt(zmq.LINGER, 0)
+    pub.bind(pub_ep)
+    router.bind(snap_ep)
+    snap = Snapshot("SPY", 3, 5, [(100, 1), (99, 2), (98, 3)], [(101, 4)], 10)
+
+    def serve_one() -> None:
+        if router.poll(5_000):
+            ident, _ = router.recv_multipart()
+            router.send_multipart([ident, encode(snap)])
+
+    server = threading.Thread(target=serve_one)
+    server.start()
+    sub = BookSubscriber(ctx, pub_ep, snap_ep, "SPY", depth=2, check_ms=0)
+    try:
+        assert sub.poll(0) == 0 and sub.seq == 3 and sub.bids() == [(100, 1), (99, 2)]
+        server.join()
+
+        def send(topic: bytes, message) -> None:
+            pub.send_multipart([topic, message if isinstance(message, bytes) else encode(message)])
+
+        wait_for(
+            lambda: (send(b"L2.SPY", L2Update("SPY", 4, [], [(101, 5)])), sub.poll(20))[1],
+            what="a live feed",
+        )
+        send(b"L2.SPYX", L2Update("SPYX", 5, [(99, 0)], []))  # another symbol
+        send(b"L2.SPY", Bbo("SPY", 5, 0, 0, 0, 0))  # the wrong message type
+        send(b"L2.SPY", b"\xc1")  # not MessagePack
+        send(b"T.SPY", Trade("SPY", 1, 1, 100, 1, 1))  # a feed it did not ask for
+        pub.send(b"L2.SPY")  # one frame only
+        send(b"L2.SPY", L2Update("SPY", 5, [(100, 0)], []))  # best bid leaves
+        wait_for(lambda: (sub.poll(20), sub.seq == 5)[1], what="update 5")
+        # 98 moves into the top 2 with no update of its own: it came with the snapshot
+        assert sub.bids() == [(99, 2), (98, 3)] and sub.asks() == [(101, 5)]
+        assert sub.resyncs == 1 and sub.take_trades() == [] and sub.last_bbo is None
+    finally:
+        sub.close()
+        pub.close(0)
+        router.close(0)

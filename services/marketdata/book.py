@@ -34,7 +34,7 @@ from services.common.protocol import (
 BUY = int(Side.BUY)
 
 Levels = list[tuple[int, int]]
-Feed = L2Update | Trade | Bbo
+FeedMessage = L2Update | Trade | Bbo
 BOOK_EVENTS = frozenset((Rested, Fill, Cancelled, Replaced))  # the events that move levels
 
 
@@ -108,16 +108,16 @@ class MarketData:
             book = self.books[symbol] = PublicBook(symbol)
         return book
 
-    def apply(self, records: Iterable[Record]) -> list[Feed]:
+    def apply(self, records: Iterable[Record]) -> list[FeedMessage]:
         """Apply records in order. For each record: its trades, then per symbol it
         touched an L2 update (if the top ``depth`` changed) and a BBO (if it changed)."""
-        out: list[Feed] = []
+        out: list[FeedMessage] = []
         for record in records:
             self._apply_record(record, out)
             self.journal_seq = record.seq
         return out
 
-    def _apply_record(self, record: Record, out: list[Feed]) -> None:
+    def _apply_record(self, record: Record, out: list[FeedMessage]) -> None:
         depth = self.depth
         before: dict[str, tuple] = {}  # symbol -> (bids, asks, bbo) before the record
         for event in record.events:

@@ -26,14 +26,14 @@ from services.common.protocol import (
 )
 from services.common.runtime import tune_gc
 from services.common.stream import Follower
-from services.marketdata.book import Feed, MarketData
+from services.marketdata.book import FeedMessage, MarketData
 
 PUB_HWM = 1_000_000  # a burst of a whole catch-up must not be dropped at our end
 SNAPSHOTS_PER_TURN = 64  # snapshot requests answered before the feed gets a turn again
 POLL_MS = 100
 
 
-def topic_of(message: Feed) -> bytes:
+def topic_of(message: FeedMessage) -> bytes:
     if type(message) is L2Update:
         return l2_topic(message.symbol)
     if type(message) is Trade:
