@@ -44,6 +44,20 @@ def _bench_seed(args: argparse.Namespace) -> int:
     return 0
 
 
+def _bench_sustained(args: argparse.Namespace) -> int:
+    from clients.bench import sustained
+
+    rates = tuple(None if r == "max" else int(r) for r in args.rates.split(","))
+    result = sustained.run(
+        rates=rates,
+        duration=args.duration,
+        processes=args.processes,
+        fsync_off=not args.no_fsync_off,
+    )
+    print(json.dumps(result) if args.json else sustained.render(result))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     from clients import ops, trading
     from services.common.protocol import Side
@@ -101,6 +115,13 @@ def build_parser() -> argparse.ArgumentParser:
     seed.add_argument("--trials", type=int, default=5)
     seed.add_argument("--json", action="store_true", help="one JSON object on stdout")
     seed.set_defaults(func=_bench_seed)
+    sus = bench_sub.add_parser("sustained", help="open-loop offered load, latency percentiles")
+    sus.add_argument("--rates", default="1000,5000,10000,20000,max", help="orders/s, or max")
+    sus.add_argument("--duration", type=float, default=4.0, help="seconds per rate")
+    sus.add_argument("--processes", type=int, default=2, help="load processes")
+    sus.add_argument("--no-fsync-off", action="store_true", help="skip the fsync-off pass")
+    sus.add_argument("--json", action="store_true", help="one JSON object on stdout")
+    sus.set_defaults(func=_bench_sustained)
     return parser
 
 

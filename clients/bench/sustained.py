@@ -1,0 +1,313 @@
+"""`exchange bench sustained`: open-loop offered load against the full mesh.
+
+K load processes each offer rate/K orders a second for a fixed time, on a fixed
+schedule that does not wait for answers (open loop), so a slow exchange cannot slow
+the load down and hide its own queueing. An order's latency runs from the earlier of
+its scheduled and actual send time to its acknowledgement (Accepted or Rejected in
+an execution report): a sender that falls behind is charged for it, which is the
+correction for coordinated omission. Latencies go into HDR histograms (3
+significant digits), merged across processes.
+
+The flow keeps books and positions bounded for any duration: each process trades
+with itself across two accounts, in cycles of four orders on one symbol at its
+reference price (A buys, B sells into it, B buys, A sells into it), rotating over
+the symbols. Every second order fills, so the run exercises matching, fills and
+both sides' reports, not just resting.
+
+"max" is closed loop instead: each process keeps ``window`` orders outstanding and
+sends the next as soon as one is answered; its achieved rate is the ceiling.
+"""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import queue
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import zmq
+from hdrh.histogram import HdrHistogram
+
+from clients.bench.cluster import Mesh
+from clients.client import Client
+from services.common.codec import encode, reply_decoder
+from services.common.protocol import (
+    Accepted,
+    PlaceOrder,
+    Rejected,
+    Report,
+    RequestRejected,
+    Side,
+)
+
+PASSWORD = "Load.pw1"
+DEFAULT_RATES: tuple[int | None, ...] = (1_000, 5_000, 10_000, 20_000, None)  # None: max
+LATENCY_MAX_US = 60_000_000
+EARLY_S = 0.001  # an order may leave up to 1 ms before its slot (timed from its send)
+DRAIN_S = 10.0  # how long to wait for the last answers after the last send
+
+
+def new_histogram() -> HdrHistogram:
+    return HdrHistogram(1, LATENCY_MAX_US, 3)
+
+
+def _cycle(symbols: list[tuple[str, int, int]], i: int) -> tuple[int, int, int, int, int]:
+    """(session index, side, symbol index, qty, price) of order ``i`` in the flow."""
+    step = i % 4
+    s = (i // 4) % len(symbols)
+    _, price, lot = symbols[s]
+    session = (0, 1, 1, 0)[step]
+    side = Side.BUY if step in (0, 2) else Side.SELL
+    return session, side, s, lot, price
+
+
+def _load(
+    endpoint: str,
+    names: tuple[str, str],
+    symbols: list[tuple[str, int, int]],
+    rate: float | None,
+    count: int,
+    window: int,
+    tag: str,
+    start,
+    results,
+) -> None:
+    """One load process: send ``count`` orders, report a histogram and counters."""
+    clients = [Client(endpoint, timeout=30) for _ in names]
+    for client, name in zip(clients, names, strict=True):
+        client.login(name, PASSWORD)
+    socks = [c.socket for c in clients]
+    poller = zmq.Poller()
+    for sock in socks:
+        poller.register(sock, zmq.POLLIN)
+    prefix = f"{tag}-"
+    orders = []
+    for i in range(count):
+        session, side, s, qty, price = _cycle(symbols, i)
+        orders.append(
+            (session, encode(PlaceOrder(f"{prefix}{i}", symbols[s][0], side, qty, price)))
+        )
+    started = [0.0] * count
+    hist = new_histogram()
+    accepted = rejected = answered = sent = 0
+    start.wait()
+    t0 = time.perf_counter()
+    interval = 1.0 / rate if rate else 0.0
+    first_send = t0
+    last_answer = t0
+    deadline = None
+    while answered < count:
+        now = time.perf_counter()
+        if sent < count:
+            if rate:
+                horizon = now + EARLY_S
+                while sent < count and t0 + sent * interval <= horizon:
+                    session, frame = orders[sent]
+                    socks[session].send(frame)
+                    started[sent] = min(t0 + sent * interval, time.perf_counter())
+                    sent += 1
+            else:
+                while sent < count and sent - answered < window:
+                    session, frame = orders[sent]
+                    socks[session].send(frame)
+                    started[sent] = time.perf_counter()
+                    sent += 1
+            if sent == count:
+                deadline = time.perf_counter() + DRAIN_S
+        elif deadline is not None and now > deadline:
+            break
+        for sock, _ in poller.poll(1):
+            while True:
+                try:
+                    frame = sock.recv(zmq.NOBLOCK)
+                except zmq.Again:
+                    break
+                at = time.perf_counter()
+                reply = reply_decoder.decode(frame)
+                if isinstance(reply, Report):
+                    answers = [
+                        (e.cl_ord_id, isinstance(e, Accepted))
+                        for e in reply.events
+                        if isinstance(e, Accepted | Rejected) and e.cl_ord_id.startswith(prefix)
+                    ]
+                elif isinstance(reply, RequestRejected) and reply.ref.startswith(prefix):
+                    answers = [(reply.ref, False)]
+                else:
+                    continue
+                for cl_ord_id, ok in answers:
+                    i = int(cl_ord_id[len(prefix) :])
+                    hist.record_value(max(1, int((at - started[i]) * 1e6)))
+                    answered += 1
+                    accepted += ok
+                    rejected += not ok
+                    last_answer = at
+    for client in clients:
+        client.close()
+    results.put(
+        {
+            "hist": hist.encode(),
+            "sent": sent,
+            "accepted": accepted,
+            "rejected": rejected,
+            "unanswered": count - answered,
+            "first_send": first_send,
+            "last_answer": last_answer,
+        }
+    )
+
+
+def _collect(results, procs: list, deadline: float) -> list[dict]:
+    """Every load process's result; fail at once if one dies without giving it."""
+    parts: list[dict] = []
+    while len(parts) < len(procs):
+        try:
+            parts.append(results.get(timeout=0.5))
+        except queue.Empty:
+            dead = [p.exitcode for p in procs if p.exitcode not in (None, 0)]
+            if dead or time.monotonic() > deadline:
+                raise RuntimeError(f"load processes failed (exit codes {dead})") from None
+    return parts
+
+
+def _symbols(cfg) -> list[tuple[str, int, int]]:
+    return [(name, spec.reference, spec.lot) for name, spec in cfg.symbols.items()]
+
+
+def measure(
+    mesh: Mesh,
+    rate: int | None,
+    duration: float,
+    processes: int,
+    run: int,
+    window: int = 500,
+    max_count: int = 60_000,
+) -> dict:
+    """One offered rate (None: as fast as possible) for ``duration`` seconds."""
+    ctx = mp.get_context("spawn")
+    endpoint = mesh.cfg.endpoints["gateway"]
+    symbols = _symbols(mesh.cfg)
+    per_process = int(rate * duration / processes) if rate else max_count // processes
+    start, results = ctx.Barrier(processes), ctx.Queue()
+    procs = [
+        ctx.Process(
+            target=_load,
+            args=(
+                endpoint,
+                (f"load{p}a", f"load{p}b"),
+                symbols,
+                rate / processes if rate else None,
+                per_process,
+                window,
+                f"r{run}p{p}",
+                start,
+                results,
+            ),
+        )
+        for p in range(processes)
+    ]
+    for proc in procs:
+        proc.start()
+    try:
+        parts = _collect(results, procs, deadline=time.monotonic() + duration * 3 + 60)
+    finally:
+        for proc in procs:
+            proc.join(10)
+            if proc.is_alive():
+                proc.kill()
+    hist = new_histogram()
+    for part in parts:
+        hist.decode_and_add(part["hist"])
+    answered = sum(p["accepted"] + p["rejected"] for p in parts)
+    elapsed = max(p["last_answer"] for p in parts) - min(p["first_send"] for p in parts)
+    return {
+        "offered_per_s": rate,
+        "achieved_per_s": round(answered / elapsed) if elapsed > 0 else 0,
+        "sent": sum(p["sent"] for p in parts),
+        "accepted": sum(p["accepted"] for p in parts),
+        "rejected": sum(p["rejected"] for p in parts),
+        "unanswered": sum(p["unanswered"] for p in parts),
+        "p50_ms": hist.get_value_at_percentile(50) / 1000,
+        "p99_ms": hist.get_value_at_percentile(99) / 1000,
+        "p999_ms": hist.get_value_at_percentile(99.9) / 1000,
+        "max_ms": hist.get_max_value() / 1000,
+    }
+
+
+def run_mesh(
+    fsync: bool,
+    rates=DEFAULT_RATES,
+    duration: float = 4.0,
+    processes: int = 2,
+    progress=sys.stderr,
+) -> dict:
+    """Every rate against one fresh mesh with the journal's fsync on or off."""
+    home = Path(tempfile.mkdtemp(prefix="exs-", dir="/tmp"))
+    mesh = Mesh(home, journal={"fsync": fsync})
+    rows = []
+    try:
+        mesh.start()
+        endpoint = mesh.cfg.endpoints["gateway"]
+        with Client(endpoint, timeout=30) as client:
+            for p in range(processes):
+                client.signup(f"load{p}a", PASSWORD)
+                client.signup(f"load{p}b", PASSWORD)
+        for run, rate in enumerate(rates):
+            label = f"{rate:,}/s" if rate else "max"
+            print(f"  fsync {'on' if fsync else 'off'}, {label} ...", file=progress, flush=True)
+            row = measure(mesh, rate, duration, processes, run)
+            rows.append(row)
+            print(
+                f"    achieved {row['achieved_per_s']:,}/s, p50 {row['p50_ms']:.2f} ms, "
+                f"p99 {row['p99_ms']:.2f} ms, p99.9 {row['p999_ms']:.2f} ms",
+                file=progress,
+                flush=True,
+            )
+    finally:
+        mesh.stop()
+    return {
+        "fsync": fsync,
+        "max_orders_per_s": max(r["achieved_per_s"] for r in rows),
+        "rates": rows,
+    }
+
+
+def run(
+    rates=DEFAULT_RATES,
+    duration: float = 4.0,
+    processes: int = 2,
+    fsync_off: bool = True,
+    progress=sys.stderr,
+) -> dict:
+    """fsync on (the headline) and, unless told not to, fsync off beside it."""
+    on = run_mesh(True, rates, duration, processes, progress)
+    result = {
+        "max_orders_per_s": on["max_orders_per_s"],
+        "rates": on["rates"],
+        "duration_s": duration,
+        "processes": processes,
+        "runs": [on],
+    }
+    if fsync_off:
+        result["runs"].append(run_mesh(False, rates, duration, processes, progress))
+    return result
+
+
+def render(result: dict) -> str:
+    lines = [
+        f"sustained load: {result['processes']} load processes, "
+        f"{result['duration_s']:g} s per rate, latency = order to acknowledgement",
+        f"{'fsync':>6} {'offered/s':>10} {'achieved/s':>11} {'p50 ms':>8} {'p99 ms':>8} "
+        f"{'p99.9 ms':>9} {'max ms':>8} {'rejected':>9} {'unanswered':>11}",
+    ]
+    for run in result["runs"]:
+        for r in run["rates"]:
+            offered = f"{r['offered_per_s']:,}" if r["offered_per_s"] else "max"
+            lines.append(
+                f"{'on' if run['fsync'] else 'off':>6} {offered:>10} {r['achieved_per_s']:>11,} "
+                f"{r['p50_ms']:>8.2f} {r['p99_ms']:>8.2f} {r['p999_ms']:>9.2f} "
+                f"{r['max_ms']:>8.2f} {r['rejected']:>9} {r['unanswered']:>11}"
+            )
+    lines.append(f"max_orders_per_s (fsync on): {result['max_orders_per_s']:,}")
+    return "\n".join(lines)
