@@ -60,6 +60,7 @@ def _bench_sustained(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     from clients import ops, trading
+    from clients.mm import bot as mm
     from services.common.protocol import Side
 
     parser = argparse.ArgumentParser(prog="exchange", description=__doc__.splitlines()[0])
@@ -96,6 +97,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("symbol")
     p.set_defaults(func=lambda a: trading.book(a.symbol, a.json))
     command("positions", lambda a: trading.positions(a.json), "your positions and cash")
+    mm.register(sub)
     _journal_tools(sub)
 
     bench = sub.add_parser("bench", help="benchmarks that print numbers (--json for tools)")

@@ -31,6 +31,7 @@ from services.common.protocol import (
     LoggedIn,
     Login,
     Logout,
+    Notice,
     Orders,
     OrdType,
     Ping,
@@ -93,6 +94,9 @@ class Client:
         self.socket.connect(endpoint)
         self.timeout = timeout
         self.reports: deque[Report] = deque()
+        # notices and gateway rejects that no call was waiting for (e.g. a failover
+        # notice, or the reject of an order sent with ``send``), newest last
+        self.notices: deque[Notice | RequestRejected] = deque(maxlen=1_000)
         self.account: int | None = None
 
     def close(self) -> None:
@@ -124,6 +128,8 @@ class Client:
                 return reply
             if isinstance(reply, Report):
                 self.reports.append(reply)
+            elif isinstance(reply, Notice | RequestRejected):
+                self.notices.append(reply)
 
     def next_report(self, timeout: float | None = None) -> Report:
         if self.reports:
@@ -136,6 +142,8 @@ class Client:
             reply = reply_decoder.decode(self.socket.recv())
             if isinstance(reply, Report):
                 self.reports.append(reply)
+            elif isinstance(reply, Notice | RequestRejected):
+                self.notices.append(reply)
         out = list(self.reports)
         self.reports.clear()
         return out
