@@ -59,7 +59,7 @@ def _bench_sustained(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from clients import ops, trading
+    from clients import ops, trading, tui
     from clients.mm import bot as mm
     from services.common.protocol import Side
 
@@ -98,6 +98,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=lambda a: trading.book(a.symbol, a.json))
     command("positions", lambda a: trading.positions(a.json), "your positions and cash")
     mm.register(sub)
+    tui.register(sub)
     _journal_tools(sub)
 
     bench = sub.add_parser("bench", help="benchmarks that print numbers (--json for tools)")
@@ -120,7 +121,7 @@ def build_parser() -> argparse.ArgumentParser:
     sus = bench_sub.add_parser("sustained", help="open-loop offered load, latency percentiles")
     sus.add_argument("--rates", default="1000,5000,10000,20000,max", help="orders/s, or max")
     sus.add_argument("--duration", type=float, default=4.0, help="seconds per rate")
-    sus.add_argument("--processes", type=int, default=2, help="load processes")
+    sus.add_argument("--processes", type=int, default=1, help="load processes")
     sus.add_argument("--no-fsync-off", action="store_true", help="skip the fsync-off pass")
     sus.add_argument("--json", action="store_true", help="one JSON object on stdout")
     sus.set_defaults(func=_bench_sustained)

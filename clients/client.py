@@ -41,6 +41,7 @@ from services.common.protocol import (
     Rejected,
     ReplaceRequest,
     Report,
+    Reports,
     RequestRejected,
     Side,
     Signup,
@@ -97,6 +98,7 @@ class Client:
         # notices and gateway rejects that no call was waiting for (e.g. a failover
         # notice, or the reject of an order sent with ``send``), newest last
         self.notices: deque[Notice | RequestRejected] = deque(maxlen=1_000)
+        self._unpacked: deque[Report] = deque()  # the rest of a Reports frame, unread
         self.account: int | None = None
 
     def close(self) -> None:
@@ -113,11 +115,21 @@ class Client:
     def send(self, request) -> None:
         self.socket.send(encode(request))
 
+    def _decode(self):
+        """The next reply off the socket; a Reports frame is unpacked into its reports."""
+        reply = reply_decoder.decode(self.socket.recv())
+        if type(reply) is Reports:
+            self._unpacked.extend(reply.reports[1:])
+            return reply.reports[0]
+        return reply
+
     def _recv(self, deadline: float):
+        if self._unpacked:
+            return self._unpacked.popleft()
         remaining = deadline - time.monotonic()
         if remaining <= 0 or not self.socket.poll(int(remaining * 1000) + 1):
             raise NoAnswer("no answer from the gateway")
-        return reply_decoder.decode(self.socket.recv())
+        return self._decode()
 
     def _await(self, accept, timeout: float | None = None):
         """The first reply for which ``accept(reply)`` is true; reports are queued."""
@@ -138,12 +150,16 @@ class Client:
 
     def drain_reports(self) -> list[Report]:
         """Every report already received, without waiting."""
+        self.reports.extend(self._unpacked)
+        self._unpacked.clear()
         while self.socket.poll(0):
-            reply = reply_decoder.decode(self.socket.recv())
+            reply = self._decode()
             if isinstance(reply, Report):
                 self.reports.append(reply)
             elif isinstance(reply, Notice | RequestRejected):
                 self.notices.append(reply)
+            self.reports.extend(self._unpacked)
+            self._unpacked.clear()
         out = list(self.reports)
         self.reports.clear()
         return out

@@ -38,6 +38,7 @@ from services.common.protocol import (
     PlaceOrder,
     Rejected,
     Report,
+    Reports,
     RequestRejected,
     Side,
 )
@@ -46,6 +47,7 @@ PASSWORD = "Load.pw1"
 DEFAULT_RATES: tuple[int | None, ...] = (1_000, 5_000, 10_000, 20_000, None)  # None: max
 LATENCY_MAX_US = 60_000_000
 EARLY_S = 0.001  # an order may leave up to 1 ms before its slot (timed from its send)
+ANSWERS = (Accepted, Rejected)
 DRAIN_S = 10.0  # how long to wait for the last answers after the last send
 
 
@@ -126,11 +128,13 @@ def _load(
                     break
                 at = time.perf_counter()
                 reply = reply_decoder.decode(frame)
-                if isinstance(reply, Report):
+                kind = type(reply)
+                if kind is Report or kind is Reports:
                     answers = [
-                        (e.cl_ord_id, isinstance(e, Accepted))
-                        for e in reply.events
-                        if isinstance(e, Accepted | Rejected) and e.cl_ord_id.startswith(prefix)
+                        (e.cl_ord_id, type(e) is Accepted)
+                        for report in (reply.reports if kind is Reports else (reply,))
+                        for e in report.events
+                        if type(e) in ANSWERS and e.cl_ord_id.startswith(prefix)
                     ]
                 elif isinstance(reply, RequestRejected) and reply.ref.startswith(prefix):
                     answers = [(reply.ref, False)]
@@ -239,7 +243,7 @@ def run_mesh(
     fsync: bool,
     rates=DEFAULT_RATES,
     duration: float = 4.0,
-    processes: int = 2,
+    processes: int = 1,
     progress=sys.stderr,
 ) -> dict:
     """Every rate against one fresh mesh with the journal's fsync on or off."""
@@ -276,7 +280,7 @@ def run_mesh(
 def run(
     rates=DEFAULT_RATES,
     duration: float = 4.0,
-    processes: int = 2,
+    processes: int = 1,
     fsync_off: bool = True,
     progress=sys.stderr,
 ) -> dict:

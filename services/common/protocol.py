@@ -502,6 +502,14 @@ class Report(Reply, tag="report"):
     events: list[AnyEvent]
 
 
+class Reports(Reply, tag="reports"):
+    """Several execution reports for one session in one frame, in commit order: the
+    gateway coalesces what one drain of the committed stream holds for a session, so
+    under load a busy client gets one frame per drain instead of one per record."""
+
+    reports: list[Report]
+
+
 class RequestRejected(Reply, tag="reject"):
     """The gateway refused a request before it reached the matcher."""
 
@@ -550,7 +558,9 @@ class Notice(Reply, tag="notice"):
     text: str
 
 
-AnyReply = Report | RequestRejected | LoggedIn | LoggedOut | Positions | Orders | Pong | Notice
+AnyReply = (
+    Report | Reports | RequestRejected | LoggedIn | LoggedOut | Positions | Orders | Pong | Notice
+)
 
 
 # ---------------------------------------------------------------------------

@@ -14,6 +14,7 @@ import time
 import zmq
 
 from services.common.codec import beat_decoder, encode, records_decoder
+from services.common.frames import recv_frames
 from services.common.protocol import TOPIC_BEAT, TOPIC_RECORDS, ReadRange, Record
 
 FETCH_CHUNK = 2_000
@@ -123,7 +124,7 @@ class Follower:
                 self._accept(record, out)
         while True:
             try:
-                topic, payload = sub.recv_multipart(zmq.NOBLOCK)
+                topic, payload = recv_frames(sub)
             except zmq.Again:
                 break
             self._heard = time.monotonic()

@@ -21,6 +21,7 @@ import zmq
 from services.common.beats import BeatSender
 from services.common.codec import DecodeError, bus_decoder, encode, request_decoder
 from services.common.config import Config, matcher_endpoints
+from services.common.frames import NOBLOCK, recv_frames, send_pair
 from services.common.protocol import (
     ACCOUNT_NAME_RE,
     REJECT_TEXT,
@@ -45,9 +46,11 @@ from services.common.protocol import (
     Reject,
     ReplaceRequest,
     Report,
+    Reports,
     RequestRejected,
     Signup,
 )
+from services.common.runtime import tune_gc
 from services.common.status import current_primary, latest_status, status_socket
 from services.common.stream import Follower
 from services.gateway import passwords, validate
@@ -100,7 +103,7 @@ class Gateway:
 
     def reply(self, ident: bytes, message) -> None:
         try:
-            self.front.send_multipart([ident, encode(message)], zmq.NOBLOCK)
+            send_pair(self.front, ident, encode(message), NOBLOCK)
         except zmq.Again:
             self.log.warning("client_queue_full")  # a client that does not read
 
@@ -287,7 +290,9 @@ class Gateway:
                 self.reply(ident, Notice(f"matcher failover handled (epoch {epoch})"))
 
     def _committed(self, records: list[Record]) -> None:
-        """Apply committed records to the view and send each account its reports."""
+        """Apply committed records to the view and send each account its reports, one
+        frame per session for the whole drain (a Reports when there are several)."""
+        outgoing: dict[bytes, list[Report]] = {}
         for record in records:
             self.view.apply(record)
             cmd = record.command
@@ -307,14 +312,16 @@ class Gateway:
                     by_account.setdefault(event.account, []).append(event)
             for account, events in by_account.items():
                 idents = self.by_account.get(account)
-                if not idents:
-                    continue
-                message = encode(Report(record.seq, record.epoch, events))
-                for ident in idents:
-                    try:
-                        self.front.send_multipart([ident, message], zmq.NOBLOCK)
-                    except zmq.Again:
-                        self.log.warning("client_queue_full", account=account)
+                if idents:
+                    report = Report(record.seq, record.epoch, events)
+                    for ident in idents:
+                        outgoing.setdefault(ident, []).append(report)
+        for ident, reports in outgoing.items():
+            try:
+                message = reports[0] if len(reports) == 1 else Reports(reports)
+                send_pair(self.front, ident, encode(message), NOBLOCK)
+            except zmq.Again:
+                self.log.warning("client_queue_full", reports=len(reports))
 
     # -- loop -----------------------------------------------------------------
 
@@ -329,14 +336,19 @@ class Gateway:
             self.view.apply(record)
         self.log.info("ready", seq=self.view.seq, accounts=len(self.view.names))
         next_expiry = 0.0
+        poller = zmq.Poller()
+        for sock in (self.front, self.follower.sub, self.status):
+            poller.register(sock, zmq.POLLIN)
+        polled_back = None  # the matcher socket the poller watches (a failover swaps it)
+        tune_gc()
         try:
             while self.running:
-                poller = zmq.Poller()
-                poller.register(self.front, zmq.POLLIN)
-                poller.register(self.follower.sub, zmq.POLLIN)
-                poller.register(self.status, zmq.POLLIN)
-                if self.back is not None:
-                    poller.register(self.back, zmq.POLLIN)
+                if self.back is not polled_back:
+                    if polled_back is not None:
+                        poller.unregister(polled_back)
+                    if self.back is not None:
+                        poller.register(self.back, zmq.POLLIN)
+                    polled_back = self.back
                 ready = dict(poller.poll(5 if self.hashing else 100))
                 now = time.monotonic()
                 if self.status in ready:
@@ -344,7 +356,7 @@ class Gateway:
                 if self.front in ready:
                     for _ in range(DRAIN_FRAMES):
                         try:
-                            frames = self.front.recv_multipart(zmq.NOBLOCK)
+                            frames = recv_frames(self.front)
                         except zmq.Again:
                             break
                         if len(frames) != 2:

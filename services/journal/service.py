@@ -19,6 +19,7 @@ import zmq
 from services.common.beats import BeatSender
 from services.common.codec import encode, join_batch
 from services.common.config import Config, matcher_endpoints
+from services.common.frames import send_pair
 from services.common.protocol import (
     TOPIC_BEAT,
     TOPIC_RECORDS,
@@ -28,6 +29,7 @@ from services.common.protocol import (
     Record,
 )
 from services.common.router import bus_messages
+from services.common.runtime import tune_gc
 from services.common.status import current_primary, latest_status, status_socket
 from services.common.stream import Follower
 from services.journal.segment import JournalStore
@@ -128,7 +130,7 @@ class Journal:
         if not raws:
             return
         self.store.sync(self.fsync)
-        self.pub.send_multipart([TOPIC_RECORDS, join_batch(raws)])
+        send_pair(self.pub, TOPIC_RECORDS, join_batch(raws))
 
     def _serve(self) -> None:
         for ident, msg in bus_messages(self.router, limit=64):
@@ -142,13 +144,20 @@ class Journal:
         signal.signal(signal.SIGTERM, lambda *_: setattr(self, "running", False))
         self.log.info("open", last_seq=self.store.last_seq, min_epoch=self.min_epoch)
         last_publish = 0.0
+        poller = zmq.Poller()
+        poller.register(self.router, zmq.POLLIN)
+        poller.register(self.status, zmq.POLLIN)
+        polled = None  # the follower's SUB the poller watches (following anew swaps it)
+        tune_gc()
         try:
             while self.running:
-                poller = zmq.Poller()
-                poller.register(self.router, zmq.POLLIN)
-                poller.register(self.status, zmq.POLLIN)
-                if self.follower is not None:
-                    poller.register(self.follower.sub, zmq.POLLIN)
+                sub = self.follower.sub if self.follower is not None else None
+                if sub is not polled:
+                    if polled is not None:
+                        poller.unregister(polled)
+                    if sub is not None:
+                        poller.register(sub, zmq.POLLIN)
+                    polled = sub
                 ready = dict(poller.poll(self.commit_wait_ms if self.follower else 50))
                 if self.router in ready:
                     self._serve()

@@ -14,9 +14,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from itertools import islice
-from operator import neg
 
-from sortedcontainers import SortedDict
+from sortedcontainers import SortedList
 
 from services.common.protocol import (
     Bbo,
@@ -38,43 +37,78 @@ FeedMessage = L2Update | Trade | Bbo
 BOOK_EVENTS = frozenset((Rested, Fill, Cancelled, Replaced))  # the events that move levels
 
 
+class BookSide:
+    """One side's aggregated levels: sizes by price, and the prices kept sorted so the
+    top N costs O(N) with no per-level Python iterator in the way."""
+
+    __slots__ = ("sizes", "prices", "descending")
+
+    def __init__(self, descending: bool) -> None:
+        self.sizes: dict[int, int] = {}
+        self.prices = SortedList()
+        self.descending = descending  # bids: the best price is the highest
+
+    def __len__(self) -> int:
+        return len(self.sizes)
+
+    def top(self, depth: int | None = None) -> Levels:
+        """Levels best first, at most ``depth`` of them (all if None)."""
+        order = reversed(self.prices) if self.descending else self.prices
+        sizes = self.sizes
+        return [(p, sizes[p]) for p in islice(order, depth)]
+
+    def best(self) -> tuple[int, int]:
+        """(price, size) of the best level; (0, 0) when empty."""
+        if not self.sizes:
+            return 0, 0
+        price = self.prices[-1] if self.descending else self.prices[0]
+        return price, self.sizes[price]
+
+    def change(self, price: int, delta: int) -> bool:
+        """Add ``delta`` at ``price``; False when that removes more than the level held."""
+        sizes = self.sizes
+        old = sizes.get(price)
+        size = (old or 0) + delta
+        if size > 0:
+            sizes[price] = size
+            if old is None:
+                self.prices.add(price)
+            return True
+        if old is not None:
+            del sizes[price]
+            self.prices.remove(price)
+        return size == 0
+
+
 class PublicBook:
     """One symbol's aggregated levels (price -> total open size) and its topics' sequence
-    numbers. Sides are sorted best first, so the top N costs O(N), not a sort."""
+    numbers."""
 
     __slots__ = ("symbol", "bids", "asks", "l2_seq", "trade_seq", "bbo_seq", "anomalies")
 
     def __init__(self, symbol: str) -> None:
         self.symbol = symbol
-        self.bids: SortedDict = SortedDict(neg)  # highest price first
-        self.asks: SortedDict = SortedDict()  # lowest price first
+        self.bids = BookSide(descending=True)
+        self.asks = BookSide(descending=False)
         self.l2_seq = 0
         self.trade_seq = 0
         self.bbo_seq = 0
         self.anomalies = 0  # removals of more than a level held: a stream we misread
 
+    def side(self, side: int) -> BookSide:
+        return self.bids if side == BUY else self.asks
+
     def change(self, side: int, price: int, delta: int) -> None:
-        levels = self.bids if side == BUY else self.asks
-        size = levels.get(price, 0) + delta
-        if size > 0:
-            levels[price] = size
-            return
-        if size < 0:
+        if not (self.bids if side == BUY else self.asks).change(price, delta):
             self.anomalies += 1
-        levels.pop(price, None)
 
     def top(self, depth: int | None = None) -> tuple[Levels, Levels]:
         """(bids, asks), best first, at most ``depth`` levels each (all if None)."""
-        return (
-            list(islice(self.bids.items(), depth)),
-            list(islice(self.asks.items(), depth)),
-        )
+        return self.bids.top(depth), self.asks.top(depth)
 
     def bbo(self) -> tuple[int, int, int, int]:
         """(bid_px, bid_qty, ask_px, ask_qty); zeros for an empty side."""
-        bid_px, bid_qty = self.bids.peekitem(0) if self.bids else (0, 0)
-        ask_px, ask_qty = self.asks.peekitem(0) if self.asks else (0, 0)
-        return bid_px, bid_qty, ask_px, ask_qty
+        return (*self.bids.best(), *self.asks.best())
 
     def snapshot(self, depth: int, journal_seq: int) -> Snapshot:
         bids, asks = self.top()
@@ -119,19 +153,26 @@ class MarketData:
 
     def _apply_record(self, record: Record, out: list[FeedMessage]) -> None:
         depth = self.depth
-        before: dict[str, tuple] = {}  # symbol -> (bids, asks, bbo) before the record
+        # symbol -> [bids top, asks top, bbo] before the record; a side's top is taken
+        # only when the record first touches that side (most records touch one side)
+        before: dict[str, list] = {}
         for event in record.events:
             kind = type(event)
             if kind not in BOOK_EVENTS or (kind is Cancelled and not event.from_book):
                 continue  # acks, rejects... and IOC/FOK/STP remainders that never rested
             symbol = event.symbol
             book = self.books.get(symbol) or self.book(symbol)
-            if symbol not in before:
-                before[symbol] = (*book.top(depth), book.bbo())
+            side = 3 - event.side if kind is Fill else event.side  # a fill takes from the maker
+            seen = before.get(symbol)
+            if seen is None:
+                seen = before[symbol] = [None, None, book.bbo()]
+            i = 0 if side == BUY else 1
+            if seen[i] is None:
+                seen[i] = (book.bids if i == 0 else book.asks).top(depth)
             if kind is Rested:
-                book.change(event.side, event.price, event.qty)
-            elif kind is Fill:  # size leaves the maker's side, opposite the aggressor's
-                book.change(3 - event.side, event.price, -event.qty)
+                book.change(side, event.price, event.qty)
+            elif kind is Fill:
+                book.change(side, event.price, -event.qty)
                 book.trade_seq += 1
                 out.append(
                     Trade(
@@ -139,16 +180,15 @@ class MarketData:
                     )
                 )
             elif kind is Cancelled:
-                book.change(event.side, event.price, -event.qty)
+                book.change(side, event.price, -event.qty)
             else:  # Replaced: if it lost priority, later events say where it went
-                book.change(event.side, event.old_price, -event.old_qty)
+                book.change(side, event.old_price, -event.old_qty)
                 if event.kept_priority:
-                    book.change(event.side, event.price, event.qty)
+                    book.change(side, event.price, event.qty)
         for symbol, (bids0, asks0, bbo0) in before.items():
             book = self.books[symbol]
-            bids1, asks1 = book.top(depth)
-            bid_changes = diff(bids0, bids1)
-            ask_changes = diff(asks0, asks1)
+            bid_changes = [] if bids0 is None else diff(bids0, book.bids.top(depth))
+            ask_changes = [] if asks0 is None else diff(asks0, book.asks.top(depth))
             if bid_changes or ask_changes:
                 book.l2_seq += 1
                 out.append(L2Update(symbol, book.l2_seq, bid_changes, ask_changes))

@@ -15,6 +15,7 @@ import zmq
 from services.common.beats import BeatSender
 from services.common.codec import DecodeError, encode, feed_decoder
 from services.common.config import Config
+from services.common.frames import send_pair
 from services.common.protocol import (
     L2Update,
     Record,
@@ -66,9 +67,9 @@ class MarketDataService:
         self.running = False
 
     def publish(self, records: list[Record]) -> None:
-        send = self.pub.send_multipart
+        pub = self.pub
         for message in self.md.apply(records):
-            send([topic_of(message), encode(message)])
+            send_pair(pub, topic_of(message), encode(message))
         self._check_anomalies()
 
     def _check_anomalies(self) -> None:

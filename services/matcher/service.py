@@ -26,6 +26,7 @@ from services.common.codec import (
     raw_batch_decoder,
 )
 from services.common.config import Config, matcher_endpoints
+from services.common.frames import recv_frames, send_pair
 from services.common.protocol import (
     TOPIC_BEAT,
     TOPIC_RECORDS,
@@ -82,6 +83,7 @@ class Matcher:
         self.snapshot_every = int(cfg.matcher.get("snapshot_every", 50_000))
         self.last_snapshot = 0
         self.running = True
+        self._pollers: dict[tuple, zmq.Poller] = {}
 
     # -- standby ------------------------------------------------------------
 
@@ -96,10 +98,17 @@ class Matcher:
             self.seq = self.committed = record.seq
             self.epoch = max(self.epoch, record.epoch)
 
+    def _poller(self, *socks: zmq.Socket) -> zmq.Poller:
+        """One poller per set of sockets (a role), built once: this runs every turn."""
+        poller = self._pollers.get(socks)
+        if poller is None:
+            poller = self._pollers[socks] = zmq.Poller()
+            for sock in socks:
+                poller.register(sock, zmq.POLLIN)
+        return poller
+
     def _standby_step(self) -> None:
-        poller = zmq.Poller()
-        poller.register(self.follower.sub, zmq.POLLIN)
-        poller.register(self.beats.socket, zmq.POLLIN)
+        poller = self._poller(self.follower.sub, self.beats.socket)
         ready = dict(poller.poll(self.heartbeat_ms))
         if self.follower.sub in ready or self.follower.source_seq > self.seq:
             self._apply_committed(self.follower.drain())
@@ -167,7 +176,7 @@ class Matcher:
         sub = self.follower.sub
         while True:
             try:
-                topic, payload = sub.recv_multipart(zmq.NOBLOCK)
+                topic, payload = recv_frames(sub)
             except zmq.Again:
                 return
             if topic == TOPIC_BEAT:
@@ -192,10 +201,7 @@ class Matcher:
         self.router.send_multipart([ident, encode(records)])
 
     def _primary_step(self) -> None:
-        poller = zmq.Poller()
-        poller.register(self.router, zmq.POLLIN)
-        poller.register(self.follower.sub, zmq.POLLIN)
-        poller.register(self.beats.socket, zmq.POLLIN)
+        poller = self._poller(self.router, self.follower.sub, self.beats.socket)
         ready = dict(poller.poll(self.heartbeat_ms))
         if self.follower.sub in ready:
             self._track_commits()
@@ -221,11 +227,12 @@ class Matcher:
         records: list[Record] = []
         for _ in range(DRAIN_FRAMES):
             try:
-                ident, payload = router.recv_multipart(zmq.NOBLOCK)
+                frames = recv_frames(router)
             except zmq.Again:
                 break
-            except ValueError:  # not [identity, payload]
+            if len(frames) != 2:  # not [identity, payload]
                 continue
+            ident, payload = frames
             try:
                 msg = bus_decoder.decode(payload)
             except DecodeError:
@@ -249,7 +256,7 @@ class Matcher:
         if records:
             self.seq = seq
             self.retransmit.extend(records)
-            self.pub.send_multipart([TOPIC_RECORDS, encode(records)])
+            send_pair(self.pub, TOPIC_RECORDS, encode(records))
             self.last_publish = time.monotonic()
 
     # -- loop ---------------------------------------------------------------
