@@ -58,6 +58,16 @@ def _bench_sustained(args: argparse.Namespace) -> int:
     return 0
 
 
+def _bench_all(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from clients.bench import suite
+
+    results = suite.run(Path(args.out), quick=args.quick)
+    print(json.dumps(results) if args.json else suite.render(results))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     from clients import ops, trading, tui
     from clients.mm import bot as mm
@@ -125,6 +135,11 @@ def build_parser() -> argparse.ArgumentParser:
     sus.add_argument("--no-fsync-off", action="store_true", help="skip the fsync-off pass")
     sus.add_argument("--json", action="store_true", help="one JSON object on stdout")
     sus.set_defaults(func=_bench_sustained)
+    every = bench_sub.add_parser("all", help="every benchmark, JSON + Markdown report + plot")
+    every.add_argument("--out", default="bench/results", help="directory for the results")
+    every.add_argument("--quick", action="store_true", help="tiny runs to check the path")
+    every.add_argument("--json", action="store_true", help="one JSON object on stdout")
+    every.set_defaults(func=_bench_all)
     return parser
 
 

@@ -1,0 +1,49 @@
+"""`exchange bench all --quick`: every benchmark runs for real, and the JSON keys that
+scripts rely on, the Markdown report and the plot all come out (figures not judged)."""
+
+from __future__ import annotations
+
+import json
+
+from tests.mesh import exchange_cli, write_config
+
+
+def test_bench_all_writes_json_report_and_plot(short_home):
+    out = short_home / "results"
+    done = exchange_cli(
+        "bench",
+        "all",
+        "--quick",
+        "--out",
+        str(out),
+        "--json",
+        home=short_home,
+        config_path=write_config(short_home),
+        timeout=240,
+    )
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-4000:]
+    printed = json.loads(done.stdout)
+    on_disk = json.loads((out / "results.json").read_text())
+    assert printed == on_disk
+    for name in ("engine", "seed", "sustained", "failover"):
+        assert json.loads((out / f"{name}.json").read_text()) == on_disk[name]
+    assert on_disk["engine"]["commands_per_s"] > 0
+    rows = on_disk["seed"]["rows"]
+    assert [r["n"] for r in rows] == [1, 2]
+    assert all(r["avg_s"] > 0 and r["stdev_s"] >= 0 for r in rows)
+    sustained = on_disk["sustained"]
+    assert sustained["max_orders_per_s"] > 0
+    assert [run["fsync"] for run in sustained["runs"]] == [True, False]
+    for run in sustained["runs"]:
+        for rate in run["rates"]:
+            assert rate["accepted"] > 0 and rate["unanswered"] == 0
+            assert 0 < rate["p50_ms"] <= rate["p99_ms"] <= rate["p999_ms"] <= rate["max_ms"]
+    failover = on_disk["failover"]
+    assert failover["lost"] == 0 and failover["duplicated"] == 0
+    assert set(failover["unavailability_ms"]) >= {"p50", "max"}
+    report = (out / "report.md").read_text()
+    for heading in ("## Targets", "## Engine", "Figure 2", "## Sustained", "## Failover"):
+        assert heading in report
+    assert "latency.png" in report
+    assert (out / "latency.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "[4/4] failover done" in done.stderr  # progress goes to stderr, JSON to stdout
