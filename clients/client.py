@@ -26,6 +26,8 @@ from services.common.protocol import (
     Accepted,
     CancelRequest,
     Duplicate,
+    Fills,
+    GetFills,
     GetOrders,
     GetPositions,
     LoggedIn,
@@ -38,6 +40,7 @@ from services.common.protocol import (
     PlaceOrder,
     Pong,
     Positions,
+    RecentTrades,
     Rejected,
     ReplaceRequest,
     Report,
@@ -49,6 +52,7 @@ from services.common.protocol import (
     SnapshotRequest,
     Stp,
     Tif,
+    TradesRequest,
 )
 
 
@@ -271,15 +275,24 @@ class Client:
         self._raise(reply)
         return reply
 
+    def fills(self, symbol: str = "", limit: int = 100) -> Fills:
+        """This account's own last fills (of ``symbol`` if given), oldest first.
 
-def snapshot(endpoint: str, symbol: str, timeout: float = 5.0, ctx=None) -> Snapshot:
-    """The full-depth book of ``symbol`` from the marketdata service."""
+        >>> [(f.symbol, f.side, f.qty, f.price) for f in c.fills("AAPL").fills]
+        """
+        self.send(GetFills(symbol, limit))
+        reply = self._await(lambda r: isinstance(r, Fills | RequestRejected))
+        self._raise(reply)
+        return reply
+
+
+def _ask_marketdata(endpoint: str, request, timeout: float, ctx):
     ctx = ctx or zmq.Context.instance()
     sock = ctx.socket(zmq.DEALER)
     sock.setsockopt(zmq.LINGER, 0)
     sock.connect(endpoint)
     try:
-        sock.send(encode(SnapshotRequest(symbol)))
+        sock.send(encode(request))
         if not sock.poll(int(timeout * 1000)):
             raise NoAnswer("no answer from marketdata")
         return feed_decoder.decode(sock.recv())
@@ -287,4 +300,30 @@ def snapshot(endpoint: str, symbol: str, timeout: float = 5.0, ctx=None) -> Snap
         sock.close(0)
 
 
-__all__ = ["Accepted", "Client", "ExchangeError", "NoAnswer", "OrderResult", "snapshot"]
+def snapshot(endpoint: str, symbol: str, timeout: float = 5.0, ctx=None) -> Snapshot:
+    """The full-depth book of ``symbol`` from the marketdata service.
+
+    >>> snapshot("tcp://127.0.0.1:5557", "AAPL").bids[:3]   # [(price, size), ...]
+    """
+    return _ask_marketdata(endpoint, SnapshotRequest(symbol), timeout, ctx)
+
+
+def recent_trades(
+    endpoint: str, symbol: str, limit: int = 50, timeout: float = 5.0, ctx=None
+) -> RecentTrades:
+    """The public tape: ``symbol``'s last ``limit`` trades, oldest first.
+
+    >>> [t.price for t in recent_trades("tcp://127.0.0.1:5557", "AAPL", 5).trades]
+    """
+    return _ask_marketdata(endpoint, TradesRequest(symbol, limit), timeout, ctx)
+
+
+__all__ = [
+    "Accepted",
+    "Client",
+    "ExchangeError",
+    "NoAnswer",
+    "OrderResult",
+    "recent_trades",
+    "snapshot",
+]

@@ -10,13 +10,16 @@ import getpass
 import json
 import os
 import sys
+import tomllib
+from pathlib import Path
 
-from clients.client import Client, ExchangeError, NoAnswer, snapshot
+from clients.client import Client, ExchangeError, NoAnswer, recent_trades, snapshot
 from services.common import config
 from services.common.money import to_dollars, to_units
 from services.common.protocol import PRICE_SCALE, CancelReason, Side
 
 EXIT_REJECTED = 1
+EXIT_USAGE = 2
 EXIT_NO_ANSWER = 3
 
 
@@ -24,9 +27,39 @@ def _cfg() -> config.Config:
     return config.load(home=config.exchange_home())
 
 
+def credentials_file() -> Path:
+    return Path(
+        os.environ.get("EXCHANGE_CREDENTIALS")
+        or Path.home() / ".config" / "exchange" / "credentials.toml"
+    )
+
+
+def _from_file() -> dict:
+    """``user`` and ``password`` from the credentials file, if it exists and only its
+    owner can read it (like ssh, a file others can read is refused, loudly)."""
+    path = credentials_file()
+    try:
+        mode = path.stat().st_mode
+    except FileNotFoundError:
+        return {}
+    if mode & 0o077:
+        print(f"ignoring {path}: readable by others (chmod 600 it)", file=sys.stderr)
+        return {}
+    with path.open("rb") as fh:
+        found = tomllib.load(fh)
+    return {k: str(found[k]) for k in ("user", "password") if k in found}
+
+
 def credentials() -> tuple[str, str]:
-    user = os.environ.get("EXCHANGE_USER") or input("account: ").strip()
-    password = os.environ.get("EXCHANGE_PASSWORD") or getpass.getpass("password: ")
+    """From EXCHANGE_USER / EXCHANGE_PASSWORD, else the credentials file, else a prompt;
+    never from the command line, where other users could read them."""
+    stored = _from_file()
+    user = os.environ.get("EXCHANGE_USER") or stored.get("user") or input("account: ").strip()
+    password = (
+        os.environ.get("EXCHANGE_PASSWORD")
+        or stored.get("password")
+        or getpass.getpass("password: ")
+    )
     return user, password
 
 
@@ -48,6 +81,13 @@ def _run(action, as_json: bool) -> int:
         else:
             print(f"rejected: {exc.text} (code {exc.code})", file=sys.stderr)
         return EXIT_REJECTED
+    except EOFError:
+        print(
+            "no credentials: set EXCHANGE_USER and EXCHANGE_PASSWORD, write a credentials "
+            f"file ({credentials_file()}), or run in a terminal to be asked",
+            file=sys.stderr,
+        )
+        return EXIT_USAGE
     except NoAnswer as exc:
         if as_json:
             print(json.dumps({"ok": False, "code": 0, "error": str(exc)}))
@@ -169,6 +209,92 @@ def book(symbol: str, as_json: bool, depth: int = 10) -> int:
             left = f"{b[1]:>10,} {to_dollars(b[0]):>10}" if b else " " * 21
             right = f"{to_dollars(a[0]):<10} {a[1]:<10,}" if a else ""
             print(f"{left} | {right}")
+        return 0
+
+    return _run(action, as_json)
+
+
+def orders(as_json: bool) -> int:
+    def action() -> int:
+        with _logged_in(_cfg()) as client:
+            listed = client.orders()
+        rows = [
+            {
+                "order_id": o.order_id,
+                "symbol": o.symbol,
+                "side": Side(o.side).name,
+                "price": o.price / PRICE_SCALE,
+                "qty": o.qty,
+            }
+            for o in listed.orders
+        ]
+        if as_json:
+            print(json.dumps({"seq": listed.seq, "orders": rows}))
+            return 0
+        print(f"{'order':>8} {'symbol':<7} {'side':<5} {'open':>9} {'price':>12}")
+        for o in listed.orders:
+            side = Side(o.side).name
+            print(f"{o.order_id:>8} {o.symbol:<7} {side:<5} {o.qty:>9,} {to_dollars(o.price):>12}")
+        if not listed.orders:
+            print("no open orders")
+        return 0
+
+    return _run(action, as_json)
+
+
+def fills(symbol: str, limit: int, as_json: bool) -> int:
+    def action() -> int:
+        with _logged_in(_cfg()) as client:
+            got = client.fills(symbol.upper(), limit)
+        rows = [
+            {
+                "seq": f.seq,
+                "trade_id": f.trade_id,
+                "symbol": f.symbol,
+                "side": Side(f.side).name,
+                "price": f.price / PRICE_SCALE,
+                "qty": f.qty,
+                "order_id": f.order_id,
+                "liquidity": "maker" if f.maker else "taker",
+            }
+            for f in got.fills
+        ]
+        if as_json:
+            print(json.dumps({"seq": got.seq, "fills": rows}))
+            return 0
+        print(f"{'trade':>8} {'symbol':<7} {'side':<5} {'qty':>9} {'price':>12} {'order':>8}  liq")
+        for r, f in zip(rows, got.fills, strict=True):
+            print(
+                f"{r['trade_id']:>8} {r['symbol']:<7} {r['side']:<5} {r['qty']:>9,} "
+                f"{to_dollars(f.price):>12} {r['order_id']:>8}  {r['liquidity']}"
+            )
+        if not rows:
+            print("no fills")
+        return 0
+
+    return _run(action, as_json)
+
+
+def trades(symbol: str, limit: int, as_json: bool) -> int:
+    def action() -> int:
+        tape = recent_trades(_cfg().endpoints["marketdata_snapshot"], symbol.upper(), limit)
+        rows = [
+            {
+                "seq": t.seq,
+                "trade_id": t.trade_id,
+                "price": t.price / PRICE_SCALE,
+                "qty": t.qty,
+                "aggressor": Side(t.side).name,
+            }
+            for t in tape.trades
+        ]
+        if as_json:
+            print(json.dumps({"symbol": tape.symbol, "seq": tape.seq, "trades": rows}))
+            return 0
+        print(f"{tape.symbol}  last {len(rows)} trades (feed seq {tape.seq}), oldest first")
+        print(f"{'trade':>8} {'qty':>9} {'price':>12}  aggressor")
+        for r, t in zip(rows, tape.trades, strict=True):
+            print(f"{r['trade_id']:>8} {r['qty']:>9,} {to_dollars(t.price):>12}  {r['aggressor']}")
         return 0
 
     return _run(action, as_json)

@@ -472,6 +472,13 @@ class GetOrders(Request, tag="orders"):
     pass
 
 
+class GetFills(Request, tag="fills"):
+    """The account's own most recent fills (at most FILLS_KEPT), optionally one symbol."""
+
+    symbol: str = ""
+    limit: int = 100
+
+
 class Ping(Request, tag="ping"):
     nonce: int = 0
 
@@ -485,6 +492,7 @@ AnyRequest = (
     | ReplaceRequest
     | GetPositions
     | GetOrders
+    | GetFills
     | Ping
 )
 
@@ -548,6 +556,28 @@ class Orders(Reply, tag="orders"):
     seq: int
 
 
+class OwnFill(msgspec.Struct, array_like=True, frozen=True, gc=False):
+    """One fill as its account sees it: its own side and order, and whether it rested."""
+
+    seq: int  # the committed record it came from
+    trade_id: int
+    symbol: str
+    side: SideCode  # this account's side
+    price: int
+    qty: int
+    order_id: int  # this account's order
+    maker: bool  # True when this account's order was resting (it provided liquidity)
+
+
+class Fills(Reply, tag="fills"):
+    account: int
+    fills: list[OwnFill]  # oldest first
+    seq: int
+
+
+FILLS_KEPT = 1_000  # per account, in the gateway's view
+
+
 class Pong(Reply, tag="pong"):
     nonce: int
 
@@ -559,7 +589,16 @@ class Notice(Reply, tag="notice"):
 
 
 AnyReply = (
-    Report | Reports | RequestRejected | LoggedIn | LoggedOut | Positions | Orders | Pong | Notice
+    Report
+    | Reports
+    | RequestRejected
+    | LoggedIn
+    | LoggedOut
+    | Positions
+    | Orders
+    | Fills
+    | Pong
+    | Notice
 )
 
 
@@ -615,7 +654,24 @@ class Snapshot(Feed, tag="snapshot"):
     journal_seq: int
 
 
-AnyFeed = L2Update | Trade | Bbo | SnapshotRequest | Snapshot
+class TradesRequest(Feed, tag="trades_req"):
+    """Asked on the snapshot endpoint: the symbol's most recent public trades."""
+
+    symbol: str
+    limit: int = 50
+
+
+class RecentTrades(Feed, tag="trades"):
+    """The last ``trades`` of a symbol, oldest first (at most TRADES_KEPT), valid at
+    trade-feed sequence ``seq``: the tape a late joiner starts from."""
+
+    symbol: str
+    seq: int
+    trades: list[Trade]
+
+
+AnyFeed = L2Update | Trade | Bbo | SnapshotRequest | Snapshot | TradesRequest | RecentTrades
+TRADES_KEPT = 200  # per symbol, for TradesRequest
 
 
 def l2_topic(symbol: str) -> bytes:

@@ -7,12 +7,16 @@ by a failover (durable before visible), and a restarted gateway rebuilds it exac
 
 from __future__ import annotations
 
+from collections import deque
+
 from services.common.protocol import (
+    FILLS_KEPT,
     AccountCreated,
     Cancelled,
     CreateAccount,
     Fill,
     OpenOrder,
+    OwnFill,
     Record,
     Replaced,
     Rested,
@@ -27,13 +31,14 @@ class AccountView:
         self.cash: dict[int, int] = {}
         self.positions: dict[int, dict[str, int]] = {}
         self.orders: dict[int, dict[int, OpenOrder]] = {}
+        self.fills: dict[int, deque[OwnFill]] = {}  # the last FILLS_KEPT per account
         self.seq = 0
 
     def apply(self, record: Record) -> None:
         for event in record.events:
             kind = type(event)
             if kind is Fill:
-                self._fill(event)
+                self._fill(event, record.seq)
             elif kind is Rested:
                 self.orders.setdefault(event.account, {})[event.order_id] = OpenOrder(
                     event.order_id, event.symbol, event.side, event.price, event.qty
@@ -53,13 +58,23 @@ class AccountView:
                 self.hashes[event.account] = record.command.password_hash
         self.seq = record.seq
 
-    def _fill(self, fill: Fill) -> None:
+    def _fill(self, fill: Fill, seq: int) -> None:
         sign = 1 if fill.side == Side.BUY else -1
         value = fill.price * fill.qty
-        for account, s in ((fill.taker_account, sign), (fill.maker_account, -sign)):
+        for account, s, order, maker in (
+            (fill.taker_account, sign, fill.taker_order, False),
+            (fill.maker_account, -sign, fill.maker_order, True),
+        ):
             held = self.positions.setdefault(account, {})
             held[fill.symbol] = held.get(fill.symbol, 0) + s * fill.qty
             self.cash[account] = self.cash.get(account, 0) - s * value
+            kept = self.fills.get(account)
+            if kept is None:
+                kept = self.fills[account] = deque(maxlen=FILLS_KEPT)
+            side = Side.BUY if s > 0 else Side.SELL
+            kept.append(
+                OwnFill(seq, fill.trade_id, fill.symbol, side, fill.price, fill.qty, order, maker)
+            )
         book = self.orders.get(fill.maker_account, {})
         resting = book.get(fill.maker_order)
         if resting is not None:
@@ -73,6 +88,12 @@ class AccountView:
                 )
             else:
                 del book[fill.maker_order]
+
+    def recent_fills(self, account: int, symbol: str = "", limit: int = 100) -> list[OwnFill]:
+        """The account's last ``limit`` fills (of ``symbol`` if given), oldest first."""
+        kept = self.fills.get(account, ())
+        chosen = [f for f in kept if f.symbol == symbol] if symbol else list(kept)
+        return chosen[-limit:] if limit > 0 else []
 
     def open_orders(self, account: int) -> list[OpenOrder]:
         return [order for _, order in sorted(self.orders.get(account, {}).items())]

@@ -24,11 +24,14 @@ from services.common.config import Config, matcher_endpoints
 from services.common.frames import NOBLOCK, recv_frames, send_pair
 from services.common.protocol import (
     ACCOUNT_NAME_RE,
+    FILLS_KEPT,
     REJECT_TEXT,
     CancelRequest,
     CommandBatch,
     CreateAccount,
     Fill,
+    Fills,
+    GetFills,
     GetOrders,
     GetPositions,
     LoggedIn,
@@ -153,6 +156,10 @@ class Gateway:
                 ident,
                 Orders(session.account, self.view.open_orders(session.account), self.view.seq),
             )
+        elif kind is GetFills:
+            account = session.account
+            fills = self.view.recent_fills(account, req.symbol, min(req.limit, FILLS_KEPT))
+            self.reply(ident, Fills(account, fills, self.view.seq))
         elif kind is Logout:
             self._drop_session(ident)
             self.reply(ident, LoggedOut())

@@ -12,16 +12,19 @@ that missed nothing sees no gap.
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Iterable
 from itertools import islice
 
 from sortedcontainers import SortedList
 
 from services.common.protocol import (
+    TRADES_KEPT,
     Bbo,
     Cancelled,
     Fill,
     L2Update,
+    RecentTrades,
     Record,
     Replaced,
     Rested,
@@ -84,10 +87,20 @@ class PublicBook:
     """One symbol's aggregated levels (price -> total open size) and its topics' sequence
     numbers."""
 
-    __slots__ = ("symbol", "bids", "asks", "l2_seq", "trade_seq", "bbo_seq", "anomalies")
+    __slots__ = (
+        "symbol",
+        "bids",
+        "asks",
+        "l2_seq",
+        "trade_seq",
+        "bbo_seq",
+        "anomalies",
+        "recent",
+    )
 
     def __init__(self, symbol: str) -> None:
         self.symbol = symbol
+        self.recent: deque[Trade] = deque(maxlen=TRADES_KEPT)  # the tape for late joiners
         self.bids = BookSide(descending=True)
         self.asks = BookSide(descending=False)
         self.l2_seq = 0
@@ -174,11 +187,11 @@ class MarketData:
             elif kind is Fill:
                 book.change(side, event.price, -event.qty)
                 book.trade_seq += 1
-                out.append(
-                    Trade(
-                        symbol, book.trade_seq, event.trade_id, event.price, event.qty, event.side
-                    )
+                trade = Trade(
+                    symbol, book.trade_seq, event.trade_id, event.price, event.qty, event.side
                 )
+                book.recent.append(trade)
+                out.append(trade)
             elif kind is Cancelled:
                 book.change(side, event.price, -event.qty)
             else:  # Replaced: if it lost priority, later events say where it went
@@ -203,6 +216,13 @@ class MarketData:
         if book is None:
             return Snapshot(symbol, 0, self.depth, [], [], self.journal_seq)
         return book.snapshot(self.depth, self.journal_seq)
+
+    def recent_trades(self, symbol: str, limit: int) -> RecentTrades:
+        """The last ``limit`` trades of ``symbol``, oldest first."""
+        book = self.books.get(symbol)
+        if book is None or limit <= 0:
+            return RecentTrades(symbol, book.trade_seq if book else 0, [])
+        return RecentTrades(symbol, book.trade_seq, list(book.recent)[-limit:])
 
     def anomalies(self) -> int:
         return sum(book.anomalies for book in self.books.values())

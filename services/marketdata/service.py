@@ -21,6 +21,7 @@ from services.common.protocol import (
     Record,
     SnapshotRequest,
     Trade,
+    TradesRequest,
     bbo_topic,
     l2_topic,
     trade_topic,
@@ -89,9 +90,14 @@ class MarketDataService:
                 request = feed_decoder.decode(frames[-1])
             except DecodeError:
                 continue  # hostile or broken: no answer, the peer times out
-            if type(request) is SnapshotRequest:
+            kind = type(request)
+            if kind is SnapshotRequest:
                 reply = encode(self.md.snapshot(request.symbol))
-                self.snap.send_multipart([*frames[:-1], reply])  # DEALER or REQ envelope
+            elif kind is TradesRequest:
+                reply = encode(self.md.recent_trades(request.symbol, request.limit))
+            else:
+                continue
+            self.snap.send_multipart([*frames[:-1], reply])  # DEALER or REQ envelope
 
     def _feed_due(self, ready: dict) -> bool:
         follower = self.follower

@@ -1,0 +1,71 @@
+"""The one-shot trading commands end to end against a running mesh: orders, fills,
+the public tape, credentials from a file, exit codes and --json."""
+
+from __future__ import annotations
+
+import json
+
+from clients.client import Client
+from tests.mesh import exchange_cli, wait_for
+
+PASSWORD = "Secret.pw1"
+
+
+def test_orders_fills_trades_and_credentials(mesh, short_home, tmp_path):
+    with Client(mesh.cfg.endpoints["gateway"]) as client:
+        client.signup("alice", PASSWORD)
+        client.signup("bob", PASSWORD)
+    creds = tmp_path / "credentials.toml"
+    creds.write_text(f'user = "alice"\npassword = "{PASSWORD}"\n')
+    creds.chmod(0o600)
+    as_alice = {"EXCHANGE_CREDENTIALS": str(creds)}
+    as_bob = {"EXCHANGE_USER": "bob", "EXCHANGE_PASSWORD": PASSWORD}
+
+    def run(*args, **env):
+        return exchange_cli(*args, home=short_home, config_path=mesh.config_path, env=env)
+
+    def ok_json(*args, **env):
+        done = run(*args, "--json", **env)
+        assert done.returncode == 0, done.stdout + done.stderr
+        return json.loads(done.stdout)
+
+    sold = ok_json("sell", "AAPL", "50", "170.00", **as_alice)  # credentials from the file
+    bought = ok_json("buy", "AAPL", "30", "170.00", **as_bob)
+    assert [e["type"] for e in bought["events"]][:2] == ["accepted", "fill"]
+
+    orders = ok_json("orders", **as_alice)["orders"]
+    assert orders == [
+        {"order_id": sold["order_id"], "symbol": "AAPL", "side": "SELL", "price": 170.0, "qty": 20}
+    ]
+    fills = ok_json("fills", **as_alice)["fills"]
+    assert [(f["side"], f["qty"], f["price"], f["liquidity"]) for f in fills] == [
+        ("SELL", 30, 170.0, "maker")
+    ]
+    assert fills[0]["order_id"] == sold["order_id"]
+    bob_fills = ok_json("fills", "AAPL", **as_bob)["fills"]
+    assert [(f["side"], f["liquidity"]) for f in bob_fills] == [("BUY", "taker")]
+    assert ok_json("fills", "TSLA", **as_bob)["fills"] == []
+
+    tape = wait_for(
+        lambda: (t := ok_json("trades", "AAPL"))["trades"] and t, what="the trade on the tape"
+    )
+    assert [(t["qty"], t["price"], t["aggressor"]) for t in tape["trades"]] == [(30, 170.0, "BUY")]
+    human = run("trades", "AAPL").stdout
+    assert "170.00" in human and "BUY" in human
+    assert "maker" in run("fills", **as_alice).stdout
+
+    cancelled = ok_json("cancel", str(sold["order_id"]), **as_alice)
+    assert cancelled["events"][0]["type"] == "cancelled"
+    assert ok_json("orders", **as_alice)["orders"] == []
+    assert "no open orders" in run("orders", **as_alice).stdout
+
+    # someone else's order, or no order: exit 1 with the code, in JSON too
+    again = run("cancel", str(sold["order_id"]), "--json", **as_bob)
+    assert again.returncode == 1 and json.loads(again.stdout)["code"] == 8  # UNKNOWN_ORDER
+
+    # a credentials file others can read is refused, and with no terminal to ask: exit 2
+    creds.chmod(0o644)
+    refused = run("orders", **as_alice)
+    assert refused.returncode == 2, refused.stdout + refused.stderr
+    assert "readable by others" in refused.stderr and "no credentials" in refused.stderr
+    assert PASSWORD not in refused.stdout + refused.stderr
