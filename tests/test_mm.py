@@ -78,12 +78,16 @@ def test_step_fits_the_band_and_lot_for_a_penny_stock():
 def test_fair_value_ignores_our_own_quotes_and_a_lagging_feed():
     bids, asks = [(1_699_500, 100), (1_699_000, 50)], [(1_700_500, 100)]
     own = {(BUY, 1_699_500): 100, (SELL, 1_700_500): 100}
-    # only our quotes on the ask side: no mid of others, so the last trade
-    assert fair_value(bids, asks, own, 1_698_000, 1_700_000, 100) == (1_698_000, "trade")
+    # only our quotes on the ask side: no mid of others, so the reference
     assert fair_value(bids, asks, own, 0, 1_700_000, 100) == (1_700_000, "reference")
     bids2 = [(1_699_500, 150)]  # 50 of the level is someone else's
     mid = fair_value(bids2, [(1_701_500, 10)], own, 0, 1_700_000, 100)
     assert mid == (1_700_500, "mid")
+    # a trade outranks the others' mid: it is a fact no quote can move
+    assert fair_value(bids2, [(1_701_500, 10)], own, 1_698_000, 1_700_000, 100) == (
+        1_698_000,
+        "trade",
+    )
     assert feed_agrees(bids, asks, own)
     assert not feed_agrees(bids, asks, own | {(BUY, 1_698_000): 10})  # not in the feed yet
 

@@ -163,7 +163,7 @@ class MarketMaker:
         if isinstance(event, Duplicate):
             event = event.original
         pending = self.pending.pop(getattr(event, "cl_ord_id", ""), None)
-        if pending is None:
+        if pending is None or pending.key[1] < 0:  # unknown, or a stray's cancel
             return
         q = self.quoters[pending.symbol]
         slot = q.slots.setdefault(pending.key, Live())

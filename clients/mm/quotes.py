@@ -3,8 +3,8 @@
 The seed's bot posted 10 orders a side at fair value plus fades of 0.05 to 0.50 (plus a
 little noise), sizes drawn around a base, again and again. Here:
 
-- ``fair_value`` picks the price to quote around: the mid of everybody else's book
-  (the public book less our own quotes), else the last trade, else the reference.
+- ``fair_value`` picks the price to quote around: the last trade, else the mid of
+  everybody else's book (the public book less our own quotes), else the reference.
 - ``ladder`` lays out the wanted quotes: level ``i`` (0-based) sits ``(i + 1) * step +
   noise[i] * tick`` either side of a centre, where the centre is the fair value moved
   against our inventory (``skew`` price units per share, capped at the ladder's width).
@@ -137,16 +137,19 @@ def fair_value(
     reference: int,
     tick: int,
 ) -> tuple[int, str]:
-    """(fair value on the tick, where it came from: "mid", "trade" or "reference").
+    """(fair value on the tick, where it came from: "trade", "mid" or "reference").
 
+    The last trade comes first: it is a fact nobody's quotes can move. The mid of the
+    others' book would not do first: two makers each quoting around the other's mid,
+    each leaning on its inventory, would walk each other away without a trade.
     ``own`` is our open size per (side, price): what is left of a level once it is
     taken out belongs to someone else."""
+    if last_trade:
+        return round_to_tick(last_trade, tick), "trade"
     others_bid = next((p for p, q in bids if q > own.get((BUY, p), 0)), 0)
     others_ask = next((p for p, q in asks if q > own.get((SELL, p), 0)), 0)
     if others_bid and others_ask and others_bid < others_ask:
         return round_to_tick((others_bid + others_ask) // 2, tick), "mid"
-    if last_trade:
-        return round_to_tick(last_trade, tick), "trade"
     return reference, "reference"
 
 
