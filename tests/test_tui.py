@@ -88,6 +88,11 @@ def test_model_follows_reports_and_marks_positions_to_market():
         )
     )
     assert m.order_rows() == []  # a taker that filled in full leaves nothing open
+    # the recent trades from before the screen, merged by trade id without repeats
+    m.load_tape(
+        [Trade("TSLA", 1, 0, 1_600_000, 3, Side.BUY), Trade("AAPL", 1, 1, 1_700_000, 40, Side.SELL)]
+    )
+    assert [t.trade_id for t in m.tape] == [0, 1, 2] and m.last["TSLA"] == 1_600_000
 
 
 async def _until(pilot, predicate, what: str, timeout: float = 5.0) -> float:
@@ -112,6 +117,8 @@ async def _drive(mesh, client, other) -> dict:
         book = app.query_one(BookView)
         orders = app.query_one(OrdersTable)
         await _until(pilot, lambda: "seq" in getattr(book, "text", ""), "the book to sync")
+        tape = app.query_one(TapeView)
+        assert "5 @ 171.00" in tape.text  # a trade from before the screen started
 
         # type an order into the order entry: buy 100 AAPL @ 170.00
         app.query_one("#entry-qty", Input).focus()
@@ -133,7 +140,6 @@ async def _drive(mesh, client, other) -> dict:
         positions = app.query_one("#positions-table", DataTable)
         await _until(pilot, lambda: positions.get_row_at(0)[:2] == ["AAPL", "+40"], "position")
         assert positions.get_row_at(positions.row_count - 1)[0] == "P&L"
-        tape = app.query_one(TapeView)
         await _until(pilot, lambda: "40 @ 170.00" in tape.text, "the trade on the tape")
         await _until(pilot, lambda: " 60 " in book.text.splitlines()[2], "book shows 60")
         timings["fill_to_all_panels_s"] = time.monotonic() - sent
@@ -163,6 +169,10 @@ async def _drive(mesh, client, other) -> dict:
 def test_tui_against_a_real_mesh(mesh):
     client = trader(mesh, "tina")
     other = trader(mesh, "otto")
+    early = trader(mesh, "eddy")
+    other.place("AAPL", Side.SELL, 5, to_units("171.00"))
+    early.place("AAPL", Side.BUY, 5, to_units("171.00"))
+    early.close()
     try:
         timings = asyncio.run(asyncio.wait_for(_drive(mesh, client, other), 60))
     finally:

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 import zmq
 
 from clients.accountview import AccountView
-from clients.client import Client, ExchangeError, NoAnswer, new_cl_ord_id
+from clients.client import Client, ExchangeError, NoAnswer, new_cl_ord_id, recent_trades
 from clients.feed import BookSubscriber
 from clients.mm.quotes import (
     BUY,
@@ -153,6 +153,14 @@ class MarketMaker:
         self._credentials = credentials
         self.resync()
         self.counts["resyncs"] = 0
+        for symbol, q in self.quoters.items():  # the last trade, if the symbol had one
+            try:
+                endpoint = self.cfg.endpoints["marketdata_snapshot"]
+                trades = recent_trades(endpoint, symbol, 1, 1.0, self.ctx).trades
+            except NoAnswer:
+                trades = []
+            if trades:
+                q.last_trade = trades[-1].price
         for q in self.quoters.values():
             q.feed.poll(200)
 
@@ -435,7 +443,7 @@ def main(args) -> int:
     import getpass
     import os
 
-    from clients.trading import EXIT_NO_ANSWER, EXIT_REJECTED, _cfg
+    from clients.trading import EXIT_NO_ANSWER, EXIT_REJECTED, _cfg, credentials
     from services.common.money import to_units
 
     cfg = _cfg()
@@ -459,8 +467,11 @@ def main(args) -> int:
         max_order_qty=cfg.risk.max_order_qty,
         sides=sides,
     )
-    name = args.account or os.environ.get("EXCHANGE_USER") or input("account: ").strip()
-    password = os.environ.get("EXCHANGE_PASSWORD") or getpass.getpass("password: ")
+    if args.account:  # the password still comes from the environment or a prompt
+        name = args.account
+        password = os.environ.get("EXCHANGE_PASSWORD") or getpass.getpass("password: ")
+    else:
+        name, password = credentials()
     client = Client(cfg.endpoints["gateway"], timeout=5.0)
     try:
         if args.create_account:

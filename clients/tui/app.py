@@ -19,7 +19,7 @@ from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.widgets import Footer, Input, RichLog, Static, TabbedContent, TabPane
 
-from clients.client import Client, ExchangeError, NoAnswer, new_cl_ord_id
+from clients.client import Client, ExchangeError, NoAnswer, new_cl_ord_id, recent_trades
 from clients.feed import BookSubscriber
 from clients.tui.model import TuiModel, parse_ticket
 from clients.tui.widgets import (
@@ -150,7 +150,12 @@ class ExchangeApp(App):
             symbol,
             timeout_ms=300,
         )
-        self._dirty |= {"book", "tape", "top"}
+        try:
+            recent = recent_trades(self.cfg.endpoints["marketdata_snapshot"], symbol, 50, 0.5)
+            self.model.load_tape(recent.trades)
+        except NoAnswer:
+            self.model.note("no recent trades from marketdata")
+        self._dirty |= {"book", "tape", "top", "positions"}
 
     def _poll(self) -> None:
         """Take everything that arrived, without waiting, and redraw what changed."""
@@ -292,14 +297,10 @@ class ExchangeApp(App):
 
 def main(args) -> int:
     """`exchange tui`: log in (credentials before the screen starts), then run."""
-    import getpass
-    import os
-
-    from clients.trading import EXIT_NO_ANSWER, EXIT_REJECTED, _cfg
+    from clients.trading import EXIT_NO_ANSWER, EXIT_REJECTED, _cfg, credentials
 
     cfg = _cfg()
-    name = os.environ.get("EXCHANGE_USER") or input("account: ").strip()
-    password = os.environ.get("EXCHANGE_PASSWORD") or getpass.getpass("password: ")
+    name, password = credentials()
     client = Client(cfg.endpoints["gateway"], timeout=5.0)
     try:
         if args.create_account:

@@ -160,6 +160,19 @@ class TuiModel:
         self.tape.append(trade)
         self.last[trade.symbol] = trade.price
 
+    def load_tape(self, trades: list[Trade]) -> None:
+        """Trades from before the screen started (the marketdata's recent trades);
+        ones already heard on the feed are not added twice. Trade ids are global and
+        increasing, so they order the tape across symbols."""
+        known = {t.trade_id for t in self.tape}
+        fresh = [t for t in trades if t.trade_id not in known]
+        if not fresh:
+            return
+        merged = sorted([*self.tape, *fresh], key=lambda t: t.trade_id)
+        self.tape = deque(merged, maxlen=TAPE)
+        for t in merged:
+            self.last[t.symbol] = t.price
+
     def on_book(self, symbol: str, bids, asks) -> None:
         if bids and asks:
             self.mid[symbol] = (bids[0][0] + asks[0][0]) // 2
