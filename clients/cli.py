@@ -68,6 +68,12 @@ def _bench_all(args: argparse.Namespace) -> int:
     return 0
 
 
+def _trade_shell() -> int:
+    from clients import shell
+
+    return shell.main()
+
+
 def build_parser() -> argparse.ArgumentParser:
     from clients import ops, trading, tui
     from clients.mm import bot as mm
@@ -108,6 +114,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=lambda a: trading.book(a.symbol, a.json))
     command("positions", lambda a: trading.positions(a.json), "your positions and cash")
     command("orders", lambda a: trading.orders(a.json), "your open orders")
+    command(
+        "trade",
+        lambda a: _trade_shell(),
+        "an interactive trading prompt (history, tab completion)",
+        json_flag=False,
+    )
     p = command("fills", None, "your own most recent fills")
     p.add_argument("symbol", nargs="?", default="", help="only this symbol")
     p.add_argument("--limit", type=int, default=50)

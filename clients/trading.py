@@ -11,6 +11,8 @@ import json
 import os
 import sys
 import tomllib
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from clients.client import Client, ExchangeError, NoAnswer, recent_trades, snapshot
@@ -72,7 +74,7 @@ def event_dict(event) -> dict:
     return out
 
 
-def _run(action, as_json: bool) -> int:
+def run_action(action, as_json: bool) -> int:
     try:
         return action()
     except ExchangeError as exc:
@@ -96,10 +98,16 @@ def _run(action, as_json: bool) -> int:
         return EXIT_NO_ANSWER
 
 
-def _logged_in(cfg: config.Config) -> Client:
-    client = Client(cfg.endpoints["gateway"])
-    client.login(*credentials())
-    return client
+@contextmanager
+def _session(client: Client | None) -> Iterator[Client]:
+    """The caller's logged-in client (the `exchange trade` prompt keeps one), or a new
+    one logged in with ``credentials()`` and closed afterwards (one-shot commands)."""
+    if client is not None:
+        yield client
+        return
+    with Client(_cfg().endpoints["gateway"]) as new:
+        new.login(*credentials())
+        yield new
 
 
 def account_create(name: str, as_json: bool) -> int:
@@ -114,13 +122,15 @@ def account_create(name: str, as_json: bool) -> int:
         )
         return 0
 
-    return _run(action, as_json)
+    return run_action(action, as_json)
 
 
-def order(side: Side, symbol: str, size: int, price: str, as_json: bool) -> int:
+def order(
+    side: Side, symbol: str, size: int, price: str, as_json: bool, client: Client | None = None
+) -> int:
     def action() -> int:
-        with _logged_in(_cfg()) as client:
-            result = client.place(symbol.upper(), side, size, to_units(price))
+        with _session(client) as session:
+            result = session.place(symbol.upper(), side, size, to_units(price))
         events = [event_dict(e) for e in result.events]
         if as_json:
             print(
@@ -150,13 +160,13 @@ def order(side: Side, symbol: str, size: int, price: str, as_json: bool) -> int:
                 print(f"  cancelled {e.qty} (reason {CancelReason(e.reason).name})")
         return 0
 
-    return _run(action, as_json)
+    return run_action(action, as_json)
 
 
-def cancel(order_id: int, as_json: bool) -> int:
+def cancel(order_id: int, as_json: bool, client: Client | None = None) -> int:
     def action() -> int:
-        with _logged_in(_cfg()) as client:
-            result = client.cancel(order_id)
+        with _session(client) as session:
+            result = session.cancel(order_id)
         if as_json:
             print(
                 json.dumps(
@@ -172,13 +182,13 @@ def cancel(order_id: int, as_json: bool) -> int:
             print(f"cancelled order {order_id}: {result.ack.qty} open")
         return 0
 
-    return _run(action, as_json)
+    return run_action(action, as_json)
 
 
-def positions(as_json: bool) -> int:
+def positions(as_json: bool, client: Client | None = None) -> int:
     def action() -> int:
-        with _logged_in(_cfg()) as client:
-            pos = client.positions()
+        with _session(client) as session:
+            pos = session.positions()
         if as_json:
             out = dict(sorted(pos.positions.items()))
             out["USD"] = pos.cash / PRICE_SCALE
@@ -190,7 +200,7 @@ def positions(as_json: bool) -> int:
         print(f"{'USD':<8} {to_dollars(pos.cash):>12}")
         return 0
 
-    return _run(action, as_json)
+    return run_action(action, as_json)
 
 
 def book(symbol: str, as_json: bool, depth: int = 10) -> int:
@@ -211,13 +221,13 @@ def book(symbol: str, as_json: bool, depth: int = 10) -> int:
             print(f"{left} | {right}")
         return 0
 
-    return _run(action, as_json)
+    return run_action(action, as_json)
 
 
-def orders(as_json: bool) -> int:
+def orders(as_json: bool, client: Client | None = None) -> int:
     def action() -> int:
-        with _logged_in(_cfg()) as client:
-            listed = client.orders()
+        with _session(client) as session:
+            listed = session.orders()
         rows = [
             {
                 "order_id": o.order_id,
@@ -239,13 +249,13 @@ def orders(as_json: bool) -> int:
             print("no open orders")
         return 0
 
-    return _run(action, as_json)
+    return run_action(action, as_json)
 
 
-def fills(symbol: str, limit: int, as_json: bool) -> int:
+def fills(symbol: str, limit: int, as_json: bool, client: Client | None = None) -> int:
     def action() -> int:
-        with _logged_in(_cfg()) as client:
-            got = client.fills(symbol.upper(), limit)
+        with _session(client) as session:
+            got = session.fills(symbol.upper(), limit)
         rows = [
             {
                 "seq": f.seq,
@@ -272,7 +282,7 @@ def fills(symbol: str, limit: int, as_json: bool) -> int:
             print("no fills")
         return 0
 
-    return _run(action, as_json)
+    return run_action(action, as_json)
 
 
 def trades(symbol: str, limit: int, as_json: bool) -> int:
@@ -297,4 +307,4 @@ def trades(symbol: str, limit: int, as_json: bool) -> int:
             print(f"{r['trade_id']:>8} {r['qty']:>9,} {to_dollars(t.price):>12}  {r['aggressor']}")
         return 0
 
-    return _run(action, as_json)
+    return run_action(action, as_json)

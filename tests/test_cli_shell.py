@@ -1,0 +1,70 @@
+"""`exchange trade`: the interactive prompt, fed a session on stdin as a trader types it."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+from clients.bench.cluster import ROOT
+from clients.client import Client
+
+PASSWORD = "Secret.pw1"
+
+
+def test_trade_prompt_session(mesh, short_home):
+    with Client(mesh.cfg.endpoints["gateway"]) as client:
+        client.signup("carol", PASSWORD)
+    with Client(mesh.cfg.endpoints["gateway"]) as dave:
+        dave.signup("dave", PASSWORD)
+        dave.login("dave", PASSWORD)
+        resting = dave.place("TSLA", 2, 25, 1_600_000).ack.order_id  # dave sells 25 @ 160
+    typed = "\n".join(
+        [
+            "symbols",
+            "buy AAPL 100 170.50",
+            "buy AAPL lots 170.50",  # a typo: usage, not a crash
+            "orders",
+            "buy TSLA 10 160.00",  # trades against dave
+            "fills TSLA",
+            "positions",
+            "book AAPL",
+            "trades TSLA",
+            "replace 999999 170.00 5",  # not ours: a reject, the prompt carries on
+            "cancel 1",
+            "frobnicate",
+            "quit",
+        ]
+    )
+    env = dict(
+        os.environ,
+        EXCHANGE_HOME=str(short_home),
+        EXCHANGE_CONFIG=str(mesh.config_path),
+        EXCHANGE_USER="carol",
+        EXCHANGE_PASSWORD=PASSWORD,
+        PYTHONPATH=str(ROOT),
+    )
+    done = subprocess.run(
+        [sys.executable, "-m", "clients.cli", "trade"],
+        input=typed + "\n",
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=ROOT,
+        timeout=60,
+    )
+    out = done.stdout
+    assert done.returncode == 0, out + done.stderr
+    assert "AAPL" in out and "PENNY" in out  # symbols
+    assert "accepted: order" in out and "resting 100 @ 170.50" in out
+    assert "usage: buy SYMBOL SIZE PRICE" in out
+    assert "fill 10 @ 160.00" in out  # the taker's own execution
+    assert "taker" in out.split("exchange> ")[6]  # fills TSLA: carol took dave's order
+    positions = out.split("exchange> ")[7]
+    assert "TSLA" in positions and "-1600.00" in positions  # 10 bought at 160.00
+    assert "170.50" in out.split("exchange> ")[8]  # the book shows carol's bid
+    assert "aggressor" in out and "BUY" in out.split("exchange> ")[9]  # the tape
+    # replace of an unknown order and cancel of dave's order: rejects, the prompt goes on
+    assert done.stderr.count("rejected: no such open order") == 2, done.stderr
+    assert "unknown command: frobnicate" in out
+    assert resting == 1  # dave's order, which carol may not cancel
