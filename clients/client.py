@@ -41,6 +41,7 @@ from services.common.protocol import (
     Pong,
     Positions,
     RecentTrades,
+    Reject,
     Rejected,
     ReplaceRequest,
     Report,
@@ -87,6 +88,18 @@ def _first_answer(report: Report, cl_ord_id: str):
     return None
 
 
+def raise_for(reply) -> None:
+    """Raise ExchangeError if ``reply`` is a reject, or a report of a rejected request."""
+    if isinstance(reply, RequestRejected):
+        raise ExchangeError(reply.code, reply.text)
+    if isinstance(reply, Report):
+        for event in reply.events:
+            if isinstance(event, Duplicate):
+                event = event.original
+            if isinstance(event, Rejected):
+                raise ExchangeError(event.code, REJECT_TEXT.get(event.code, "rejected"))
+
+
 def new_cl_ord_id() -> str:
     return f"{os.getpid():x}-{time.time_ns():x}-{next(_ids)}"
 
@@ -104,6 +117,7 @@ class Client:
         self.notices: deque[Notice | RequestRejected] = deque(maxlen=1_000)
         self._unpacked: deque[Report] = deque()  # the rest of a Reports frame, unread
         self.account: int | None = None
+        self._credentials: tuple[str, str] | None = None  # to log in again if forgotten
 
     def close(self) -> None:
         self.socket.close(0)
@@ -168,17 +182,6 @@ class Client:
         self.reports.clear()
         return out
 
-    @staticmethod
-    def _raise(reply) -> None:
-        if isinstance(reply, RequestRejected):
-            raise ExchangeError(reply.code, reply.text)
-        if isinstance(reply, Report):
-            for event in reply.events:
-                if isinstance(event, Duplicate):
-                    event = event.original
-                if isinstance(event, Rejected):
-                    raise ExchangeError(event.code, REJECT_TEXT.get(event.code, "rejected"))
-
     # -- sessions ---------------------------------------------------------------
 
     def signup(self, name: str, password: str) -> int:
@@ -192,19 +195,39 @@ class Client:
             return name in (getattr(first, "name", None), getattr(first, "cl_ord_id", None))
 
         reply = self._await(mine)
-        self._raise(reply)
+        raise_for(reply)
         return reply.events[0].account
 
     def login(self, name: str, password: str) -> LoggedIn:
         self.send(Login(name, password))
         reply = self._await(lambda r: isinstance(r, LoggedIn | RequestRejected))
-        self._raise(reply)
+        raise_for(reply)
         self.account = reply.account
+        self._credentials = (name, password)
+        return reply
+
+    def _request(self, request, accept, timeout: float | None = None):
+        """Send ``request`` and return the reply ``accept`` picks (raising if it is a
+        reject). If the gateway forgot the session (it restarted, or the session went
+        silent too long) log in again and resend once: an order's cl_ord_id makes the
+        resend exactly-once."""
+        self.send(request)
+        reply = self._await(accept, timeout)
+        if (
+            type(reply) is RequestRejected
+            and reply.code == Reject.NOT_LOGGED_IN
+            and self._credentials is not None
+        ):
+            self.login(*self._credentials)
+            self.send(request)
+            reply = self._await(accept, timeout)
+        raise_for(reply)
         return reply
 
     def logout(self) -> None:
         self.send(Logout())
         self.account = None
+        self._credentials = None
 
     def ping(self, nonce: int = 0) -> None:
         """Keeps the session alive: the gateway drops sessions silent for three
@@ -223,14 +246,15 @@ class Client:
 
     # -- orders -----------------------------------------------------------------
 
-    def _answer_for(self, cl_ord_id: str, timeout: float | None) -> OrderResult:
+    def _answer_for(self, request, timeout: float | None) -> OrderResult:
+        cl_ord_id = request.cl_ord_id
+
         def mine(r) -> bool:
             if isinstance(r, RequestRejected):
                 return r.ref == cl_ord_id or not r.ref
             return isinstance(r, Report) and _first_answer(r, cl_ord_id) is not None
 
-        reply = self._await(mine, timeout)
-        self._raise(reply)
+        reply = self._request(request, mine, timeout)
         return OrderResult(_first_answer(reply, cl_ord_id), reply.seq, list(reply.events))
 
     def place(
@@ -247,43 +271,34 @@ class Client:
         timeout: float | None = None,
     ) -> OrderResult:
         """Send an order and wait for its acknowledgement (raises ExchangeError if rejected)."""
-        cl_ord_id = cl_ord_id or new_cl_ord_id()
-        self.send(PlaceOrder(cl_ord_id, symbol, side, qty, price, ord_type, tif, post_only, stp))
-        return self._answer_for(cl_ord_id, timeout)
+        request = PlaceOrder(
+            cl_ord_id or new_cl_ord_id(), symbol, side, qty, price, ord_type, tif, post_only, stp
+        )
+        return self._answer_for(request, timeout)
 
     def cancel(self, order_id: int, cl_ord_id: str | None = None) -> OrderResult:
-        cl_ord_id = cl_ord_id or new_cl_ord_id()
-        self.send(CancelRequest(cl_ord_id, order_id))
-        return self._answer_for(cl_ord_id, None)
+        return self._answer_for(CancelRequest(cl_ord_id or new_cl_ord_id(), order_id), None)
 
     def replace(
         self, order_id: int, price: int, qty: int, cl_ord_id: str | None = None
     ) -> OrderResult:
-        cl_ord_id = cl_ord_id or new_cl_ord_id()
-        self.send(ReplaceRequest(cl_ord_id, order_id, price, qty))
-        return self._answer_for(cl_ord_id, None)
+        request = ReplaceRequest(cl_ord_id or new_cl_ord_id(), order_id, price, qty)
+        return self._answer_for(request, None)
 
     def positions(self) -> Positions:
-        self.send(GetPositions())
-        reply = self._await(lambda r: isinstance(r, Positions | RequestRejected))
-        self._raise(reply)
-        return reply
+        return self._request(GetPositions(), lambda r: isinstance(r, Positions | RequestRejected))
 
     def orders(self) -> Orders:
-        self.send(GetOrders())
-        reply = self._await(lambda r: isinstance(r, Orders | RequestRejected))
-        self._raise(reply)
-        return reply
+        return self._request(GetOrders(), lambda r: isinstance(r, Orders | RequestRejected))
 
     def fills(self, symbol: str = "", limit: int = 100) -> Fills:
         """This account's own last fills (of ``symbol`` if given), oldest first.
 
         >>> [(f.symbol, f.side, f.qty, f.price) for f in c.fills("AAPL").fills]
         """
-        self.send(GetFills(symbol, limit))
-        reply = self._await(lambda r: isinstance(r, Fills | RequestRejected))
-        self._raise(reply)
-        return reply
+        return self._request(
+            GetFills(symbol, limit), lambda r: isinstance(r, Fills | RequestRejected)
+        )
 
 
 def _ask_marketdata(endpoint: str, request, timeout: float, ctx):

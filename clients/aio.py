@@ -1,0 +1,275 @@
+"""The asyncio client: the same requests as ``clients.client.Client``, for bots that do
+several things at once.
+
+One reader task takes every frame off the socket and hands each reply to whoever
+waits for it (an order's answer by its ``cl_ord_id``, a query by its reply type);
+every execution report also goes to ``reports()``, and notices to ``notices``. A
+heartbeat task pings the gateway so an idle session is not dropped, and when the
+gateway answers NOT_LOGGED_IN (it restarted, or the session expired) the client
+logs in again and resends: orders carry their ``cl_ord_id``, so a resend is answered
+once (exactly-once entry). A matcher failover needs nothing from the caller: the
+gateway resends and a ``notice`` says so.
+
+    async with AsyncClient("tcp://127.0.0.1:5555") as c:
+        await c.login("alice", "Secret.pw1")
+        result = await c.place("AAPL", Side.BUY, 100, to_units("170.50"))
+        async for report in c.reports():
+            ...
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections import defaultdict, deque
+from collections.abc import AsyncIterator
+
+import zmq
+import zmq.asyncio
+
+from clients.client import ExchangeError, NoAnswer, OrderResult, new_cl_ord_id, raise_for
+from services.common.codec import encode, reply_decoder
+from services.common.protocol import (
+    CancelRequest,
+    Duplicate,
+    Fills,
+    GetFills,
+    GetOrders,
+    GetPositions,
+    LoggedIn,
+    Login,
+    Notice,
+    Orders,
+    OrdType,
+    Ping,
+    PlaceOrder,
+    Pong,
+    Positions,
+    Reject,
+    ReplaceRequest,
+    Report,
+    Reports,
+    RequestRejected,
+    Side,
+    Signup,
+    Stp,
+    Tif,
+)
+
+HEARTBEAT_S = 1.0  # well inside the gateway's 3 x client_heartbeat_ms (6 s by default)
+
+
+class AsyncClient:
+    def __init__(
+        self, endpoint: str, timeout: float = 10.0, ctx: zmq.asyncio.Context | None = None
+    ) -> None:
+        self.ctx = ctx or zmq.asyncio.Context.instance()
+        self.socket = self.ctx.socket(zmq.DEALER)
+        self.socket.setsockopt(zmq.LINGER, 0)
+        self.socket.connect(endpoint)
+        self.timeout = timeout
+        self.account: int | None = None
+        self.notices: asyncio.Queue[Notice | RequestRejected] = asyncio.Queue()
+        self._reports: asyncio.Queue[Report] = asyncio.Queue()
+        self._orders: dict[str, tuple[asyncio.Future, object]] = {}  # cl_ord_id -> (fut, req)
+        # reply type -> (future, request) of queries waiting, oldest first
+        self._queries: dict[type, deque[tuple[asyncio.Future, object]]] = defaultdict(deque)
+        self._signups: dict[str, asyncio.Future] = {}
+        self._credentials: tuple[str, str] | None = None
+        self._relogin: asyncio.Task | None = None
+        self._tasks = [asyncio.create_task(self._read()), asyncio.create_task(self._beat())]
+
+    async def __aenter__(self) -> AsyncClient:
+        return self
+
+    async def __aexit__(self, *exc) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self.socket.close(0)
+
+    # -- plumbing -------------------------------------------------------------
+
+    async def _send(self, request) -> None:
+        await self.socket.send(encode(request))
+
+    async def _read(self) -> None:
+        while True:
+            reply = reply_decoder.decode(await self.socket.recv())
+            for one in reply.reports if type(reply) is Reports else (reply,):
+                self._dispatch(one)
+
+    def _dispatch(self, reply) -> None:
+        kind = type(reply)
+        if kind is Report:
+            self._reports.put_nowait(reply)
+            self._answer_orders(reply)
+        elif kind is RequestRejected:
+            self._rejected(reply)
+        elif kind is Notice:
+            self.notices.put_nowait(reply)
+        else:  # LoggedIn, Positions, Orders, Fills, Pong: the oldest waiter of its kind
+            waiting = self._queries.get(kind)
+            while waiting:
+                future, _ = waiting.popleft()
+                if not future.done():
+                    future.set_result(reply)
+                    break
+
+    def _answer_orders(self, report: Report) -> None:
+        for event in report.events:
+            cl_ord_id = getattr(event, "cl_ord_id", None)
+            name = getattr(event, "name", None)  # account_created answers a signup
+            if cl_ord_id in self._orders:
+                future, _ = self._orders.pop(cl_ord_id)
+                if not future.done():
+                    future.set_result(report)
+            elif name in self._signups:
+                future = self._signups.pop(name)
+                if not future.done():
+                    future.set_result(report)
+            elif isinstance(event, Duplicate):
+                self._answer_orders(Report(report.seq, report.epoch, [event.original]))
+
+    def _rejected(self, reply: RequestRejected) -> None:
+        if reply.code == Reject.NOT_LOGGED_IN and self._credentials is not None:
+            if self._relogin is None or self._relogin.done():
+                self._relogin = asyncio.create_task(self._login_again())
+            return
+        target = None
+        if reply.ref in self._orders:
+            target = self._orders.pop(reply.ref)[0]
+        elif reply.ref in self._signups:
+            target = self._signups.pop(reply.ref)
+        elif reply.code == Reject.BAD_CREDENTIALS and self._queries[LoggedIn]:
+            target = self._queries[LoggedIn].popleft()[0]
+        if target is not None and not target.done():
+            target.set_result(reply)
+        else:
+            self.notices.put_nowait(reply)
+
+    async def _login_again(self) -> None:
+        """The gateway forgot the session: log in again and resend what is unanswered."""
+        await self.login(*self._credentials)
+        for _, request in list(self._orders.values()):
+            await self._send(request)
+        for kind, waiting in self._queries.items():
+            for _, request in list(waiting) if kind is not LoggedIn else ():
+                await self._send(request)
+
+    async def _beat(self) -> None:
+        while True:
+            await asyncio.sleep(HEARTBEAT_S)
+            if self._credentials is not None:
+                await self._send(Ping(0))
+
+    async def _wait(self, future: asyncio.Future, timeout: float | None):
+        try:
+            return await asyncio.wait_for(future, timeout or self.timeout)
+        except TimeoutError:
+            raise NoAnswer("no answer from the gateway") from None
+
+    async def _query(self, request, kind: type, timeout: float | None = None):
+        future = asyncio.get_running_loop().create_future()
+        self._queries[kind].append((future, request))
+        await self._send(request)
+        reply = await self._wait(future, timeout)
+        raise_for(reply)
+        return reply
+
+    # -- sessions -------------------------------------------------------------
+
+    async def signup(self, name: str, password: str) -> int:
+        """Create an account; returns its id."""
+        future = asyncio.get_running_loop().create_future()
+        self._signups[name] = future
+        await self._send(Signup(name, password))
+        reply = await self._wait(future, None)
+        raise_for(reply)
+        return reply.events[0].account
+
+    async def login(self, name: str, password: str) -> LoggedIn:
+        reply = await self._query(Login(name, password), LoggedIn)
+        self.account = reply.account
+        self._credentials = (name, password)
+        return reply
+
+    async def alive(self, timeout: float = 2.0) -> bool:
+        """Ping and wait for the pong: False means the gateway is gone or stalled."""
+        try:
+            await self._query(Ping(1), Pong, timeout)
+        except NoAnswer:
+            return False
+        return True
+
+    # -- orders ---------------------------------------------------------------
+
+    async def _order(self, request, timeout: float | None) -> OrderResult:
+        future = asyncio.get_running_loop().create_future()
+        self._orders[request.cl_ord_id] = (future, request)
+        await self._send(request)
+        try:
+            reply = await self._wait(future, timeout)
+        finally:
+            self._orders.pop(request.cl_ord_id, None)
+        raise_for(reply)
+        ack = next(
+            (
+                e.original if isinstance(e, Duplicate) else e
+                for e in reply.events
+                if getattr(e, "cl_ord_id", None) == request.cl_ord_id
+            ),
+            reply.events[0],
+        )
+        return OrderResult(ack, reply.seq, list(reply.events))
+
+    async def place(
+        self,
+        symbol: str,
+        side: Side,
+        qty: int,
+        price: int = 0,
+        ord_type: OrdType = OrdType.LIMIT,
+        tif: Tif = Tif.GTC,
+        post_only: bool = False,
+        stp: Stp = Stp.DEFAULT,
+        cl_ord_id: str | None = None,
+        timeout: float | None = None,
+    ) -> OrderResult:
+        """Send an order and await its acknowledgement (ExchangeError if rejected)."""
+        request = PlaceOrder(
+            cl_ord_id or new_cl_ord_id(), symbol, side, qty, price, ord_type, tif, post_only, stp
+        )
+        return await self._order(request, timeout)
+
+    async def cancel(self, order_id: int, cl_ord_id: str | None = None) -> OrderResult:
+        return await self._order(CancelRequest(cl_ord_id or new_cl_ord_id(), order_id), None)
+
+    async def replace(
+        self, order_id: int, price: int, qty: int, cl_ord_id: str | None = None
+    ) -> OrderResult:
+        request = ReplaceRequest(cl_ord_id or new_cl_ord_id(), order_id, price, qty)
+        return await self._order(request, None)
+
+    async def positions(self) -> Positions:
+        return await self._query(GetPositions(), Positions)
+
+    async def orders(self) -> Orders:
+        return await self._query(GetOrders(), Orders)
+
+    async def fills(self, symbol: str = "", limit: int = 100) -> Fills:
+        return await self._query(GetFills(symbol, limit), Fills)
+
+    async def reports(self) -> AsyncIterator[Report]:
+        """Every execution report for this account, in commit order, as it arrives
+        (answers to this client's own requests included)."""
+        while True:
+            yield await self._reports.get()
+
+
+__all__ = ["AsyncClient", "ExchangeError", "NoAnswer", "OrderResult"]
