@@ -27,7 +27,14 @@ from collections.abc import AsyncIterator
 import zmq
 import zmq.asyncio
 
-from clients.client import ExchangeError, NoAnswer, OrderResult, new_cl_ord_id, raise_for
+from clients.client import (
+    ExchangeError,
+    NoAnswer,
+    OrderResult,
+    first_answer,
+    new_cl_ord_id,
+    raise_for,
+)
 from services.common.codec import encode, reply_decoder
 from services.common.protocol import (
     CancelRequest,
@@ -218,14 +225,7 @@ class AsyncClient:
         finally:
             self._orders.pop(request.cl_ord_id, None)
         raise_for(reply)
-        ack = next(
-            (
-                e.original if isinstance(e, Duplicate) else e
-                for e in reply.events
-                if getattr(e, "cl_ord_id", None) == request.cl_ord_id
-            ),
-            reply.events[0],
-        )
+        ack = first_answer(reply, request.cl_ord_id)
         return OrderResult(ack, reply.seq, list(reply.events))
 
     async def place(

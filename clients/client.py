@@ -80,7 +80,7 @@ class OrderResult:
 _ids = itertools.count(1)
 
 
-def _first_answer(report: Report, cl_ord_id: str):
+def first_answer(report: Report, cl_ord_id: str):
     """The event answering request ``cl_ord_id`` in a report (a duplicate's original)."""
     for event in report.events:
         if getattr(event, "cl_ord_id", None) == cl_ord_id:
@@ -252,10 +252,10 @@ class Client:
         def mine(r) -> bool:
             if isinstance(r, RequestRejected):
                 return r.ref == cl_ord_id or not r.ref
-            return isinstance(r, Report) and _first_answer(r, cl_ord_id) is not None
+            return isinstance(r, Report) and first_answer(r, cl_ord_id) is not None
 
         reply = self._request(request, mine, timeout)
-        return OrderResult(_first_answer(reply, cl_ord_id), reply.seq, list(reply.events))
+        return OrderResult(first_answer(reply, cl_ord_id), reply.seq, list(reply.events))
 
     def place(
         self,
