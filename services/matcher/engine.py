@@ -501,7 +501,7 @@ class Engine:
                     for sym, h in sorted(a.holdings.items())
                     if h.position or h.open[BUY] or h.open[SELL]
                 ],
-                [[cl, encode(event)] for cl, event in sorted(a.seen.items())],
+                a.seen,  # insertion order is the command order: deterministic, no sort
             ]
             for _, a in sorted(self.accounts.items())
         ]

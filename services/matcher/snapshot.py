@@ -74,7 +74,7 @@ def capture(engine: Engine, seq: int, epoch: int) -> Snapshot:
             a.cash,
             a.open_orders,
             [(s, h.position, h.open[1], h.open[2]) for s, h in sorted(a.holdings.items())],
-            sorted(a.seen.items()),
+            list(a.seen.items()),  # in insertion order, which state_hash covers
         )
         for _, a in sorted(engine.accounts.items())
     ]
