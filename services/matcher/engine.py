@@ -487,7 +487,6 @@ class Engine:
         return digest.hexdigest()
 
     def _canonical(self) -> list:
-        encode = msgspec.msgpack.encode
         accounts = [
             [
                 a.account,
