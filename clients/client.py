@@ -206,6 +206,16 @@ class Client:
         self._credentials = (name, password)
         return reply
 
+    def open_account(self, name: str, password: str, create: bool = False) -> LoggedIn:
+        """Log in; with ``create``, sign up first (an account that exists is fine)."""
+        if create:
+            try:
+                self.signup(name, password)
+            except ExchangeError as exc:
+                if exc.code != Reject.NAME_TAKEN:
+                    raise
+        return self.login(name, password)
+
     def _request(self, request, accept, timeout: float | None = None):
         """Send ``request`` and return the reply ``accept`` picks (raising if it is a
         reject). If the gateway forgot the session (it restarted, or the session went

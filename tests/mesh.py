@@ -20,3 +20,21 @@ def trader(mesh: Mesh, name: str, password: str = "Secret.pw1", timeout: float =
     client.signup(name, password)
     client.login(name, password)
     return client
+
+
+def replay_journal(mesh: Mesh) -> dict:
+    """`exchange journal verify` then `exchange journal replay --json` on the mesh's
+    journal, through the real command; fails unless both pass. Returns replay's JSON."""
+    import json
+
+    journal_dir = str(mesh.home / "journal")
+    run = lambda *args: exchange_cli(  # noqa: E731
+        "journal", *args, home=mesh.home, config_path=mesh.config_path
+    )
+    verify = run("verify", journal_dir)
+    assert verify.returncode == 0, verify.stdout + verify.stderr
+    replay = run("replay", journal_dir, "--json", "--config", str(mesh.config_path))
+    assert replay.returncode == 0, replay.stdout + replay.stderr
+    replayed = json.loads(replay.stdout)
+    assert replayed["mismatch"] is None
+    return replayed

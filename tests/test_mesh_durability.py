@@ -13,7 +13,7 @@ from clients.client import Client, NoAnswer
 from services.common.money import to_units
 from services.common.protocol import Accepted, NewOrder, PlaceOrder, Reject, RequestRejected, Side
 from services.journal import tools as journal_tools
-from tests.mesh import exchange_cli, matcher_state, trader, wait_for
+from tests.mesh import exchange_cli, matcher_state, replay_journal, trader, wait_for
 
 PASSWORD = "Secret.pw1"
 
@@ -96,22 +96,7 @@ def test_journal_sigkill_loses_no_acknowledged_order(mesh):
             ),
             what="the journal to commit everything",
         )
-        verify = exchange_cli(
-            "journal", "verify", journal_dir, home=mesh.home, config_path=mesh.config_path
-        )
-        assert verify.returncode == 0, verify.stdout + verify.stderr
-        replay = exchange_cli(
-            "journal",
-            "replay",
-            journal_dir,
-            "--json",
-            "--config",
-            str(mesh.config_path),
-            home=mesh.home,
-            config_path=mesh.config_path,
-        )
-        assert replay.returncode == 0, replay.stdout + replay.stderr
-        replayed = json.loads(replay.stdout)
+        replayed = replay_journal(mesh)
         assert replayed["last_seq"] == state.seq
         assert replayed["state_hash"] == state.state_hash
         journaled = Counter(

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import json
 import signal
 import time
 
 from services.common.money import to_units
 from services.common.protocol import Accepted, PlaceOrder, Side
 from services.journal import tools as journal_tools
-from tests.mesh import Mesh, exchange_cli, matcher_state, trader, wait_for
+from tests.mesh import Mesh, matcher_state, replay_journal, trader, wait_for
 
 PASSWORD = "Secret.pw1"
 
@@ -48,19 +47,7 @@ def test_primary_killed_mid_stream_standby_takes_over(short_home):
         survivor = ({"matcher-a", "matcher-b"} - {first}).pop()
         assert [s.service for s in primary] == [survivor] and status.epoch == 2
         state = matcher_state(mesh.cfg, survivor.split("-")[1])
-        journal_dir = str(short_home / "journal")
-        replay = json.loads(
-            exchange_cli(
-                "journal",
-                "replay",
-                journal_dir,
-                "--json",
-                "--config",
-                str(mesh.config_path),
-                home=short_home,
-                config_path=mesh.config_path,
-            ).stdout
-        )
+        replay = replay_journal(mesh)
         assert replay["mismatch"] is None
         assert (replay["last_seq"], replay["state_hash"]) == (state.seq, state.state_hash)
         client.close()

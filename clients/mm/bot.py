@@ -474,13 +474,7 @@ def main(args) -> int:
         name, password = credentials()
     client = Client(cfg.endpoints["gateway"], timeout=5.0)
     try:
-        if args.create_account:
-            try:
-                client.signup(name, password)
-            except ExchangeError as exc:
-                if exc.code != Reject.NAME_TAKEN:
-                    raise
-        client.login(name, password)
+        client.open_account(name, password, create=args.create_account)
         bot = MarketMaker(
             cfg,
             client,
