@@ -90,8 +90,8 @@ def build_parser() -> argparse.ArgumentParser:
         p.set_defaults(func=func)
         return p
 
-    command("up", lambda a: ops.up(), "start the mesh under supervisord", json_flag=False)
-    command("down", lambda a: ops.down(), "stop the mesh", json_flag=False)
+    command("up", lambda a: ops.up(a.json), "start the mesh under supervisord")
+    command("down", lambda a: ops.down(a.json), "stop the mesh")
     command("status", lambda a: ops.status(a.json), "every service's role, epoch, seq, lag")
     account = sub.add_parser("account", help="accounts")
     account_sub = account.add_subparsers(dest="account", required=True)

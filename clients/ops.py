@@ -55,14 +55,14 @@ def mesh_ready(status: Status | None) -> bool:
     return has_primary and all(name in alive for name in EXPECTED)
 
 
-def up(timeout: float = 60.0) -> int:
+def up(as_json: bool = False, timeout: float = 60.0) -> int:
     home = config.exchange_home()
     cfg_path = _config_path()
     cfg = config.load(cfg_path, home=home)
     for sub in ("log", "run", "journal"):
         (home / sub).mkdir(parents=True, exist_ok=True)
     if (home / "run" / "supervisord.pid").exists() and query_status(cfg, 0.5):
-        print(f"the exchange in {home} is already running")
+        print(f"the exchange in {home} is already running", file=sys.stderr)
     else:
         subprocess.run(
             [sys.executable, "-m", "supervisor.supervisord", "-c", str(SUPERVISORD_CONF)],
@@ -76,8 +76,13 @@ def up(timeout: float = 60.0) -> int:
             print(
                 f"the exchange did not come up in {timeout:.0f}s; see {home}/log/", file=sys.stderr
             )
+            if as_json:
+                print(json.dumps({"ok": False, "home": str(home), "error": "not up in time"}))
             return 1
         time.sleep(0.2)
+    if as_json:
+        print(json.dumps({"ok": True, "home": str(home), "endpoints": cfg.endpoints}))
+        return 0
     print(
         f"exchange up (home {home})\n"
         f"  order entry:  {cfg.endpoints['gateway']}\n"
@@ -92,11 +97,12 @@ def up(timeout: float = 60.0) -> int:
     return 0
 
 
-def down() -> int:
+def down(as_json: bool = False) -> int:
     home = config.exchange_home()
     pidfile = home / "run" / "supervisord.pid"
     if not pidfile.exists():
-        print(f"no exchange running in {home}")
+        say = {"ok": True, "home": str(home), "was_running": False}
+        print(json.dumps(say) if as_json else f"no exchange running in {home}")
         return 0
     result = subprocess.run(
         [sys.executable, "-m", "supervisor.supervisorctl", "-c", str(SUPERVISORD_CONF), "shutdown"],
@@ -107,8 +113,12 @@ def down() -> int:
     deadline = time.monotonic() + 30
     while pidfile.exists() and time.monotonic() < deadline:
         time.sleep(0.1)
-    print(result.stdout.strip() or f"exchange in {home} stopped")
-    return 0 if not pidfile.exists() else 1
+    stopped = not pidfile.exists()
+    if as_json:
+        print(json.dumps({"ok": stopped, "home": str(home), "was_running": True}))
+    else:
+        print(result.stdout.strip() or f"exchange in {home} stopped")
+    return 0 if stopped else 1
 
 
 def status(as_json: bool) -> int:

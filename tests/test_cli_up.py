@@ -62,11 +62,20 @@ def test_up_trade_book_status_down(short_home):
         wait_for(lambda: run("book", "AAPL", "--json").returncode == 0, timeout=10)
         again = run("buy", "AAPL", "1", "170.00", "--json", **creds)
         assert json.loads(again.stdout)["ok"], again.stdout + again.stderr
+        # up again on a running exchange is harmless, and --json says where it is
+        repeat = run("up", "--json")
+        assert repeat.returncode == 0 and "already running" in repeat.stderr
+        assert json.loads(repeat.stdout)["endpoints"]["gateway"].startswith("tcp://127.0.0.1:")
     finally:
-        down = run("down")
+        down = run("down", "--json")
         deadline = time.monotonic() + 20
         while pidfile.exists() and time.monotonic() < deadline:
             time.sleep(0.1)
         if pidfile.exists():  # clean up by PID whatever happened
             os.kill(int(pidfile.read_text()), signal.SIGKILL)
         assert down.returncode == 0, down.stdout + down.stderr
+        assert json.loads(down.stdout) == {
+            "ok": True,
+            "home": str(short_home),
+            "was_running": True,
+        }
