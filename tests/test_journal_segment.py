@@ -73,3 +73,29 @@ def test_sequence_gap_is_refused(tmp_path):
     fill(store, 1, 5)
     with pytest.raises(ValueError):
         store.append(7, 1, record(7))
+
+
+def test_archive_moves_whole_segments_below_the_mark(tmp_path):
+    store = JournalStore(tmp_path, segment_bytes=4_000)
+    fill(store, 1, 300)
+    firsts = [int(p.stem) for p in segment_paths(tmp_path)]
+    assert len(firsts) >= 4
+    assert store.archive(firsts[1] - 2) == []  # the first segment still holds a needed seq
+    moved = store.archive(firsts[2] + 5)  # covers the first two segments, not the third
+    assert [int(p.stem) for p in moved] == firsts[:2]
+    assert [int(p.stem) for p in segment_paths(tmp_path / "archive")] == firsts[:2]
+    assert store.first_seq == firsts[2]
+    assert store.archived(firsts[2] - 1) and not store.archived(firsts[2])
+    store.cache.clear()  # reads from disk still work from the first kept record on
+    got = [record_decoder.decode(raw).seq for raw in store.read(firsts[2], 40)]
+    assert got == list(range(firsts[2], firsts[2] + 40))
+    assert store.archive(10**9) and len(segment_paths(tmp_path)) == 1  # the current stays
+    fill(store, 301, 310)
+    store.close()
+    reopened = JournalStore(tmp_path, segment_bytes=4_000)
+    assert reopened.first_seq == int(segment_paths(tmp_path)[0].stem)
+    assert reopened.last_seq == 310
+    # the offline tools still see the whole history, archive included
+    checked = tools.verify(tmp_path)
+    assert checked["ok"] and (checked["first_seq"], checked["last_seq"]) == (1, 310)
+    assert [r.seq for r in tools.records(tmp_path)] == list(range(1, 311))

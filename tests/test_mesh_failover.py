@@ -106,7 +106,7 @@ def test_standby_boots_from_a_snapshot_and_can_take_over(short_home):
         first = primary_name(mesh)
         standby = ({"matcher-a", "matcher-b"} - {first}).pop()
         wait_for(
-            lambda: len(list((short_home / "snapshots").glob("*.snap"))) >= 2,
+            lambda: len(list((short_home / "snapshots" / "matcher").glob("*.snap"))) >= 2,
             what="the standby's snapshots",
         )
         mesh[standby].kill()

@@ -39,6 +39,7 @@ class Config:
     journal: dict[str, object] = field(default_factory=dict)
     marketdata: dict[str, object] = field(default_factory=dict)
     matcher: dict[str, object] = field(default_factory=dict)
+    gateway: dict[str, object] = field(default_factory=dict)
     home: Path = Path("var")
 
 
@@ -74,6 +75,7 @@ def parse(raw: dict, home: Path | None = None) -> Config:
         journal=dict(raw.get("journal", {})),
         marketdata=dict(raw.get("marketdata", {})),
         matcher=dict(raw.get("matcher", {})),
+        gateway=dict(raw.get("gateway", {})),
         home=home,
     )
 

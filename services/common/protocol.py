@@ -326,6 +326,13 @@ class ReadRange(Bus, tag="read"):
     count: int
 
 
+class Archived(Bus, tag="archived"):
+    """Journal -> a reader whose ReadRange starts before ``first_seq``: those records
+    were archived once every reader had a snapshot past them; boot from a snapshot."""
+
+    first_seq: int
+
+
 class MatcherBusy(Bus, tag="busy"):
     """Matcher -> gateway: these commands were not sequenced; tell their senders."""
 
@@ -401,6 +408,7 @@ AnyBus = (
     | StateInfo
     | CommandBatch
     | ReadRange
+    | Archived
     | MatcherBusy
     | Fence
     | ServiceBeat

@@ -13,11 +13,28 @@ import time
 
 import zmq
 
-from services.common.codec import beat_decoder, encode, records_decoder
+from services.common.codec import (
+    DecodeError,
+    beat_decoder,
+    bus_decoder,
+    encode,
+    records_decoder,
+)
 from services.common.frames import recv_frames
-from services.common.protocol import TOPIC_BEAT, TOPIC_RECORDS, ReadRange, Record
+from services.common.protocol import TOPIC_BEAT, TOPIC_RECORDS, Archived, ReadRange, Record
 
 FETCH_CHUNK = 2_000
+
+
+class HistoryArchived(RuntimeError):
+    """The source archived records this reader needs: it must boot from a snapshot."""
+
+    def __init__(self, wanted: int, first_kept: int) -> None:
+        super().__init__(
+            f"records from seq {wanted} are archived (the journal keeps {first_kept} on): "
+            f"restore this service's snapshots ($EXCHANGE_HOME/snapshots/) or the "
+            f"archived segments (journal/archive/) to start it"
+        )
 
 
 class Follower:
@@ -67,7 +84,14 @@ class Follower:
             self._reader.close(0)
             self._reader = self._connect_reader()
             return None
-        return records_decoder.decode(self._reader.recv())
+        payload = self._reader.recv()
+        try:
+            return records_decoder.decode(payload)
+        except DecodeError:
+            answer = bus_decoder.decode(payload)
+            if isinstance(answer, Archived):
+                raise HistoryArchived(first, answer.first_seq) from None
+            raise
 
     def catch_up(self) -> list[Record] | None:
         """Everything the source has from ``next_seq`` on, read in chunks."""

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from collections import deque
 
+import msgspec
+
 from services.common.protocol import (
     FILLS_KEPT,
     AccountCreated,
@@ -22,6 +24,21 @@ from services.common.protocol import (
     Rested,
     Side,
 )
+
+
+class ViewState(msgspec.Struct, array_like=True):
+    """The view at ``seq``, for the gateway's snapshots (see ``services/common/snapfile``)."""
+
+    seq: int
+    names: dict[str, int]
+    hashes: dict[int, str]
+    cash: dict[int, int]
+    positions: dict[int, dict[str, int]]
+    orders: dict[int, list[OpenOrder]]
+    fills: dict[int, list[OwnFill]]
+
+
+_state_decoder = msgspec.msgpack.Decoder(ViewState)
 
 
 class AccountView:
@@ -88,6 +105,31 @@ class AccountView:
                 )
             else:
                 del book[fill.maker_order]
+
+    def snapshot(self) -> bytes:
+        return msgspec.msgpack.encode(
+            ViewState(
+                self.seq,
+                self.names,
+                self.hashes,
+                self.cash,
+                self.positions,
+                {a: list(orders.values()) for a, orders in self.orders.items()},
+                {a: list(kept) for a, kept in self.fills.items()},
+            )
+        )
+
+    @classmethod
+    def restore(cls, data: bytes) -> AccountView:
+        """The view a snapshot holds; raises msgspec.DecodeError/ValidationError if damaged."""
+        state = _state_decoder.decode(data)
+        view = cls()
+        view.seq = state.seq
+        view.names, view.hashes, view.cash = state.names, state.hashes, state.cash
+        view.positions = state.positions
+        view.orders = {a: {o.order_id: o for o in orders} for a, orders in state.orders.items()}
+        view.fills = {a: deque(kept, maxlen=FILLS_KEPT) for a, kept in state.fills.items()}
+        return view
 
     def recent_fills(self, account: int, symbol: str = "", limit: int = 100) -> list[OwnFill]:
         """The account's last ``limit`` fills (of ``symbol`` if given), oldest first."""

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 
 import zmq
 
+from services.common import snapfile
 from services.common.beats import BeatSender
 from services.common.codec import DecodeError, bus_decoder, encode, request_decoder
 from services.common.config import Config, matcher_endpoints
@@ -87,13 +88,18 @@ class Gateway:
         self.primary: str | None = None  # endpoint of the primary matcher
         self.epoch = 0
         self.status = status_socket(self.ctx, cfg.endpoints["status_pub"])
+        every = int(cfg.gateway.get("snapshot_every", 50_000))
+        self.snapshots = snapfile.Snapshots(cfg.home, "gateway", every, log)
+        self.view = self.snapshots.load(AccountView.restore) or AccountView()
         self.follower = Follower(
-            self.ctx, cfg.endpoints["journal_pub"], cfg.endpoints["journal_read"]
+            self.ctx,
+            cfg.endpoints["journal_pub"],
+            cfg.endpoints["journal_read"],
+            self.view.seq + 1,
         )
         heartbeat_ms = cfg.timings.get("heartbeat_ms", 100)
         self.beats = BeatSender(self.ctx, cfg.endpoints["heartbeat"], "gateway", heartbeat_ms)
         self.session_timeout = 3 * cfg.timings.get("client_heartbeat_ms", 1_000) / 1000
-        self.view = AccountView()
         self.sessions: dict[bytes, Session] = {}
         self.by_account: dict[int, set[bytes]] = {}
         self.inflight: OrderedDict[tuple, tuple[bytes, object]] = OrderedDict()
@@ -377,6 +383,8 @@ class Gateway:
                     self._from_matcher()
                 if self.follower.sub in ready or self.follower.source_seq > self.view.seq:
                     self._committed(self.follower.drain())
+                    if self.snapshots.due(self.view.seq):
+                        self.snapshots.write(self.view.seq, self.view.snapshot())
                 if self.beats.due():
                     self.beats.send("gateway", self.epoch, self.view.seq, self.follower.source_seq)
                 if now >= next_expiry:

@@ -82,6 +82,7 @@ class JournalStore:
         self.segment_bytes = segment_bytes
         self.last_seq = 0
         self.last_epoch = 0
+        self.first_seq = 1  # the oldest record kept here; older ones are archived
         self.truncated: str | None = None
         self.index: list[tuple[int, Path, int]] = []  # (seq, segment, offset), sparse
         self.cache: deque[tuple[int, bytes]] = deque(maxlen=CACHE_RECORDS)
@@ -108,12 +109,13 @@ class JournalStore:
                     raise CorruptJournal(f"{path.name}: seq {item.seq} follows {self.last_seq}")
                 self._note(item.seq, item.epoch, item.payload, path, item.offset)
         if paths:
+            self.first_seq = int(paths[0].stem)
             self._path = paths[-1]
             self._file = self._path.open("ab")
             self._size = self._path.stat().st_size
 
     def _note(self, seq: int, epoch: int, payload: bytes, path: Path, offset: int) -> None:
-        if seq % INDEX_EVERY == 1 or not self.index:
+        if seq % INDEX_EVERY == 1 or not self.index or self.index[-1][1] != path:
             self.index.append((seq, path, offset))
         self.cache.append((seq, payload))
         self.last_seq = seq
@@ -149,6 +151,36 @@ class JournalStore:
             self._file.flush()
             if fsync:
                 os.fsync(self._file.fileno())
+
+    def archived(self, seq: int) -> bool:
+        """True when record ``seq`` was archived: this journal can no longer serve it."""
+        return seq < self.first_seq
+
+    def archive(self, upto: int) -> list[Path]:
+        """Move to ``archive/`` every segment whose records are all at or below ``upto``
+        (never the segment being written). What is moved stays on disk for audit and
+        for replay from scratch, but range reads below ``first_seq`` are refused."""
+        paths = segment_paths(self.directory)
+        moved: list[Path] = []
+        for path, following in zip(paths, paths[1:], strict=False):
+            if int(following.stem) - 1 > upto:
+                break
+            moved.append(path)
+        if not moved:
+            return []
+        archive = self.directory / "archive"
+        archive.mkdir(exist_ok=True)
+        for path in moved:
+            os.replace(path, archive / path.name)
+        for where in (archive, self.directory):  # both renames durable
+            fd = os.open(where, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+        self.index = [entry for entry in self.index if entry[1] not in moved]
+        self.first_seq = int(paths[len(moved)].stem)
+        return moved
 
     def read(self, first: int, count: int) -> list[bytes]:
         """Encoded records ``first`` .. ``first + count - 1`` that exist."""

@@ -16,6 +16,7 @@ import time
 
 import zmq
 
+from services.common import snapfile
 from services.common.beats import BeatSender
 from services.common.codec import encode, join_batch
 from services.common.config import Config, matcher_endpoints
@@ -23,6 +24,7 @@ from services.common.frames import send_pair
 from services.common.protocol import (
     TOPIC_BEAT,
     TOPIC_RECORDS,
+    Archived,
     Beat,
     Fence,
     ReadRange,
@@ -61,6 +63,8 @@ class Journal:
         self.idle_beat = heartbeat_ms / 2000
         self.beats = BeatSender(self.ctx, cfg.endpoints["heartbeat"], "journal", heartbeat_ms)
         self.commit_wait_ms = max(1, cfg.timings.get("group_commit_ms", 1))
+        # seconds between checks for segments to archive (0: keep everything here)
+        self.archive_every = float(cfg.journal.get("archive_check_s", 10))
         self.follower: Follower | None = None
         self.instance: str | None = None
         self.running = True
@@ -132,9 +136,19 @@ class Journal:
         self.store.sync(self.fsync)
         send_pair(self.pub, TOPIC_RECORDS, join_batch(raws))
 
+    def _archive(self) -> None:
+        """Move segments that every reader has snapshotted past to journal/archive/."""
+        moved = self.store.archive(snapfile.covered_seq(self.cfg.home))
+        if moved:
+            self.log.info(
+                "archived", segments=[p.name for p in moved], first_seq=self.store.first_seq
+            )
+
     def _serve(self) -> None:
         for ident, msg in bus_messages(self.router, limit=64):
-            if isinstance(msg, ReadRange):
+            if isinstance(msg, ReadRange) and self.store.archived(msg.first):
+                self.router.send_multipart([ident, encode(Archived(self.store.first_seq))])
+            elif isinstance(msg, ReadRange):
                 raws = self.store.read(msg.first, min(msg.count, MAX_READ))
                 self.router.send_multipart([ident, join_batch(raws)])
             elif isinstance(msg, Fence):
@@ -144,6 +158,7 @@ class Journal:
         signal.signal(signal.SIGTERM, lambda *_: setattr(self, "running", False))
         self.log.info("open", last_seq=self.store.last_seq, min_epoch=self.min_epoch)
         last_publish = 0.0
+        next_archive = 0.0
         poller = zmq.Poller()
         poller.register(self.router, zmq.POLLIN)
         poller.register(self.status, zmq.POLLIN)
@@ -183,6 +198,9 @@ class Journal:
                     self.beats.send(
                         "journal", self.min_epoch, self.store.last_seq, self.store.last_seq
                     )
+                if self.archive_every and now >= next_archive:
+                    self._archive()
+                    next_archive = now + self.archive_every
         finally:
             self.store.close()
             for sock in (self.pub, self.router, self.status):

@@ -1,6 +1,7 @@
 """`exchange journal verify | dump | replay PATH`: the journal, offline.
 
-These read segment files directly (the service need not run) and never write.
+These read segment files directly (the service need not run) and never write; they
+read archived segments (``journal/archive/``) too, so they always see the whole history.
 """
 
 from __future__ import annotations
@@ -17,6 +18,14 @@ from services.journal.segment import read_entries, segment_paths
 from services.matcher.engine import Engine
 
 
+def history(directory: Path) -> list[Path]:
+    """Every segment from seq 1: the archived ones (``archive/``) and then the live
+    ones, so the tools see the whole history whether or not the journal archived."""
+    return sorted(
+        segment_paths(directory / "archive") + segment_paths(directory), key=lambda p: p.name
+    )
+
+
 def verify(directory: Path) -> dict:
     """CRCs and sequence continuity across every segment."""
     result = {
@@ -30,7 +39,7 @@ def verify(directory: Path) -> dict:
     }
     epochs: set[int] = set()
     last = 0
-    for path in segment_paths(directory):
+    for path in history(directory):
         result["segments"] += 1
         for item in read_entries(path):
             if isinstance(item, tuple):
@@ -49,7 +58,7 @@ def verify(directory: Path) -> dict:
 
 
 def records(directory: Path):
-    for path in segment_paths(directory):
+    for path in history(directory):
         for item in read_entries(path):
             if isinstance(item, tuple):
                 return

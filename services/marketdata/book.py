@@ -16,6 +16,7 @@ from collections import deque
 from collections.abc import Iterable
 from itertools import islice
 
+import msgspec
 from sortedcontainers import SortedList
 
 from services.common.protocol import (
@@ -139,6 +140,27 @@ def diff(before: Levels, after: Levels) -> Levels:
     return out
 
 
+class BookState(msgspec.Struct, array_like=True):
+    symbol: str
+    l2_seq: int
+    trade_seq: int
+    bbo_seq: int
+    bids: Levels
+    asks: Levels
+    recent: list[Trade]
+
+
+class MarketState(msgspec.Struct, array_like=True):
+    """Every book at ``journal_seq``, with its topics' sequence numbers: what a
+    restarted service needs to carry on the same feeds without the journal's head."""
+
+    journal_seq: int
+    books: list[BookState]
+
+
+_state_decoder = msgspec.msgpack.Decoder(MarketState)
+
+
 class MarketData:
     """Every symbol's public book; ``apply`` returns the feed messages to publish."""
 
@@ -223,6 +245,38 @@ class MarketData:
         if book is None or limit <= 0:
             return RecentTrades(symbol, book.trade_seq if book else 0, [])
         return RecentTrades(symbol, book.trade_seq, list(book.recent)[-limit:])
+
+    def state(self) -> bytes:
+        return msgspec.msgpack.encode(
+            MarketState(
+                self.journal_seq,
+                [
+                    BookState(
+                        b.symbol,
+                        b.l2_seq,
+                        b.trade_seq,
+                        b.bbo_seq,
+                        b.bids.top(),
+                        b.asks.top(),
+                        list(b.recent),
+                    )
+                    for b in self.books.values()
+                ],
+            )
+        )
+
+    def restore(self, data: bytes) -> MarketData:
+        """Take the state a snapshot holds (raises msgspec's errors if it is damaged)."""
+        state = _state_decoder.decode(data)
+        for b in state.books:
+            book = self.book(b.symbol)
+            book.l2_seq, book.trade_seq, book.bbo_seq = b.l2_seq, b.trade_seq, b.bbo_seq
+            for side, levels in ((BUY, b.bids), (3 - BUY, b.asks)):
+                for price, size in levels:
+                    book.change(side, price, size)
+            book.recent.extend(b.recent)
+        self.journal_seq = state.journal_seq
+        return self
 
     def anomalies(self) -> int:
         return sum(book.anomalies for book in self.books.values())

@@ -12,6 +12,7 @@ import signal
 
 import zmq
 
+from services.common import snapfile
 from services.common.beats import BeatSender
 from services.common.codec import DecodeError, encode, feed_decoder
 from services.common.config import Config
@@ -46,7 +47,12 @@ def topic_of(message: FeedMessage) -> bytes:
 class MarketDataService:
     def __init__(self, cfg: Config, log) -> None:
         self.log = log
-        self.md = MarketData(cfg.symbols, int(cfg.marketdata.get("depth", 10)))
+        depth = int(cfg.marketdata.get("depth", 10))
+        every = int(cfg.marketdata.get("snapshot_every", 50_000))
+        self.snapshots = snapfile.Snapshots(cfg.home, "marketdata", every, log)
+        self.md = self.snapshots.load(
+            lambda data: MarketData(cfg.symbols, depth).restore(data)
+        ) or MarketData(cfg.symbols, depth)
         self.ctx = zmq.Context.instance()
         self.pub = self.ctx.socket(zmq.PUB)
         self.pub.setsockopt(zmq.LINGER, 0)
@@ -57,7 +63,10 @@ class MarketDataService:
         self.snap.setsockopt(zmq.MAXMSGSIZE, 4096)  # a request is a symbol: refuse floods
         self.snap.bind(cfg.endpoints["marketdata_snapshot"])
         self.follower = Follower(
-            self.ctx, cfg.endpoints["journal_pub"], cfg.endpoints["journal_read"]
+            self.ctx,
+            cfg.endpoints["journal_pub"],
+            cfg.endpoints["journal_read"],
+            self.md.journal_seq + 1,
         )
         heartbeat_ms = cfg.timings.get("heartbeat_ms", 100)
         self.beats = BeatSender(self.ctx, cfg.endpoints["heartbeat"], "marketdata", heartbeat_ms)
@@ -123,6 +132,8 @@ class MarketDataService:
                 ready = dict(poller.poll(POLL_MS))
                 if self._feed_due(ready):
                     self.publish(self.follower.drain())
+                    if self.snapshots.due(self.md.journal_seq):
+                        self.snapshots.write(self.md.journal_seq, self.md.state())
                 if self.snap in ready:
                     self.answer_snapshots()
                 if self.beats.due():

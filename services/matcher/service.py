@@ -16,6 +16,7 @@ from collections import deque
 
 import zmq
 
+from services.common import snapfile
 from services.common.beats import BeatSender
 from services.common.codec import (
     DecodeError,
@@ -79,7 +80,7 @@ class Matcher:
         self.router: zmq.Socket | None = None
         self.pub: zmq.Socket | None = None
         self.last_publish = 0.0
-        self.snapshots = cfg.home / "snapshots"
+        self.snapshots = snapfile.directory(cfg.home, "matcher")
         self.snapshot_every = int(cfg.matcher.get("snapshot_every", 50_000))
         self.last_snapshot = 0
         self.running = True

@@ -1,24 +1,22 @@
 """Whole-engine snapshots, so a matcher boots from the newest one plus the journal's tail.
 
 A snapshot is the engine's state at a sequence number, MessagePack-encoded, written
-atomically (temp file, fsync, rename) as ``<seq>.snap`` with the state hash inside.
+atomically (``services/common/snapfile.py``) with the state hash inside.
 Loading one rebuilds the books by re-adding every resting order in priority order, and
 is checked: the loaded engine must give the recorded hash, or the snapshot is refused.
 """
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import msgspec
 
+from services.common import snapfile
 from services.common.config import RiskLimits, SymbolSpec
 from services.common.protocol import AnyEvent
 from services.matcher.engine import Engine
 from services.matcher.state import Account, Holding, Order
-
-SUFFIX = ".snap"
 
 
 class SnapshotAccount(msgspec.Struct, array_like=True):
@@ -131,22 +129,12 @@ def restore(snap: Snapshot, symbols: dict[str, SymbolSpec], risk: RiskLimits) ->
 
 def write(directory: Path, snap: Snapshot, keep: int = 3) -> Path:
     """Write atomically, then keep only the newest ``keep`` snapshots."""
-    directory.mkdir(parents=True, exist_ok=True)
-    path = directory / f"{snap.seq:020d}{SUFFIX}"
-    tmp = path.with_suffix(".tmp")
-    with tmp.open("wb") as fh:
-        fh.write(msgspec.msgpack.encode(snap))
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
-    for old in sorted(directory.glob(f"*{SUFFIX}"))[:-keep]:
-        old.unlink()
-    return path
+    return snapfile.write(directory, snap.seq, msgspec.msgpack.encode(snap), keep)
 
 
 def newest(directory: Path, symbols: dict[str, SymbolSpec], risk: RiskLimits):
     """(engine, seq, epoch) from the newest snapshot that loads and checks, or None."""
-    for path in sorted(directory.glob(f"*{SUFFIX}"), reverse=True):
+    for _, path in snapfile.newest_first(directory):
         try:
             snap = _decoder.decode(path.read_bytes())
             return restore(snap, symbols, risk), snap.seq, snap.epoch

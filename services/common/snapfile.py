@@ -1,0 +1,95 @@
+"""Snapshot files: a service's state at a sequence number, written atomically.
+
+Every service that rebuilds state from the journal (the matchers, the gateway,
+marketdata) keeps its newest few snapshots in ``$EXCHANGE_HOME/snapshots/<service>/``
+as ``<seq>.snap``, boots from the newest one that loads plus the journal's tail, and
+so lets the journal archive every segment that all of them have snapshotted past.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import msgspec
+
+SUFFIX = ".snap"
+SERVICES = ("matcher", "gateway", "marketdata")  # every reader that must not need seq 1
+
+
+def directory(home: Path, service: str) -> Path:
+    return home / "snapshots" / service
+
+
+def write(where: Path, seq: int, data: bytes, keep: int = 3) -> Path:
+    """Write ``data`` as the snapshot at ``seq`` (temp file, fsync, rename, so a crash
+    leaves the old set or the new one), then keep only the newest ``keep``."""
+    where.mkdir(parents=True, exist_ok=True)
+    path = where / f"{seq:020d}{SUFFIX}"
+    tmp = path.with_suffix(".tmp")
+    with tmp.open("wb") as fh:
+        fh.write(data)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+    for old in sorted(where.glob(f"*{SUFFIX}"))[:-keep]:
+        old.unlink()
+    return path
+
+
+def newest_first(where: Path) -> list[tuple[int, Path]]:
+    """(seq, path) of every snapshot in ``where``, newest first."""
+    found = []
+    for path in where.glob(f"*{SUFFIX}"):
+        try:
+            found.append((int(path.stem), path))
+        except ValueError:
+            continue  # not one of ours
+    return sorted(found, reverse=True)
+
+
+def covered_seq(home: Path) -> int:
+    """The last sequence number every journal reader has a snapshot at or past: the
+    journal keeps what follows it (0 while any reader has none)."""
+    seqs = []
+    for service in SERVICES:
+        found = newest_first(directory(home, service))
+        if not found:
+            return 0
+        seqs.append(min(seq for seq, _ in found))  # the oldest kept: a fallback if
+        # the newest turns out damaged must still find its tail in the journal
+    return min(seqs)
+
+
+class Snapshots:
+    """A service's snapshot schedule: the newest state that loads at boot, then a new
+    snapshot every ``every`` records (0: never)."""
+
+    def __init__(self, home: Path, service: str, every: int, log, keep: int = 3) -> None:
+        self.where = directory(home, service)
+        self.every = every
+        self.keep = keep
+        self.log = log
+        self.last = 0
+
+    def load(self, restore):
+        """``restore(data)`` of the newest snapshot it accepts (damaged ones are skipped
+        with a warning), or None. ``restore`` raises ValueError or msgspec's errors."""
+        for seq, path in newest_first(self.where):
+            try:
+                state = restore(path.read_bytes())
+            except (ValueError, msgspec.DecodeError, msgspec.ValidationError) as exc:
+                self.log.warning("snapshot_refused", path=str(path), error=str(exc)[:200])
+                continue
+            self.last = seq
+            self.log.info("snapshot_loaded", seq=seq)
+            return state
+        return None
+
+    def due(self, seq: int) -> bool:
+        return bool(self.every) and seq - self.last >= self.every
+
+    def write(self, seq: int, data: bytes) -> None:
+        path = write(self.where, seq, data, self.keep)
+        self.last = seq
+        self.log.info("snapshot_written", seq=seq, path=str(path))
