@@ -6,6 +6,8 @@ every process is stopped by its PID, never by name.
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import os
 import signal
 import socket
@@ -70,6 +72,17 @@ def _value(v) -> str:
     return '"' + str(v).replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
+def _die_with_parent() -> None:
+    """Runs in the child before exec: if the test or benchmark that started this service
+    is killed (a CI timeout, Ctrl-C twice), the kernel stops the service too, instead of
+    leaving it running with nobody to stop it by PID (Linux's PR_SET_PDEATHSIG)."""
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+        libc.prctl(1, signal.SIGTERM)  # 1 = PR_SET_PDEATHSIG
+    except (OSError, AttributeError):  # not Linux: the harness's own stop() remains
+        pass
+
+
 class Service:
     """One service process, stopped by PID when the test ends."""
 
@@ -99,6 +112,7 @@ class Service:
                 env=env,
                 stdout=log,
                 stderr=subprocess.STDOUT,
+                preexec_fn=_die_with_parent,
             )
         return self
 
