@@ -36,6 +36,7 @@ from services.common.codec import encode, reply_decoder
 from services.common.protocol import (
     Accepted,
     PlaceOrder,
+    Reject,
     Rejected,
     Report,
     Reports,
@@ -93,7 +94,8 @@ def _load(
         )
     started = [0.0] * count
     hist = new_histogram()
-    accepted = rejected = answered = sent = 0
+    accepted = answered = sent = 0
+    rejects: dict[int, int] = {}  # reject code -> count
     start.wait()
     t0 = time.perf_counter()
     interval = 1.0 / rate if rate else 0.0
@@ -131,22 +133,24 @@ def _load(
                 kind = type(reply)
                 if kind is Report or kind is Reports:
                     answers = [
-                        (e.cl_ord_id, type(e) is Accepted)
+                        (e.cl_ord_id, 0 if type(e) is Accepted else e.code)
                         for report in (reply.reports if kind is Reports else (reply,))
                         for e in report.events
                         if type(e) in ANSWERS and e.cl_ord_id.startswith(prefix)
                     ]
                 elif isinstance(reply, RequestRejected) and reply.ref.startswith(prefix):
-                    answers = [(reply.ref, False)]
+                    answers = [(reply.ref, reply.code)]
                 else:
                     continue
-                for cl_ord_id, ok in answers:
+                for cl_ord_id, code in answers:
                     i = int(cl_ord_id[len(prefix) :])
                     hist.record_value(max(1, int((at - started[i]) * 1e6)))
                     answered += 1
-                    accepted += ok
-                    rejected += not ok
                     last_answer = at
+                    if code:
+                        rejects[code] = rejects.get(code, 0) + 1
+                    else:
+                        accepted += 1
     for client in clients:
         client.close()
     results.put(
@@ -154,7 +158,7 @@ def _load(
             "hist": hist.encode(),
             "sent": sent,
             "accepted": accepted,
-            "rejected": rejected,
+            "rejects": rejects,
             "unanswered": count - answered,
             "first_send": first_send,
             "last_answer": last_answer,
@@ -223,14 +227,20 @@ def measure(
     hist = new_histogram()
     for part in parts:
         hist.decode_and_add(part["hist"])
-    answered = sum(p["accepted"] + p["rejected"] for p in parts)
+    accepted = sum(p["accepted"] for p in parts)
     elapsed = max(p["last_answer"] for p in parts) - min(p["first_send"] for p in parts)
+    rejects: dict[str, int] = {}
+    for part in parts:
+        for code, n in part["rejects"].items():
+            name = Reject(code).name
+            rejects[name] = rejects.get(name, 0) + n
     return {
         "offered_per_s": rate,
-        "achieved_per_s": round(answered / elapsed) if elapsed > 0 else 0,
+        "achieved_per_s": round(accepted / elapsed) if elapsed > 0 else 0,
         "sent": sum(p["sent"] for p in parts),
-        "accepted": sum(p["accepted"] for p in parts),
-        "rejected": sum(p["rejected"] for p in parts),
+        "accepted": accepted,
+        "rejected": sum(rejects.values()),
+        "rejects": rejects,
         "unanswered": sum(p["unanswered"] for p in parts),
         "p50_ms": hist.get_value_at_percentile(50) / 1000,
         "p99_ms": hist.get_value_at_percentile(99) / 1000,
