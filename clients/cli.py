@@ -76,7 +76,7 @@ def _trade_shell() -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from clients import ops, trading, tui
+    from clients import admin, keys, ops, trading, tui
     from clients.mm import bot as mm
     from services.common.protocol import Side
 
@@ -129,6 +129,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("symbol")
     p.add_argument("--limit", type=int, default=20)
     p.set_defaults(func=lambda a: trading.trades(a.symbol, a.limit, a.json))
+    admin.register(sub)
+    keys.register(sub)
     mm.register(sub)
     tui.register(sub)
     _journal_tools(sub)

@@ -20,11 +20,14 @@ from dataclasses import dataclass, field
 
 import zmq
 
+from services.common import curve
 from services.common.codec import encode, feed_decoder, reply_decoder
 from services.common.protocol import (
     REJECT_TEXT,
     Accepted,
+    AdminRequest,
     CancelRequest,
+    ChangePassword,
     Duplicate,
     Fills,
     GetFills,
@@ -47,6 +50,7 @@ from services.common.protocol import (
     Report,
     Reports,
     RequestRejected,
+    Resume,
     Side,
     Signup,
     Snapshot,
@@ -105,10 +109,20 @@ def new_cl_ord_id() -> str:
 
 
 class Client:
-    def __init__(self, endpoint: str, timeout: float = 10.0, ctx: zmq.Context | None = None):
+    def __init__(
+        self,
+        endpoint: str,
+        timeout: float = 10.0,
+        ctx: zmq.Context | None = None,
+        curve_keys: tuple[bytes, bytes, bytes] | None = None,
+    ):
+        """``curve_keys``: (client public, client secret, server public), from
+        ``services.common.curve.client_keys``, when the gateway requires CURVE."""
         self.ctx = ctx or zmq.Context.instance()
         self.socket = self.ctx.socket(zmq.DEALER)
         self.socket.setsockopt(zmq.LINGER, 0)
+        if curve_keys is not None:
+            curve.connect(self.socket, curve_keys)
         self.socket.connect(endpoint)
         self.timeout = timeout
         self.reports: deque[Report] = deque()
@@ -233,6 +247,29 @@ class Client:
             reply = self._await(accept, timeout)
         raise_for(reply)
         return reply
+
+    def resume(self, token: str) -> LoggedIn:
+        """Attach this connection to a session by its token (no password sent)."""
+        self.send(Resume(token))
+        reply = self._await(lambda r: isinstance(r, LoggedIn | RequestRejected))
+        raise_for(reply)
+        self.account = reply.account
+        return reply
+
+    def change_password(self, old: str, new: str, cl_ord_id: str | None = None) -> OrderResult:
+        """Change this account's password; every other session of it is logged out."""
+        result = self._answer_for(ChangePassword(cl_ord_id or new_cl_ord_id(), old, new), None)
+        if self._credentials is not None:
+            self._credentials = (self._credentials[0], new)
+        return result
+
+    def admin(
+        self, action: str, symbol: str = "", account: str = "", price: int = 0
+    ) -> OrderResult:
+        """Operators only: ``halt``/``resume`` a symbol, ``reference`` (a symbol's new
+        reference price), ``kill``/``unkill`` an account by name."""
+        request = AdminRequest(new_cl_ord_id(), action, symbol, account, price)
+        return self._answer_for(request, None)
 
     def logout(self) -> None:
         self.send(Logout())

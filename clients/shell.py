@@ -193,7 +193,7 @@ def _readline(history: Path):
 
 def main() -> int:
     cfg = config.load(home=config.exchange_home())
-    client = Client(cfg.endpoints["gateway"])
+    client = trading.connect(cfg)
 
     def login() -> int:
         client.login(*trading.credentials())

@@ -16,7 +16,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from clients.client import Client, ExchangeError, NoAnswer, recent_trades, snapshot
-from services.common import config
+from services.common import config, curve
 from services.common.money import to_dollars, to_units
 from services.common.protocol import PRICE_SCALE, CancelReason, Side
 
@@ -27,6 +27,20 @@ EXIT_NO_ANSWER = 3
 
 def _cfg() -> config.Config:
     return config.load(home=config.exchange_home())
+
+
+def connect(cfg: config.Config | None = None, timeout: float = 10.0) -> Client:
+    """A client for the configured gateway, with CURVE keys when the config turns it
+    on: the client's secret key file from EXCHANGE_CURVE_KEY, the server's public key
+    from the key directory (``exchange keys`` makes both)."""
+    cfg = cfg or _cfg()
+    keys = None
+    if curve.enabled(cfg):
+        secret = os.environ.get("EXCHANGE_CURVE_KEY")
+        if not secret:
+            raise NoAnswer("CURVE is on: set EXCHANGE_CURVE_KEY to your .key_secret file")
+        keys = curve.client_keys(Path(secret), curve.key_dir(cfg) / "server.key")
+    return Client(cfg.endpoints["gateway"], timeout=timeout, curve_keys=keys)
 
 
 def credentials_file() -> Path:
@@ -99,13 +113,13 @@ def run_action(action, as_json: bool) -> int:
 
 
 @contextmanager
-def _session(client: Client | None) -> Iterator[Client]:
+def logged_in_session(client: Client | None) -> Iterator[Client]:
     """The caller's logged-in client (the `exchange trade` prompt keeps one), or a new
     one logged in with ``credentials()`` and closed afterwards (one-shot commands)."""
     if client is not None:
         yield client
         return
-    with Client(_cfg().endpoints["gateway"]) as new:
+    with connect() as new:
         new.login(*credentials())
         yield new
 
@@ -113,7 +127,7 @@ def _session(client: Client | None) -> Iterator[Client]:
 def account_create(name: str, as_json: bool) -> int:
     def action() -> int:
         password = os.environ.get("EXCHANGE_PASSWORD") or getpass.getpass("new password: ")
-        with Client(_cfg().endpoints["gateway"]) as client:
+        with connect() as client:
             account = client.signup(name, password)
         print(
             json.dumps({"ok": True, "account": account, "name": name})
@@ -129,7 +143,7 @@ def order(
     side: Side, symbol: str, size: int, price: str, as_json: bool, client: Client | None = None
 ) -> int:
     def action() -> int:
-        with _session(client) as session:
+        with logged_in_session(client) as session:
             result = session.place(symbol.upper(), side, size, to_units(price))
         events = [event_dict(e) for e in result.events]
         if as_json:
@@ -165,7 +179,7 @@ def order(
 
 def cancel(order_id: int, as_json: bool, client: Client | None = None) -> int:
     def action() -> int:
-        with _session(client) as session:
+        with logged_in_session(client) as session:
             result = session.cancel(order_id)
         if as_json:
             print(
@@ -187,7 +201,7 @@ def cancel(order_id: int, as_json: bool, client: Client | None = None) -> int:
 
 def positions(as_json: bool, client: Client | None = None) -> int:
     def action() -> int:
-        with _session(client) as session:
+        with logged_in_session(client) as session:
             pos = session.positions()
         if as_json:
             out = dict(sorted(pos.positions.items()))
@@ -226,7 +240,7 @@ def book(symbol: str, as_json: bool, depth: int = 10) -> int:
 
 def orders(as_json: bool, client: Client | None = None) -> int:
     def action() -> int:
-        with _session(client) as session:
+        with logged_in_session(client) as session:
             listed = session.orders()
         rows = [
             {
@@ -254,7 +268,7 @@ def orders(as_json: bool, client: Client | None = None) -> int:
 
 def fills(symbol: str, limit: int, as_json: bool, client: Client | None = None) -> int:
     def action() -> int:
-        with _session(client) as session:
+        with logged_in_session(client) as session:
             got = session.fills(symbol.upper(), limit)
         rows = [
             {

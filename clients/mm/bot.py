@@ -443,7 +443,7 @@ def main(args) -> int:
     import getpass
     import os
 
-    from clients.trading import EXIT_NO_ANSWER, EXIT_REJECTED, _cfg, credentials
+    from clients.trading import EXIT_NO_ANSWER, EXIT_REJECTED, _cfg, connect, credentials
     from services.common.money import to_units
 
     cfg = _cfg()
@@ -472,7 +472,7 @@ def main(args) -> int:
         password = os.environ.get("EXCHANGE_PASSWORD") or getpass.getpass("password: ")
     else:
         name, password = credentials()
-    client = Client(cfg.endpoints["gateway"], timeout=5.0)
+    client = connect(cfg, timeout=5.0)
     try:
         client.open_account(name, password, create=args.create_account)
         bot = MarketMaker(

@@ -297,11 +297,11 @@ class ExchangeApp(App):
 
 def main(args) -> int:
     """`exchange tui`: log in (credentials before the screen starts), then run."""
-    from clients.trading import EXIT_NO_ANSWER, EXIT_REJECTED, _cfg, credentials
+    from clients.trading import EXIT_NO_ANSWER, EXIT_REJECTED, _cfg, connect, credentials
 
     cfg = _cfg()
     name, password = credentials()
-    client = Client(cfg.endpoints["gateway"], timeout=5.0)
+    client = connect(cfg, timeout=5.0)
     try:
         client.open_account(name, password, create=args.create_account)
         ExchangeApp(cfg, client, args.symbol, credentials=(name, password)).run()

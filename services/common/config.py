@@ -40,6 +40,7 @@ class Config:
     marketdata: dict[str, object] = field(default_factory=dict)
     matcher: dict[str, object] = field(default_factory=dict)
     gateway: dict[str, object] = field(default_factory=dict)
+    security: dict[str, object] = field(default_factory=dict)
     home: Path = Path("var")
 
 
@@ -76,6 +77,7 @@ def parse(raw: dict, home: Path | None = None) -> Config:
         marketdata=dict(raw.get("marketdata", {})),
         matcher=dict(raw.get("matcher", {})),
         gateway=dict(raw.get("gateway", {})),
+        security=dict(raw.get("security", {})),
         home=home,
     )
 

@@ -68,6 +68,13 @@ class Reject(IntEnum):
     BUSY = 18
     BAD_CL_ORD_ID = 19
     NOT_LEADER = 20
+    TOO_MANY_ATTEMPTS = 21
+    RATE_LIMITED = 22
+    TOO_MANY_SESSIONS = 23
+    NOT_AUTHORIZED = 24
+    SYMBOL_HALTED = 25
+    ACCOUNT_BLOCKED = 26
+    BAD_TOKEN = 27
 
 
 REJECT_TEXT: dict[int, str] = {
@@ -94,6 +101,13 @@ REJECT_TEXT: dict[int, str] = {
     Reject.BUSY: "exchange busy, retry later",
     Reject.BAD_CL_ORD_ID: "client order id must be 1-36 printable characters",
     Reject.NOT_LEADER: "no primary matcher right now, retry",
+    Reject.TOO_MANY_ATTEMPTS: "too many failed log-ins for this account; wait and retry",
+    Reject.RATE_LIMITED: "too many requests; slow down",
+    Reject.TOO_MANY_SESSIONS: "this account has too many sessions open",
+    Reject.NOT_AUTHORIZED: "not allowed for this account",
+    Reject.SYMBOL_HALTED: "trading in this symbol is halted",
+    Reject.ACCOUNT_BLOCKED: "this account is blocked by an operator",
+    Reject.BAD_TOKEN: "unknown or expired session token; log in again",
 }
 
 
@@ -102,6 +116,7 @@ class CancelReason(IntEnum):
     IOC = 2  # unfilled remainder of an IOC or market order
     FOK = 3  # a fill-or-kill that could not fill completely
     SELF_TRADE = 4  # self-trade prevention
+    KILL_SWITCH = 5  # an operator blocked the account
 
 
 # Message fields hold these codes as plain integers (validated on decode). The IntEnums
@@ -111,7 +126,8 @@ SideCode = Literal[1, 2]
 OrdTypeCode = Literal[1, 2]
 TifCode = Literal[1, 2, 3]
 StpCode = Literal[0, 1, 2, 3]
-CancelReasonCode = Literal[1, 2, 3, 4]
+CancelReasonCode = Literal[1, 2, 3, 4, 5]
+AdminActionCode = Literal["halt", "resume", "reference", "kill", "unkill"]
 RejectCode = int
 
 
@@ -160,7 +176,28 @@ class ReplaceOrder(Command, tag="replace"):
     qty: int
 
 
-AnyCommand = CreateAccount | NewOrder | CancelOrder | ReplaceOrder
+class SetPassword(Command, tag="set_password"):
+    """A password change the gateway checked (old password, policy) and hashed."""
+
+    account: int
+    cl_ord_id: str
+    password_hash: str
+
+
+class Admin(Command, tag="admin"):
+    """An operator's action, sequenced and journaled like any order. ``account`` is
+    the operator's (the gateway checked the role); ``target`` an account id for kill
+    and unkill; ``price`` the new reference price for ``reference``."""
+
+    account: int
+    cl_ord_id: str
+    action: AdminActionCode
+    symbol: str = ""
+    target: int = 0
+    price: int = 0
+
+
+AnyCommand = CreateAccount | NewOrder | CancelOrder | ReplaceOrder | SetPassword | Admin
 
 
 # ---------------------------------------------------------------------------
@@ -268,6 +305,37 @@ class Duplicate(Event, tag="duplicate"):
     original: Accepted | Rejected | Replaced | Cancelled
 
 
+class PasswordChanged(Event, tag="password_changed"):
+    account: int
+    cl_ord_id: str
+
+
+class AdminDone(Event, tag="admin_done"):
+    """The operator's acknowledgement; what changed follows as its own events."""
+
+    account: int
+    cl_ord_id: str
+    action: AdminActionCode
+
+
+class SymbolHalted(Event, tag="symbol_halted"):
+    symbol: str
+    halted: bool  # False: trading resumed
+
+
+class ReferenceSet(Event, tag="reference_set"):
+    symbol: str
+    price: int
+    band_lo: int  # the new price band
+    band_hi: int
+
+
+class AccountBlocked(Event, tag="account_blocked"):
+    account: int
+    blocked: bool  # False: unblocked
+    cancelled: int  # open orders the kill switch cancelled (each also a cancelled event)
+
+
 AnyEvent = (
     AccountCreated
     | Accepted
@@ -278,6 +346,11 @@ AnyEvent = (
     | Cancelled
     | Replaced
     | Duplicate
+    | PasswordChanged
+    | AdminDone
+    | SymbolHalted
+    | ReferenceSet
+    | AccountBlocked
 )
 
 
@@ -487,6 +560,30 @@ class GetFills(Request, tag="fills"):
     limit: int = 100
 
 
+class Resume(Request, tag="resume"):
+    """Attach this connection to the session a token from ``logged_in`` names (a
+    reconnecting client, without sending its password again)."""
+
+    token: str
+
+
+class ChangePassword(Request, tag="change_password"):
+    cl_ord_id: str
+    old_password: str
+    new_password: str
+
+
+class AdminRequest(Request, tag="admin"):
+    """Operators only: halt/resume a symbol, set its reference price, or kill (cancel
+    all and block) / unkill an account by name."""
+
+    cl_ord_id: str
+    action: AdminActionCode
+    symbol: str = ""
+    account: str = ""
+    price: int = 0
+
+
 class Ping(Request, tag="ping"):
     nonce: int = 0
 
@@ -501,6 +598,9 @@ AnyRequest = (
     | GetPositions
     | GetOrders
     | GetFills
+    | Resume
+    | ChangePassword
+    | AdminRequest
     | Ping
 )
 
@@ -537,6 +637,9 @@ class RequestRejected(Reply, tag="reject"):
 class LoggedIn(Reply, tag="logged_in"):
     account: int
     name: str
+    token: str = ""  # resumes this session from another connection (see ``resume``)
+    expires_in_s: int = 0  # the token's lifetime from now
+    operator: bool = False
 
 
 class LoggedOut(Reply, tag="logged_out"):

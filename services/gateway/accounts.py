@@ -19,6 +19,7 @@ from services.common.protocol import (
     Fill,
     OpenOrder,
     OwnFill,
+    PasswordChanged,
     Record,
     Replaced,
     Rested,
@@ -70,6 +71,8 @@ class AccountView:
                     book[event.order_id] = OpenOrder(
                         event.order_id, event.symbol, event.side, event.price, event.qty
                     )
+            elif kind is PasswordChanged:
+                self.hashes[event.account] = record.command.password_hash
             elif kind is AccountCreated and isinstance(record.command, CreateAccount):
                 self.names[event.name] = event.account
                 self.hashes[event.account] = record.command.password_hash

@@ -62,3 +62,8 @@ def verify(password: str, stored: str) -> bool:
     except (ValueError, TypeError):
         return False
     return hmac.compare_digest(actual, expected)
+
+
+def change(old: str, stored: str, new: str) -> str:
+    """The hash of ``new`` if ``old`` matches ``stored``, else "" (both slow, off-loop)."""
+    return hash_password(new) if verify(old, stored) else ""

@@ -14,11 +14,10 @@ import signal
 import time
 from collections import OrderedDict
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
 
 import zmq
 
-from services.common import snapfile
+from services.common import curve, snapfile
 from services.common.beats import BeatSender
 from services.common.codec import DecodeError, bus_decoder, encode, request_decoder
 from services.common.config import Config, matcher_endpoints
@@ -27,7 +26,10 @@ from services.common.protocol import (
     ACCOUNT_NAME_RE,
     FILLS_KEPT,
     REJECT_TEXT,
+    Admin,
+    AdminRequest,
     CancelRequest,
+    ChangePassword,
     CommandBatch,
     CreateAccount,
     Fill,
@@ -42,6 +44,7 @@ from services.common.protocol import (
     MatcherBusy,
     Notice,
     Orders,
+    PasswordChanged,
     Ping,
     PlaceOrder,
     Pong,
@@ -52,6 +55,8 @@ from services.common.protocol import (
     Report,
     Reports,
     RequestRejected,
+    Resume,
+    SetPassword,
     Signup,
 )
 from services.common.runtime import tune_gc
@@ -59,17 +64,12 @@ from services.common.status import current_primary, latest_status, status_socket
 from services.common.stream import Follower
 from services.gateway import passwords, validate
 from services.gateway.accounts import AccountView
+from services.gateway.sessions import Limits, SessionTable
 
 DRAIN_FRAMES = 512
 MAX_INFLIGHT = 20_000
 MAX_FRAME = 64 * 1024
-
-
-@dataclass
-class Session:
-    account: int
-    name: str
-    last_seen: float
+MAX_HASHING = 64  # password hashes queued for the pool; past it, BUSY
 
 
 class Gateway:
@@ -83,6 +83,8 @@ class Gateway:
         self.front.setsockopt(zmq.SNDHWM, 100_000)
         self.front.setsockopt(zmq.RCVHWM, 100_000)
         self.front.setsockopt(zmq.ROUTER_MANDATORY, 0)
+        # clients must hold an authorized key when CURVE is on (docs/security.md)
+        self.auth = curve.serve(self.ctx, self.front, cfg) if curve.enabled(cfg) else None
         self.front.bind(cfg.endpoints["gateway"])
         self.back: zmq.Socket | None = None
         self.primary: str | None = None  # endpoint of the primary matcher
@@ -100,8 +102,10 @@ class Gateway:
         heartbeat_ms = cfg.timings.get("heartbeat_ms", 100)
         self.beats = BeatSender(self.ctx, cfg.endpoints["heartbeat"], "gateway", heartbeat_ms)
         self.session_timeout = 3 * cfg.timings.get("client_heartbeat_ms", 1_000) / 1000
-        self.sessions: dict[bytes, Session] = {}
-        self.by_account: dict[int, set[bytes]] = {}
+        security = cfg.security
+        self.sessions = SessionTable(
+            Limits.from_config(security), frozenset(security.get("operators", ()))
+        )
         self.inflight: OrderedDict[tuple, tuple[bytes, object]] = OrderedDict()
         self.pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="passwords")
         self.hashing: list[tuple[Future, bytes, object]] = []
@@ -131,13 +135,23 @@ class Gateway:
         session = self.sessions.get(ident)
         if session is not None:
             session.last_seen = now
+            if not self.sessions.allow(session, now):
+                ref = getattr(req, "cl_ord_id", "")
+                self.reject(ident, Reject.RATE_LIMITED, ref if validate.cl_ord_id_ok(ref) else "")
+                return
         kind = type(req)
         if kind is Ping:
             self.reply(ident, Pong(req.nonce))
         elif kind is Signup:
             self._signup(ident, req)
         elif kind is Login:
-            self._login(ident, req)
+            self._login(ident, req, now)
+        elif kind is Resume:
+            answer = self.sessions.resume(ident, req.token, now)
+            if isinstance(answer, LoggedIn):
+                self.reply(ident, answer)
+            else:
+                self.reject(ident, answer)
         elif session is None:
             self.reject(ident, Reject.NOT_LOGGED_IN)
         elif kind is PlaceOrder:
@@ -166,8 +180,12 @@ class Gateway:
             account = session.account
             fills = self.view.recent_fills(account, req.symbol, min(req.limit, FILLS_KEPT))
             self.reply(ident, Fills(account, fills, self.view.seq))
+        elif kind is ChangePassword:
+            self._change_password(ident, session, req, now)
+        elif kind is AdminRequest:
+            self._admin(ident, session, req)
         elif kind is Logout:
-            self._drop_session(ident)
+            self.sessions.log_out(ident)
             self.reply(ident, LoggedOut())
 
     def _signup(self, ident: bytes, req: Signup) -> None:
@@ -178,17 +196,56 @@ class Gateway:
         elif req.name in self.view.names:
             self.reject(ident, Reject.NAME_TAKEN, req.name)
         else:
-            future = self.pool.submit(passwords.hash_password, req.password)
-            self.hashing.append((future, ident, req))
+            self._hash_later(ident, req, passwords.hash_password, req.password)
 
-    def _login(self, ident: bytes, req: Login) -> None:
+    def _hash_later(self, ident: bytes, req, fn, *args) -> None:
+        """Run a slow hash on the pool; a bounded queue, so a flood gets BUSY."""
+        if len(self.hashing) >= MAX_HASHING:
+            self.reject(ident, Reject.BUSY, getattr(req, "cl_ord_id", ""))
+            return
+        self.hashing.append((self.pool.submit(fn, *args), ident, req))
+
+    def _login(self, ident: bytes, req: Login, now: float) -> None:
+        if not self.sessions.guard.allowed(req.name, now):
+            self.reject(ident, Reject.TOO_MANY_ATTEMPTS, req.name[:40])
+            return
         account = self.view.names.get(req.name)
         stored = self.view.hashes.get(account, passwords.DUMMY_HASH)
         if len(req.password) > passwords.MAX_PASSWORD:
             self.reject(ident, Reject.BAD_CREDENTIALS, req.name[:40])
             return
-        future = self.pool.submit(passwords.verify, req.password, stored)
-        self.hashing.append((future, ident, req))
+        self._hash_later(ident, req, passwords.verify, req.password, stored)
+
+    def _change_password(self, ident: bytes, session, req: ChangePassword, now: float) -> None:
+        if not validate.cl_ord_id_ok(req.cl_ord_id):
+            self.reject(ident, Reject.BAD_CL_ORD_ID)
+        elif not passwords.policy_ok(req.new_password):
+            self.reject(ident, Reject.WEAK_PASSWORD, req.cl_ord_id)
+        elif not self.sessions.guard.allowed(session.name, now):
+            self.reject(ident, Reject.TOO_MANY_ATTEMPTS, req.cl_ord_id)
+        elif len(req.old_password) > passwords.MAX_PASSWORD:
+            self.reject(ident, Reject.BAD_CREDENTIALS, req.cl_ord_id)
+        else:
+            stored = self.view.hashes.get(session.account, passwords.DUMMY_HASH)
+            self._hash_later(
+                ident, req, passwords.change, req.old_password, stored, req.new_password
+            )
+
+    def _admin(self, ident: bytes, session, req: AdminRequest) -> None:
+        """Operators only; the names and symbols are resolved here, the rest is the
+        engine's, sequenced and journaled like an order."""
+        code, target = 0, 0
+        if not session.operator:
+            code = Reject.NOT_AUTHORIZED
+        elif req.action in ("kill", "unkill"):
+            target = self.view.names.get(req.account, 0)
+            code = 0 if target else Reject.UNKNOWN_ACCOUNT
+        elif req.symbol not in self.cfg.symbols:
+            code = Reject.UNKNOWN_SYMBOL
+        elif req.action == "reference" and not 0 < req.price <= validate.MAX_PRICE:
+            code = Reject.BAD_PRICE
+        cmd = Admin(session.account, req.cl_ord_id, req.action, req.symbol, target, req.price)
+        self._forward(ident, session, req, code or validate.check_cl_ord_id(req), cmd)
 
     def _finish_hashing(self, now: float) -> None:
         still: list = []
@@ -205,18 +262,35 @@ class Gateway:
                 self.inflight[key] = (ident, cmd)
                 self.outbox.append(cmd)
                 continue
+            if isinstance(req, ChangePassword):
+                session = self.sessions.get(ident)
+                new_hash = future.result()
+                if session is None:
+                    self.reject(ident, Reject.NOT_LOGGED_IN, req.cl_ord_id)
+                elif not new_hash:
+                    self.sessions.guard.failed(session.name, now)
+                    self.reject(ident, Reject.BAD_CREDENTIALS, req.cl_ord_id)
+                else:
+                    cmd = SetPassword(session.account, req.cl_ord_id, new_hash)
+                    self._forward(ident, session, req, 0, cmd)
+                continue
             account = self.view.names.get(req.name)
-            if future.result() and account is not None:
-                self._drop_session(ident)
-                self.sessions[ident] = Session(account, req.name, now)
-                self.by_account.setdefault(account, set()).add(ident)
-                self.reply(ident, LoggedIn(account, req.name))
-                self.log.info("login", account=account)
-            else:
+            if not (future.result() and account is not None):
+                self.sessions.guard.failed(req.name, now)
                 self.reject(ident, Reject.BAD_CREDENTIALS, req.name[:40])
+                continue
+            self.sessions.guard.succeeded(req.name)
+            answer = self.sessions.open(ident, account, req.name, now)
+            if isinstance(answer, LoggedIn):
+                self.reply(ident, answer)
+                self.log.info("login", account=account, operator=answer.operator)
+            else:
+                self.reject(ident, answer, req.name[:40])
         self.hashing = still
 
-    def _forward(self, ident: bytes, session: Session, req, code: int) -> None:
+    def _forward(self, ident: bytes, session, req, code: int, cmd=None) -> None:
+        """Sequence ``cmd`` (by default the order command ``req`` makes) unless ``code``
+        rejects it; a repeat of an id still in flight is answered once, when committed."""
         ref = getattr(req, "cl_ord_id", "")
         if code:
             self.reject(ident, code, ref if validate.cl_ord_id_ok(ref) else "")
@@ -224,18 +298,11 @@ class Gateway:
         if len(self.inflight) >= MAX_INFLIGHT:
             self.reject(ident, Reject.BUSY, ref)
             return
-        cmd = validate.to_command(session.account, req)
+        cmd = cmd or validate.to_command(session.account, req)
         key = (session.account, req.cl_ord_id)
         if key not in self.inflight:  # a repeat in flight is answered once, when committed
             self.inflight[key] = (ident, cmd)
             self.outbox.append(cmd)
-
-    def _drop_session(self, ident: bytes) -> None:
-        session = self.sessions.pop(ident, None)
-        if session is not None:
-            idents = self.by_account.get(session.account)
-            if idents:
-                idents.discard(ident)
 
     # -- matcher side ---------------------------------------------------------
 
@@ -299,7 +366,7 @@ class Gateway:
         # outbox is a subset of the in-flight table); repeats get their original answer
         self.outbox = [cmd for _, cmd in self.inflight.values()]
         if changed:
-            for ident in list(self.sessions):
+            for ident in list(self.sessions.by_ident):
                 self.reply(ident, Notice(f"matcher failover handled (epoch {epoch})"))
 
     def _committed(self, records: list[Record]) -> None:
@@ -314,17 +381,21 @@ class Gateway:
                 if entry is not None:
                     self.reply(entry[0], Report(record.seq, record.epoch, record.events))
                 continue
-            self.inflight.pop((cmd.account, cmd.cl_ord_id), None)
+            entry = self.inflight.pop((cmd.account, cmd.cl_ord_id), None)
             by_account: dict[int, list] = {}
             for event in record.events:
                 if type(event) is Fill:
                     by_account.setdefault(event.taker_account, []).append(event)
                     if event.maker_account != event.taker_account:
                         by_account.setdefault(event.maker_account, []).append(event)
-                else:
-                    by_account.setdefault(event.account, []).append(event)
+                else:  # an operator's symbol events go to the operator
+                    by_account.setdefault(getattr(event, "account", cmd.account), []).append(event)
+            if type(cmd) is Admin:  # the operator sees everything the action did
+                by_account[cmd.account] = list(record.events)
+            if type(record.events[0]) is PasswordChanged:  # end every other session
+                self.sessions.end_others(cmd.account, entry[0] if entry else None)
             for account, events in by_account.items():
-                idents = self.by_account.get(account)
+                idents = self.sessions.by_account.get(account)
                 if idents:
                     report = Report(record.seq, record.epoch, events)
                     for ident in idents:
@@ -339,16 +410,14 @@ class Gateway:
     # -- loop -----------------------------------------------------------------
 
     def _expire_sessions(self, now: float) -> None:
-        for ident, session in list(self.sessions.items()):
-            if now - session.last_seen > self.session_timeout:
-                self._drop_session(ident)
+        self.sessions.expire(now, self.session_timeout)
 
     def run(self) -> int:
         signal.signal(signal.SIGTERM, lambda *_: setattr(self, "running", False))
         for record in self.follower.catch_up_patiently(lambda: self.running, self.log):
             self.view.apply(record)
         self.log.info("ready", seq=self.view.seq, accounts=len(self.view.names))
-        next_expiry = 0.0
+        next_expiry = next_keys = 0.0
         poller = zmq.Poller()
         for sock in (self.front, self.follower.sub, self.status):
             poller.register(sock, zmq.POLLIN)
@@ -389,12 +458,17 @@ class Gateway:
                     self.beats.send("gateway", self.epoch, self.view.seq, self.follower.source_seq)
                 if now >= next_expiry:
                     self._expire_sessions(now)
+                    if self.auth is not None and now >= next_keys:
+                        curve.reload(self.auth, self.cfg)  # keys added since take effect
+                        next_keys = now + 5.0
                     next_expiry = now + 1.0
         finally:
             self.pool.shutdown(wait=False, cancel_futures=True)
             for sock in (self.front, self.back, self.status):
                 if sock is not None:
                     sock.close(0)
+            if self.auth is not None:
+                self.auth.stop()
             self.follower.close()
             self.beats.close()
         return 0

@@ -28,6 +28,10 @@ def cl_ord_id_ok(cl_ord_id: str) -> bool:
     return 1 <= len(cl_ord_id) <= 36 and cl_ord_id.isascii() and cl_ord_id.isprintable()
 
 
+def check_cl_ord_id(req) -> int:
+    return 0 if cl_ord_id_ok(req.cl_ord_id) else Reject.BAD_CL_ORD_ID
+
+
 def _price_ok(price: int, tick: int) -> bool:
     return 0 < price <= MAX_PRICE and price % tick == 0
 

@@ -20,7 +20,10 @@ from services.common.config import RiskLimits, SymbolSpec
 from services.common.protocol import (
     ACCOUNT_NAME_RE,
     Accepted,
+    AccountBlocked,
     AccountCreated,
+    Admin,
+    AdminDone,
     Cancelled,
     CancelOrder,
     CancelReason,
@@ -31,13 +34,17 @@ from services.common.protocol import (
     Fill,
     NewOrder,
     OrdType,
+    PasswordChanged,
+    ReferenceSet,
     Reject,
     Rejected,
     Replaced,
     ReplaceOrder,
     Rested,
+    SetPassword,
     Side,
     Stp,
+    SymbolHalted,
     Tif,
 )
 from services.matcher.book import Book
@@ -57,6 +64,7 @@ BY_USER = int(CancelReason.USER)
 BY_IOC = int(CancelReason.IOC)
 BY_FOK = int(CancelReason.FOK)
 BY_STP = int(CancelReason.SELF_TRADE)
+BY_KILL = int(CancelReason.KILL_SWITCH)
 
 
 class Engine:
@@ -77,7 +85,10 @@ class Engine:
             CancelOrder: self._cancel,
             ReplaceOrder: self._replace,
             CreateAccount: self._create_account,
+            SetPassword: self._set_password,
+            Admin: self._admin,
         }
+        self.halted: set[str] = set()  # symbols an operator halted
 
     def apply(self, cmd) -> list[Event]:
         """Apply one command; the returned events describe everything that changed."""
@@ -104,6 +115,81 @@ class Engine:
         self.names[name] = account
         return [AccountCreated(account, name)]
 
+    def _set_password(self, cmd: SetPassword) -> list[Event]:
+        acct = self.accounts.get(cmd.account)
+        if acct is None:
+            return [Rejected(cmd.account, cmd.cl_ord_id, Reject.UNKNOWN_ACCOUNT)]
+        if cmd.cl_ord_id in acct.seen:
+            return [Duplicate(cmd.account, cmd.cl_ord_id, acct.seen[cmd.cl_ord_id])]
+        acct.password_hash = cmd.password_hash
+        changed = acct.seen[cmd.cl_ord_id] = PasswordChanged(cmd.account, cmd.cl_ord_id)
+        return [changed]
+
+    # -- operators ----------------------------------------------------------
+
+    def _admin(self, cmd: Admin) -> list[Event]:
+        """An operator's action; the gateway checked the role before sequencing it."""
+        operator = self.accounts.get(cmd.account)
+        if operator is None:
+            return [Rejected(cmd.account, cmd.cl_ord_id, Reject.UNKNOWN_ACCOUNT)]
+        if cmd.cl_ord_id in operator.seen:
+            return [Duplicate(cmd.account, cmd.cl_ord_id, operator.seen[cmd.cl_ord_id])]
+        action = cmd.action
+        events: list[Event] = []
+        code = 0
+        if action in ("kill", "unkill"):
+            target = self.accounts.get(cmd.target)
+            if target is None:
+                code = Reject.UNKNOWN_ACCOUNT
+            elif action == "kill":
+                cancelled = self._kill(target, events)
+                events.append(AccountBlocked(target.account, True, cancelled))
+            else:
+                target.blocked = False
+                events.append(AccountBlocked(target.account, False, 0))
+        else:
+            book = self.books.get(cmd.symbol)
+            if book is None:
+                code = Reject.UNKNOWN_SYMBOL
+            elif action == "reference":
+                if cmd.price <= 0 or cmd.price % book.tick:
+                    code = Reject.BAD_PRICE
+                else:
+                    book.set_band(cmd.price)
+                    events.append(ReferenceSet(cmd.symbol, cmd.price, book.band_lo, book.band_hi))
+            else:
+                halted = action == "halt"
+                (self.halted.add if halted else self.halted.discard)(cmd.symbol)
+                events.append(SymbolHalted(cmd.symbol, halted))
+        if code:
+            rejected = operator.seen[cmd.cl_ord_id] = Rejected(cmd.account, cmd.cl_ord_id, code)
+            return [rejected]
+        done = operator.seen[cmd.cl_ord_id] = AdminDone(cmd.account, cmd.cl_ord_id, action)
+        return [done, *events]
+
+    def _kill(self, target: Account, events: list[Event]) -> int:
+        """Block ``target`` and cancel every open order of it, oldest first."""
+        target.blocked = True
+        mine = [o for o in self.orders.values() if o.account == target.account]
+        for order in mine:
+            book = self.books[order.symbol]
+            (book.bids if order.side == BUY else book.asks).unlink(order)
+            leaves = order.leaves
+            self._forget(order)
+            events.append(
+                Cancelled(
+                    target.account,
+                    order.order_id,
+                    order.symbol,
+                    order.side,
+                    order.price,
+                    leaves,
+                    BY_KILL,
+                    True,
+                )
+            )
+        return len(mine)
+
     # -- orders -------------------------------------------------------------
 
     def _new_order(self, cmd: NewOrder) -> list[Event]:
@@ -125,7 +211,9 @@ class Engine:
             qty = cmd.qty
             side = cmd.side
             tif = cmd.tif
-            if qty <= 0 or qty % book.lot:
+            if acct.blocked or symbol in self.halted:
+                code = Reject.ACCOUNT_BLOCKED if acct.blocked else Reject.SYMBOL_HALTED
+            elif qty <= 0 or qty % book.lot:
                 code = Reject.BAD_QTY
             elif qty > self.max_order_qty:
                 code = Reject.MAX_ORDER_SIZE
@@ -423,7 +511,9 @@ class Engine:
         else:
             book = self.books[order.symbol]
             keep = price == order.price and qty <= order.leaves  # a size cut keeps priority
-            if qty <= 0 or qty % book.lot:
+            if order.symbol in self.halted and not keep:  # a halt still allows size cuts
+                code = Reject.SYMBOL_HALTED
+            elif qty <= 0 or qty % book.lot:
                 code = Reject.BAD_QTY
             elif keep:  # only ever reduces risk: no band or limit can forbid it
                 code = 0
@@ -501,6 +591,7 @@ class Engine:
                     if h.position or h.open[BUY] or h.open[SELL]
                 ],
                 a.seen,  # insertion order is the command order: deterministic, no sort
+                a.blocked,
             ]
             for _, a in sorted(self.accounts.items())
         ]
@@ -528,4 +619,5 @@ class Engine:
             self.next_account,
             self.next_order,
             self.next_trade,
+            sorted(self.halted),
         ]

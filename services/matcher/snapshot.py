@@ -28,6 +28,7 @@ class SnapshotAccount(msgspec.Struct, array_like=True):
     open_orders: int
     holdings: list[tuple[str, int, int, int]]  # symbol, position, open buy, open sell
     seen: list[tuple[str, AnyEvent]]
+    blocked: bool = False
 
 
 class SnapshotOrder(msgspec.Struct, array_like=True):
@@ -57,6 +58,7 @@ class Snapshot(msgspec.Struct, array_like=True):
     next_trade: int
     accounts: list[SnapshotAccount]
     books: list[SnapshotBook]
+    halted: list[str] = []
 
 
 _decoder = msgspec.msgpack.Decoder(Snapshot)
@@ -73,6 +75,7 @@ def capture(engine: Engine, seq: int, epoch: int) -> Snapshot:
             a.open_orders,
             [(s, h.position, h.open[1], h.open[2]) for s, h in sorted(a.holdings.items())],
             list(a.seen.items()),  # in insertion order, which state_hash covers
+            a.blocked,
         )
         for _, a in sorted(engine.accounts.items())
     ]
@@ -86,7 +89,7 @@ def capture(engine: Engine, seq: int, epoch: int) -> Snapshot:
         books.append(SnapshotBook(symbol, book.last_price, book.band_lo, book.band_hi, orders))
     return Snapshot(
         seq, epoch, engine.state_hash(), engine.next_account, engine.next_order,
-        engine.next_trade, accounts, books,
+        engine.next_trade, accounts, books, sorted(engine.halted),
     )  # fmt: skip
 
 
@@ -99,6 +102,7 @@ def restore(snap: Snapshot, symbols: dict[str, SymbolSpec], risk: RiskLimits) ->
             holding = acct.holdings[symbol] = Holding()
             holding.position, holding.open = position, [0, open_buy, open_sell]
         acct.seen = dict(a.seen)
+        acct.blocked = a.blocked
         engine.accounts[a.account] = acct
         engine.names[a.name] = a.account
     for b in snap.books:
@@ -122,6 +126,7 @@ def restore(snap: Snapshot, symbols: dict[str, SymbolSpec], risk: RiskLimits) ->
             engine.orders[o.order_id] = order
     engine.next_account, engine.next_order = snap.next_account, snap.next_order
     engine.next_trade = snap.next_trade
+    engine.halted = set(snap.halted)
     if engine.state_hash() != snap.state_hash:
         raise ValueError(f"snapshot at seq {snap.seq} does not restore to its state hash")
     return engine

@@ -33,6 +33,7 @@ class Account:
         "holdings",
         "open_orders",
         "seen",
+        "blocked",
     )
 
     def __init__(self, account: int, name: str, password_hash: str, stp: int) -> None:
@@ -45,6 +46,7 @@ class Account:
         self.open_orders = 0
         # exactly-once entry: client order id -> the first answer (replicated state)
         self.seen: dict[str, Event] = {}
+        self.blocked = False  # an operator's kill switch: no new orders
 
 
 class Order(msgspec.Struct, gc=False):

@@ -1,0 +1,81 @@
+"""`exchange admin halt|resume|reference|kill|unkill` and `exchange password`.
+
+Operator commands need an account named in ``[security] operators``; everyone else
+gets NOT_AUTHORIZED (exit 1). Each is sequenced and journaled like an order.
+"""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import json
+import os
+
+from clients import trading
+from services.common.money import to_units
+
+
+def _admin(action: str, symbol: str, account: str, price: str, as_json: bool) -> int:
+    def action_() -> int:
+        with trading.logged_in_session(None) as session:
+            units = to_units(price) if price else 0
+            result = session.admin(action, symbol.upper(), account, units)
+        events = [trading.event_dict(e) for e in result.events]
+        if as_json:
+            print(json.dumps({"ok": True, "seq": result.seq, "events": events}))
+        else:
+            print(f"{action} done (seq {result.seq})")
+            for event in events[1:]:
+                print(f"  {event}")
+        return 0
+
+    return trading.run_action(action_, as_json)
+
+
+def password(as_json: bool) -> int:
+    """Change the password: the old one as for any command, the new one from
+    EXCHANGE_NEW_PASSWORD or a prompt."""
+
+    def action() -> int:
+        user, old = trading.credentials()
+        new = os.environ.get("EXCHANGE_NEW_PASSWORD") or getpass.getpass("new password: ")
+        with trading.connect() as client:
+            client.login(user, old)
+            result = client.change_password(old, new)
+        if as_json:
+            print(json.dumps({"ok": True, "seq": result.seq}))
+        else:
+            print("password changed; your other sessions are logged out")
+        return 0
+
+    return trading.run_action(action, as_json)
+
+
+def register(sub) -> None:
+    admin = sub.add_parser("admin", help="operator commands (journaled like orders)")
+    actions = admin.add_subparsers(dest="action", required=True)
+    for name, needs, text in (
+        ("halt", ["symbol"], "halt trading in a symbol (cancels still work)"),
+        ("resume", ["symbol"], "resume trading in a symbol"),
+        ("reference", ["symbol", "price"], "set a symbol's reference price (dollars)"),
+        ("kill", ["account"], "cancel every open order of an account and block it"),
+        ("unkill", ["account"], "unblock an account"),
+    ):
+        p = actions.add_parser(name, help=text)
+        for arg in needs:
+            p.add_argument(arg)
+        p.add_argument("--json", action="store_true", help="JSON on stdout")
+        p.set_defaults(func=_run_admin)
+    p = sub.add_parser("password", help="change your password (new one from a prompt)")
+    p.add_argument("--json", action="store_true", help="JSON on stdout")
+    p.set_defaults(func=lambda a: password(a.json))
+
+
+def _run_admin(args: argparse.Namespace) -> int:
+    return _admin(
+        args.action,
+        getattr(args, "symbol", ""),
+        getattr(args, "account", ""),
+        getattr(args, "price", ""),
+        args.json,
+    )
