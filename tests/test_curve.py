@@ -3,7 +3,9 @@ one with a key made by `exchange keys` trades normally."""
 
 from __future__ import annotations
 
+import contextlib
 import json
+import time
 from pathlib import Path
 
 import zmq
@@ -19,6 +21,21 @@ from tests.mesh import Mesh, exchange_cli
 PASSWORD = "Secret.pw1"
 
 
+def handshake_events(monitor: zmq.Socket, timeout: float) -> set[int]:
+    """The handshake outcomes a socket monitor reports within ``timeout``."""
+    from zmq.utils.monitor import recv_monitor_message
+
+    seen: set[int] = set()
+    done = {zmq.EVENT_HANDSHAKE_FAILED_AUTH, zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL}
+    done |= {zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL, zmq.EVENT_HANDSHAKE_SUCCEEDED}
+    done |= {zmq.EVENT_DISCONNECTED}
+    deadline = time.monotonic() + timeout
+    while not seen & done and time.monotonic() < deadline:
+        if monitor.poll(100):
+            seen.add(recv_monitor_message(monitor)["event"])
+    return seen
+
+
 def test_only_authorized_keys_get_through(short_home):
     mesh = Mesh(short_home, security={"curve": True})
     made = exchange_cli(
@@ -32,16 +49,31 @@ def test_only_authorized_keys_get_through(short_home):
     endpoint = mesh.cfg.endpoints["gateway"]
     try:
         mesh.start()
-        # a stranger's own key pair, not authorized: the handshake fails, nothing answers
+        # a stranger's own key pair, not authorized: the handshake fails, nothing answers;
+        # and a client without CURVE at all: the gateway hangs up on its greeting
         stranger_keys = zmq.curve_keypair()
         server_key, _ = zmq.auth.load_certificate(server_public)
-        stranger = Client(endpoint, curve_keys=(*stranger_keys, server_key))
-        plain = Client(endpoint)  # and no CURVE at all
-        for intruder in (stranger, plain):
-            intruder.send(Ping(1))
-            intruder.send(Signup("mallory", PASSWORD))
-            assert not intruder.socket.poll(1500), "an unauthorized client got an answer"
-            intruder.close()
+        ctx = zmq.Context.instance()
+        for keys, refused in (
+            ((*stranger_keys, server_key), zmq.EVENT_HANDSHAKE_FAILED_AUTH),
+            (None, zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL),
+        ):
+            intruder = ctx.socket(zmq.DEALER)
+            intruder.setsockopt(zmq.LINGER, 0)
+            if keys is not None:
+                curve.connect(intruder, keys)
+            monitor = intruder.get_monitor_socket()  # before connecting: see every attempt
+            intruder.connect(endpoint)
+            for request in (Ping(1), Signup("mallory", PASSWORD)):
+                # never block: a DEALER whose only peer refused it has nowhere to queue
+                with contextlib.suppress(zmq.Again):
+                    intruder.send(encode(request), zmq.NOBLOCK)
+            seen = handshake_events(monitor, 5.0)
+            assert refused in seen and zmq.EVENT_HANDSHAKE_SUCCEEDED not in seen, seen
+            assert not intruder.poll(1000), "an unauthorized client got an answer"
+            intruder.disable_monitor()
+            monitor.close(0)
+            intruder.close(0)
         # the key `exchange keys` made: signs up, trades, reads its positions
         keys = curve.client_keys(Path(secret), server_public)
         with Client(endpoint, curve_keys=keys) as alice, Client(endpoint, curve_keys=keys) as bob:
