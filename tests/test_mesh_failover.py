@@ -119,6 +119,13 @@ def test_standby_boots_from_a_snapshot_and_can_take_over(short_home):
             ),
             what="the tail replayed",
         )
+        # once quiet, the standby compares its whole state with the primary's
+        primary = matcher_state(mesh.cfg, first.split("-")[1])
+        wait_for(
+            lambda: f'"seq": {primary.seq}' in _verified_lines(mesh[standby].log()),
+            what="the standby's state hash checked against the primary's",
+        )
+        assert primary.state_hash in _verified_lines(mesh[standby].log())
         mesh[first].kill()
         wait_for(lambda: primary_name(mesh) == standby, what="the promotion")
         after = client.place("TSLA", Side.SELL, 5, to_units("159.00"))
@@ -161,3 +168,7 @@ def test_heartbeat_restart_keeps_the_epoch_and_the_primary(short_home):
         client.close()
     finally:
         mesh.stop()
+
+
+def _verified_lines(log: str) -> str:
+    return "\n".join(line for line in log.splitlines() if "state_verified" in line)

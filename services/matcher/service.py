@@ -56,6 +56,9 @@ class Diverged(RuntimeError):
     """A replayed command gave other events than the journal holds: never continue."""
 
 
+VERIFY_EVERY_S = 1.0  # how often a quiet standby checks its state hash against the primary's
+
+
 class Matcher:
     def __init__(self, cfg: Config, log, instance: str = "a") -> None:
         self.cfg = cfg
@@ -85,6 +88,9 @@ class Matcher:
         self.last_snapshot = 0
         self.running = True
         self._pollers: dict[tuple, zmq.Poller] = {}
+        self.verified = 0  # the last seq at which the whole state matched the primary's
+        self._next_verify = 0.0
+        self._applied_at = 0.0
 
     # -- standby ------------------------------------------------------------
 
@@ -98,6 +104,8 @@ class Matcher:
                 )
             self.seq = self.committed = record.seq
             self.epoch = max(self.epoch, record.epoch)
+        if records:
+            self._applied_at = time.monotonic()
 
     def _poller(self, *socks: zmq.Socket) -> zmq.Poller:
         """One poller per set of sockets (a role), built once: this runs every turn."""
@@ -116,6 +124,37 @@ class Matcher:
             self._maybe_snapshot()
         if self.beats.socket in ready:
             self._control()
+        now = time.monotonic()
+        if now >= self._next_verify:
+            self._next_verify = now + VERIFY_EVERY_S
+            if self.seq > self.verified and now - self._applied_at > VERIFY_EVERY_S / 2:
+                self._verify_with_primary()
+
+    def _verify_with_primary(self) -> None:
+        """Every record's events are checked as they are replayed; this checks the
+        whole state too. When the stream has been quiet, ask the primary for its state
+        hash, and if it stands at our seq, ours must be the same (Diverged otherwise).
+        The primary hashes only when asked, and a standby only asks when quiet."""
+        other = "b" if self.instance == "a" else "a"
+        sock = self.ctx.socket(zmq.DEALER)
+        sock.setsockopt(zmq.LINGER, 0)
+        sock.connect(matcher_endpoints(self.cfg, other)[0])
+        try:
+            sock.send(encode(StateQuery()), zmq.NOBLOCK)
+            if not sock.poll(300):
+                return  # no primary there right now
+            info = bus_decoder.decode(sock.recv())
+        except (zmq.Again, *DecodeError):
+            return
+        finally:
+            sock.close(0)
+        if not isinstance(info, StateInfo) or info.role != "primary" or info.seq != self.seq:
+            return  # not comparable: try again when quiet next
+        mine = self.engine.state_hash()
+        if mine != info.state_hash:
+            raise Diverged(f"seq {self.seq}: state hash {mine}, the primary's {info.state_hash}")
+        self.verified = self.seq
+        self.log.info("state_verified", seq=self.seq, state_hash=mine)
 
     # -- promotion ----------------------------------------------------------
 
