@@ -42,7 +42,9 @@ def run(kind: str, name: str, as_json: bool) -> int:
 def register(sub) -> None:
     keys = sub.add_parser("keys", help="CURVE key pairs for encrypted client connections")
     kinds = keys.add_subparsers(dest="kind", required=True)
-    server = kinds.add_parser("server", help="the gateway's key pair (kept if it exists)")
+    server = kinds.add_parser(
+        "server", help="the gateway's key pair and the services' own (each kept if it exists)"
+    )
     server.add_argument("--json", action="store_true", help="JSON on stdout")
     server.set_defaults(func=lambda a: run("server", "", a.json))
     client = kinds.add_parser("client", help="a client's key pair, authorized at once")

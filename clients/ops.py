@@ -11,7 +11,7 @@ from pathlib import Path
 
 import zmq
 
-from services.common import config
+from services.common import config, curve
 from services.common.codec import bus_decoder, encode
 from services.common.protocol import Status, StatusRequest
 
@@ -37,7 +37,8 @@ def query_status(cfg: config.Config, timeout: float = 2.0) -> Status | None:
     ctx = zmq.Context.instance()
     sock = ctx.socket(zmq.DEALER)
     sock.setsockopt(zmq.LINGER, 0)
-    sock.connect(cfg.endpoints["heartbeat"])
+    curve.use_for_services(cfg)  # the heartbeat service may be a tcp:// link
+    curve.link(sock, cfg.endpoints["heartbeat"])
     try:
         sock.send(encode(StatusRequest()))
         if not sock.poll(int(timeout * 1000)):

@@ -19,6 +19,8 @@ from services.common.protocol import Ping, Side, Signup
 from tests.mesh import Mesh, exchange_cli
 
 PASSWORD = "Secret.pw1"
+# a NULL greeting meets a CURVE server: refused as such, or cut off before it could say
+PLAIN_REFUSED = {zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL, zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL}
 
 
 def handshake_events(monitor: zmq.Socket, timeout: float) -> set[int]:
@@ -55,8 +57,8 @@ def test_only_authorized_keys_get_through(short_home):
         server_key, _ = zmq.auth.load_certificate(server_public)
         ctx = zmq.Context.instance()
         for keys, refused in (
-            ((*stranger_keys, server_key), zmq.EVENT_HANDSHAKE_FAILED_AUTH),
-            (None, zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL),
+            ((*stranger_keys, server_key), {zmq.EVENT_HANDSHAKE_FAILED_AUTH}),
+            (None, PLAIN_REFUSED),
         ):
             intruder = ctx.socket(zmq.DEALER)
             intruder.setsockopt(zmq.LINGER, 0)
@@ -69,7 +71,7 @@ def test_only_authorized_keys_get_through(short_home):
                 with contextlib.suppress(zmq.Again):
                     intruder.send(encode(request), zmq.NOBLOCK)
             seen = handshake_events(monitor, 5.0)
-            assert refused in seen and zmq.EVENT_HANDSHAKE_SUCCEEDED not in seen, seen
+            assert seen & refused and zmq.EVENT_HANDSHAKE_SUCCEEDED not in seen, seen
             assert not intruder.poll(1000), "an unauthorized client got an answer"
             intruder.disable_monitor()
             monitor.close(0)

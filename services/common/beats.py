@@ -8,6 +8,7 @@ import time
 
 import zmq
 
+from services.common import curve
 from services.common.codec import encode
 from services.common.protocol import ServiceBeat
 
@@ -20,7 +21,7 @@ class BeatSender:
         self.socket = ctx.socket(zmq.DEALER)
         self.socket.setsockopt(zmq.LINGER, 0)
         self.socket.setsockopt(zmq.SNDHWM, 10)
-        self.socket.connect(endpoint)
+        curve.link(self.socket, endpoint)
         self.service = service
         self.interval = interval_ms / 1000
         self.pid = os.getpid()

@@ -10,6 +10,14 @@ of ``zmq.auth.create_certificates``:
 A ZAP handler (pyzmq's ThreadAuthenticator) accepts a client only if its public key
 is in ``authorized_clients/``: an unknown key fails the handshake, so not one of its
 frames reaches the gateway's code.
+
+The links between the exchange's own services use the same machinery when an endpoint
+is ``tcp://`` (services on several hosts): ``bind`` and ``link`` make such a socket a
+CURVE server or client with the mesh's key pair (``mesh.key`` / ``mesh.key_secret``,
+made with the server's), and the ZAP domain ``mesh`` admits only the public keys in
+``authorized_services/``. ``ipc://`` links stay as they are: they never leave the
+host and their socket files sit in ``$EXCHANGE_HOME/run/``. The public market-data
+endpoints stay plain too (anyone may read the feeds).
 """
 
 from __future__ import annotations
@@ -41,6 +49,11 @@ def make_server_keys(keys: Path) -> Path:
     if not public.exists():
         zmq.auth.create_certificates(keys, "server")
         (keys / "server.key_secret").chmod(0o600)
+    if not (keys / "mesh.key").exists():  # the services' own pair, for tcp links
+        mesh_public, mesh_secret = zmq.auth.create_certificates(keys, "mesh")
+        Path(mesh_secret).chmod(0o600)
+        (keys / "authorized_services").mkdir(exist_ok=True)
+        shutil.copy(mesh_public, keys / "authorized_services" / "mesh.key")
     return public
 
 
@@ -60,8 +73,7 @@ def serve(ctx: zmq.Context, sock: zmq.Socket, cfg: Config) -> ThreadAuthenticato
     the returned authenticator must be stopped when the socket closes."""
     keys = key_dir(cfg)
     public, secret = zmq.auth.load_certificate(keys / "server.key_secret")
-    auth = ThreadAuthenticator(ctx)
-    auth.start()
+    auth = authenticator(ctx)
     reload(auth, cfg)
     sock.curve_secretkey = secret
     sock.curve_publickey = public
@@ -87,3 +99,64 @@ def client_keys(secret_file: Path, server_public_file: Path) -> tuple[bytes, byt
 def connect(sock: zmq.Socket, keys: tuple[bytes, bytes, bytes]) -> None:
     """Make ``sock`` (not yet connected) a CURVE client with these keys."""
     sock.curve_publickey, sock.curve_secretkey, sock.curve_serverkey = keys
+
+
+# -- the exchange's own links ------------------------------------------------------
+
+MESH_DOMAIN = "mesh"
+_authenticators: dict[int, ThreadAuthenticator] = {}  # one ZAP handler per context
+_mesh: dict[str, object] = {"on": False, "dir": None, "keys": None}
+
+
+def authenticator(ctx: zmq.Context) -> ThreadAuthenticator:
+    """The context's ZAP handler, started on first use (a context can have only one;
+    the gateway's clients and the mesh's services are two domains of it)."""
+    auth = _authenticators.get(id(ctx))
+    if auth is None:
+        auth = _authenticators[id(ctx)] = ThreadAuthenticator(ctx)
+        auth.start()
+    return auth
+
+
+def use_for_services(cfg: Config) -> None:
+    """Every service calls this once at start (``services/common/main.py``): from then
+    on ``bind`` and ``link`` put CURVE on each tcp:// endpoint if the config turns it on.
+    The mesh's keys are read when the first such endpoint needs them."""
+    _mesh.update(on=enabled(cfg), dir=key_dir(cfg), keys=None)
+
+
+def _mesh_keys() -> tuple[bytes, bytes]:
+    if _mesh["keys"] is None:
+        path = Path(str(_mesh["dir"])) / "mesh.key_secret"
+        if not path.exists():
+            raise RuntimeError(
+                f"CURVE is on and a service link is tcp://, but {path} is missing: "
+                "run `exchange keys server`"
+            )
+        _mesh["keys"] = zmq.auth.load_certificate(path)
+    return _mesh["keys"]  # type: ignore[return-value]
+
+
+def _secured(endpoint: str) -> bool:
+    return bool(_mesh["on"]) and endpoint.startswith("tcp://")
+
+
+def bind(sock: zmq.Socket, endpoint: str) -> None:
+    """Bind a socket other services connect to; over tcp with CURVE on, only peers
+    holding an authorized service key complete the handshake."""
+    if _secured(endpoint):
+        public, secret = _mesh_keys()
+        location = Path(str(_mesh["dir"])) / "authorized_services"
+        authenticator(sock.context).configure_curve(domain=MESH_DOMAIN, location=str(location))
+        sock.zap_domain = MESH_DOMAIN.encode()
+        sock.curve_publickey, sock.curve_secretkey = public, secret
+        sock.curve_server = True
+    sock.bind(endpoint)
+
+
+def link(sock: zmq.Socket, endpoint: str) -> None:
+    """Connect a socket to another service's endpoint (CURVE over tcp when on)."""
+    if _secured(endpoint):
+        public, secret = _mesh_keys()
+        sock.curve_publickey, sock.curve_secretkey, sock.curve_serverkey = public, secret, public
+    sock.connect(endpoint)

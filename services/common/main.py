@@ -7,7 +7,7 @@ from collections.abc import Callable
 
 import zmq
 
-from services.common import config, logs
+from services.common import config, curve, logs
 
 
 def service_main(name: str, build: Callable, instance: bool = False) -> int:
@@ -20,6 +20,7 @@ def service_main(name: str, build: Callable, instance: bool = False) -> int:
     args = parser.parse_args()
     cfg = config.load(args.config)
     log = logs.setup(name)
+    curve.use_for_services(cfg)  # CURVE on the tcp:// links to other services
     ctx = zmq.Context.instance()
     # a peer that restarts (failover, supervisord) is found again within ~10 ms, not
     # ZeroMQ's default 100 ms; backing off to 500 ms while it stays away

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import zmq
 
+from services.common import curve
 from services.common.codec import DecodeError, bus_decoder
 from services.common.protocol import Status
 
@@ -41,5 +42,5 @@ def status_socket(ctx: zmq.Context, endpoint: str) -> zmq.Socket:
     sock = ctx.socket(zmq.SUB)
     sock.setsockopt(zmq.LINGER, 0)
     sock.setsockopt(zmq.SUBSCRIBE, b"")
-    sock.connect(endpoint)
+    curve.link(sock, endpoint)
     return sock

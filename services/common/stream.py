@@ -13,6 +13,7 @@ import time
 
 import zmq
 
+from services.common import curve
 from services.common.codec import (
     DecodeError,
     beat_decoder,
@@ -53,7 +54,7 @@ class Follower:
         self.sub.setsockopt(zmq.LINGER, 0)
         self.sub.setsockopt(zmq.SUBSCRIBE, TOPIC_RECORDS)
         self.sub.setsockopt(zmq.SUBSCRIBE, TOPIC_BEAT)
-        self.sub.connect(pub_endpoint)
+        curve.link(self.sub, pub_endpoint)
         self._ctx = ctx
         self._read_endpoint = read_endpoint
         self._reader = self._connect_reader()
@@ -67,7 +68,7 @@ class Follower:
     def _connect_reader(self) -> zmq.Socket:
         reader = self._ctx.socket(zmq.DEALER)
         reader.setsockopt(zmq.LINGER, 0)
-        reader.connect(self._read_endpoint)
+        curve.link(reader, self._read_endpoint)
         return reader
 
     def close(self) -> None:

@@ -127,6 +127,9 @@ class Gateway:
     # -- requests -------------------------------------------------------------
 
     def _handle(self, ident: bytes, payload: bytes, now: float) -> None:
+        if len(payload) > MAX_FRAME:  # MAXMSGSIZE drops these first; this is the backstop
+            self.reject(ident, Reject.MALFORMED, detail=f"frame over {MAX_FRAME} bytes")
+            return
         try:
             req = request_decoder.decode(payload)
         except DecodeError as exc:
@@ -358,7 +361,7 @@ class Gateway:
         self.back = self.ctx.socket(zmq.DEALER)
         self.back.setsockopt(zmq.LINGER, 0)
         self.back.setsockopt(zmq.SNDHWM, 1_000)
-        self.back.connect(endpoint)
+        curve.link(self.back, endpoint)
         changed = self.primary is not None
         self.primary, self.epoch = endpoint, epoch
         self.log.info("primary", endpoint=endpoint, epoch=epoch, resend=len(self.inflight))

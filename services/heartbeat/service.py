@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 import zmq
 
+from services.common import curve
 from services.common.codec import encode
 from services.common.config import Config
 from services.common.protocol import (
@@ -44,10 +45,10 @@ class Heartbeat:
         self.ctx = zmq.Context.instance()
         self.router = self.ctx.socket(zmq.ROUTER)
         self.router.setsockopt(zmq.LINGER, 0)
-        self.router.bind(cfg.endpoints["heartbeat"])
+        curve.bind(self.router, cfg.endpoints["heartbeat"])
         self.pub = self.ctx.socket(zmq.PUB)
         self.pub.setsockopt(zmq.LINGER, 0)
-        self.pub.bind(cfg.endpoints["status_pub"])
+        curve.bind(self.pub, cfg.endpoints["status_pub"])
         self.services: dict[str, Seen] = {}
         self.epoch = 0
         self.started = time.monotonic()

@@ -16,7 +16,7 @@ import time
 
 import zmq
 
-from services.common import snapfile
+from services.common import curve, snapfile
 from services.common.beats import BeatSender
 from services.common.codec import encode, join_batch
 from services.common.config import Config, matcher_endpoints
@@ -54,10 +54,10 @@ class Journal:
         self.pub = self.ctx.socket(zmq.PUB)
         self.pub.setsockopt(zmq.LINGER, 0)
         self.pub.setsockopt(zmq.SNDHWM, 0)  # bounded by the matcher's lag window
-        self.pub.bind(cfg.endpoints["journal_pub"])
+        curve.bind(self.pub, cfg.endpoints["journal_pub"])
         self.router = self.ctx.socket(zmq.ROUTER)
         self.router.setsockopt(zmq.LINGER, 0)
-        self.router.bind(cfg.endpoints["journal_read"])
+        curve.bind(self.router, cfg.endpoints["journal_read"])
         self.status = status_socket(self.ctx, cfg.endpoints["status_pub"])
         heartbeat_ms = cfg.timings.get("heartbeat_ms", 100)
         self.idle_beat = heartbeat_ms / 2000

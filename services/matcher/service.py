@@ -16,7 +16,7 @@ from collections import deque
 
 import zmq
 
-from services.common import snapfile
+from services.common import curve, snapfile
 from services.common.beats import BeatSender
 from services.common.codec import (
     DecodeError,
@@ -138,7 +138,7 @@ class Matcher:
         other = "b" if self.instance == "a" else "a"
         sock = self.ctx.socket(zmq.DEALER)
         sock.setsockopt(zmq.LINGER, 0)
-        sock.connect(matcher_endpoints(self.cfg, other)[0])
+        curve.link(sock, matcher_endpoints(self.cfg, other)[0])
         try:
             sock.send(encode(StateQuery()), zmq.NOBLOCK)
             if not sock.poll(300):
@@ -162,7 +162,7 @@ class Matcher:
         """Fence the journal at ``epoch``, replay up to what it committed, then serve."""
         fence = self.ctx.socket(zmq.DEALER)
         fence.setsockopt(zmq.LINGER, 0)
-        fence.connect(self.cfg.endpoints["journal_read"])
+        curve.link(fence, self.cfg.endpoints["journal_read"])
         fence.send(encode(Fence(epoch, self.instance)))
         if not fence.poll(2_000):
             fence.close(0)
@@ -183,11 +183,11 @@ class Matcher:
         self.router = self.ctx.socket(zmq.ROUTER)
         self.router.setsockopt(zmq.LINGER, 0)
         self.router.setsockopt(zmq.RCVHWM, 10_000)
-        self.router.bind(cmd_endpoint)
+        curve.bind(self.router, cmd_endpoint)
         self.pub = self.ctx.socket(zmq.PUB)
         self.pub.setsockopt(zmq.LINGER, 0)
         self.pub.setsockopt(zmq.SNDHWM, 0)  # bounded instead by the journal lag window
-        self.pub.bind(pub_endpoint)
+        curve.bind(self.pub, pub_endpoint)
         tune_gc()
         self.log.info("promoted", epoch=epoch, seq=self.seq, state_hash=self.engine.state_hash())
         self.beats.send(self.role, self.epoch, self.seq, self.committed)
