@@ -65,6 +65,8 @@ def code_of(call) -> int:
 
 def test_credentials_sessions_authorization_limits_and_no_leaks(secure_mesh, short_home):
     mesh = secure_mesh
+    # "ops" is listed before anyone signed it up: the gateway says so at start
+    assert "operator_unclaimed" in mesh["gateway"].log()
     with connect(mesh) as c:
         for name, pw in (("alice", ALICE_PW), ("bob", BOB_PW), ("ops", OPS_PW)):
             c.signup(name, pw)

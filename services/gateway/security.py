@@ -69,15 +69,25 @@ class Token:
 
 
 class Tokens:
-    """Random bearer tokens naming a logged-in session, valid for ``ttl`` seconds."""
+    """Random bearer tokens naming a logged-in session, valid for ``ttl`` seconds; at
+    most ``per_account`` per account (issuing one past it revokes the oldest that no
+    connection uses), so repeated log-ins cannot grow the table."""
 
-    def __init__(self, ttl: float) -> None:
+    def __init__(self, ttl: float, per_account: int = 16) -> None:
         self.ttl = ttl
+        self.per_account = per_account
         self.by_token: dict[str, Token] = {}
+        self.by_account: dict[int, dict[str, None]] = {}  # in the order issued
 
     def issue(self, account: int, name: str, now: float) -> str:
+        mine = self.by_account.setdefault(account, {})
+        for old in [t for t in mine if not self.by_token[t].idents]:
+            if len(mine) < self.per_account:
+                break
+            self.revoke(old)
         token = secrets.token_hex(32)
         self.by_token[token] = Token(account, name, now + self.ttl)
+        mine[token] = None
         return token
 
     def get(self, token: str, now: float) -> Token | None:
@@ -87,10 +97,13 @@ class Tokens:
         return found
 
     def revoke(self, token: str) -> Token | None:
-        return self.by_token.pop(token, None)
+        found = self.by_token.pop(token, None)
+        if found is not None:
+            self.by_account.get(found.account, {}).pop(token, None)
+        return found
 
     def of_account(self, account: int) -> list[str]:
-        return [t for t, v in self.by_token.items() if v.account == account]
+        return list(self.by_account.get(account, ()))
 
     def expired(self, now: float) -> list[str]:
         return [t for t, v in self.by_token.items() if now >= v.expires]

@@ -420,6 +420,10 @@ class Gateway:
         for record in self.follower.catch_up_patiently(lambda: self.running, self.log):
             self.view.apply(record)
         self.log.info("ready", seq=self.view.seq, accounts=len(self.view.names))
+        for name in sorted(self.sessions.operators - self.view.names.keys()):
+            # whoever signs this name up first becomes an operator: create it before
+            # listing it (docs/security.md)
+            self.log.warning("operator_unclaimed", name=name)
         next_expiry = next_keys = 0.0
         poller = zmq.Poller()
         for sock in (self.front, self.follower.sub, self.status):

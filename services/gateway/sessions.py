@@ -45,7 +45,7 @@ class SessionTable:
         self.operators = operators
         self.by_ident: dict[bytes, Session] = {}
         self.by_account: dict[int, set[bytes]] = {}
-        self.tokens = Tokens(limits.token_ttl_s)
+        self.tokens = Tokens(limits.token_ttl_s, limits.max_sessions_per_account)
         self.guard = LoginGuard(limits.login_free_tries, limits.login_max_backoff_s)
         self.account_buckets: dict[int, TokenBucket] = {}
 
@@ -57,7 +57,11 @@ class SessionTable:
     ) -> LoggedIn | int:
         """Log ``ident`` in (with a new token, or the one it resumes); a reject code if
         the account already has its maximum of sessions."""
-        self.drop(ident)
+        before = self.drop(ident)
+        if before is not None and token is None:  # a log-in replaces this connection's
+            held = self.tokens.by_token.get(before.token)  # session: its token goes too,
+            if held is not None and not held.idents:  # unless another connection uses it
+                self.tokens.revoke(before.token)
         idents = self.by_account.setdefault(account, set())
         if len(idents) >= self.limits.max_sessions_per_account:
             return Reject.TOO_MANY_SESSIONS
