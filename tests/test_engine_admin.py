@@ -117,3 +117,40 @@ def test_password_change_is_journaled_state(engine):
     assert engine.state_hash() != before
     assert isinstance(engine.apply(SetPassword(ALICE, "p1", "scrypt$other"))[0], Duplicate)
     assert engine.accounts[ALICE].password_hash == "scrypt$new"
+
+
+def test_an_id_reused_across_request_kinds_is_a_duplicate_that_decodes(engine):
+    """Client order ids are one space per account: an order repeating a password
+    change's or an operator action's id (or the other way round) is a duplicate, and
+    its record must decode in every service (the whole-path fuzz test found one that
+    did not: the journal kept it and no follower could read it)."""
+    from services.common.codec import encode, record_decoder
+    from services.common.protocol import CancelOrder, Record
+
+    resting = rest(engine, ALICE, "a0", BUY, 10, D("169.00"))
+    firsts = [
+        SetPassword(ALICE, "p1", "scrypt$new"),
+        admin("x1", "halt", symbol="TSLA"),
+        order(ALICE, "o1", BUY, 10, D("168.00")),
+    ]
+    repeats = [
+        lambda cl, acct: order(acct, cl, BUY, 1, D("169.00")),
+        lambda cl, acct: CancelOrder(acct, cl, resting),
+        lambda cl, acct: ReplaceOrder(acct, cl, resting, D("169.00"), 5),
+        lambda cl, acct: SetPassword(acct, cl, "scrypt$other"),
+        lambda cl, acct: admin(cl, "resume", symbol="TSLA"),
+    ]
+    seq = 0
+    for first in firsts:
+        events = engine.apply(first)
+        seq += 1
+        assert record_decoder.decode(encode(Record(seq, 1, first, events))).events == events
+        for make in repeats:
+            again = make(first.cl_ord_id, first.account)
+            if type(again) is Admin and first.account != OPERATOR:
+                continue  # (only operators send admin commands)
+            events = engine.apply(again)
+            seq += 1
+            assert events == [Duplicate(first.account, first.cl_ord_id, events[0].original)]
+            record = record_decoder.decode(encode(Record(seq, 1, again, events)))
+            assert record.events == events

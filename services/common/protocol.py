@@ -297,14 +297,6 @@ class Replaced(Event, tag="replaced"):
     kept_priority: bool
 
 
-class Duplicate(Event, tag="duplicate"):
-    """A repeat of (account, cl_ord_id): nothing was done; ``original`` is the first answer."""
-
-    account: int
-    cl_ord_id: str
-    original: Accepted | Rejected | Replaced | Cancelled
-
-
 class PasswordChanged(Event, tag="password_changed"):
     account: int
     cl_ord_id: str
@@ -316,6 +308,16 @@ class AdminDone(Event, tag="admin_done"):
     account: int
     cl_ord_id: str
     action: AdminActionCode
+
+
+class Duplicate(Event, tag="duplicate"):
+    """A repeat of (account, cl_ord_id): nothing was done; ``original`` is the first answer."""
+
+    account: int
+    cl_ord_id: str
+    # one id space per account: an order may repeat a password change's or an
+    # operator action's id, and the record must still decode everywhere
+    original: Accepted | Rejected | Replaced | Cancelled | PasswordChanged | AdminDone
 
 
 class SymbolHalted(Event, tag="symbol_halted"):
