@@ -44,6 +44,7 @@ from tests.mesh import Mesh, matcher_state, replay_journal
 PASSWORD = "Secret.pw1"
 CFG = config.load()
 FRAMES = int(os.environ.get("EXCHANGE_FUZZ_FRAMES", "10000"))
+SEED = int(os.environ.get("EXCHANGE_FUZZ_SEED", "11"))  # another corpus for longer runs
 
 ints = st.one_of(st.integers(-(2**63), 2**64 - 1), st.sampled_from([0, 1, -1, 2**63, 10**12]))
 texts = st.one_of(st.text(max_size=40), st.sampled_from(["AAPL", "", "x" * 37, "é", "\x00"]))
@@ -172,7 +173,7 @@ def test_whole_path_fuzz_with_an_honest_trader(short_home):
 
         trader = threading.Thread(target=honest)
         trader.start()
-        frames = corpus(random.Random(11), FRAMES, victim)
+        frames = corpus(random.Random(SEED), FRAMES, victim)
         half = len(frames) // 2
         codes: dict[int, int] = {}
         try:
