@@ -3,6 +3,7 @@
 from clients.bench.cluster import (  # noqa: F401 - re-exported for the tests
     Mesh,
     Service,
+    cli_env,
     exchange_cli,
     free_port,
     load,

@@ -2,12 +2,8 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-
-from clients.bench.cluster import ROOT
 from clients.client import Client
+from tests.mesh import exchange_cli
 
 PASSWORD = "Secret.pw1"
 
@@ -36,22 +32,12 @@ def test_trade_prompt_session(mesh, short_home):
             "quit",
         ]
     )
-    env = dict(
-        os.environ,
-        EXCHANGE_HOME=str(short_home),
-        EXCHANGE_CONFIG=str(mesh.config_path),
-        EXCHANGE_USER="carol",
-        EXCHANGE_PASSWORD=PASSWORD,
-        PYTHONPATH=str(ROOT),
-    )
-    done = subprocess.run(
-        [sys.executable, "-m", "clients.cli", "trade"],
+    done = exchange_cli(
+        "trade",
+        home=short_home,
+        config_path=mesh.config_path,
+        env={"EXCHANGE_USER": "carol", "EXCHANGE_PASSWORD": PASSWORD},
         input=typed + "\n",
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd=ROOT,
-        timeout=60,
     )
     out = done.stdout
     assert done.returncode == 0, out + done.stderr

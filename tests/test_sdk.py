@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import random
 import signal
 import subprocess
@@ -22,7 +21,7 @@ from clients.client import Client, snapshot
 from clients.feed import BookSubscriber
 from services.common.money import to_units
 from services.common.protocol import Fill, Reject, Side
-from tests.mesh import Mesh, matcher_state, wait_for
+from tests.mesh import Mesh, cli_env, matcher_state, wait_for
 from tests.test_mesh_feed import flow, in_step, traders
 
 PASSWORD = "Secret.pw1"
@@ -107,14 +106,7 @@ def test_local_book_equals_snapshot_after_gap_and_failover(short_home):
 
 
 def test_example_bot_quotes_and_cleans_up(mesh, short_home):
-    env = dict(
-        os.environ,
-        EXCHANGE_HOME=str(short_home),
-        EXCHANGE_CONFIG=str(mesh.config_path),
-        EXCHANGE_USER="spread1",
-        EXCHANGE_PASSWORD=PASSWORD,
-        PYTHONPATH=str(ROOT),
-    )
+    env = cli_env(short_home, mesh.config_path, EXCHANGE_USER="spread1", EXCHANGE_PASSWORD=PASSWORD)
     bot = subprocess.Popen(
         [sys.executable, "-m", "clients.examples.spread_bot", "AAPL", "--duration", "3"]
         + ["--spread", "0.20", "--create-account"],

@@ -226,22 +226,32 @@ def matcher_state(cfg, instance: str = "a", timeout: float = 5.0):
         sock.close(0)
 
 
-def exchange_cli(
-    *args: str, home: Path, config_path: Path, env: dict | None = None, timeout: float = 60.0
-) -> subprocess.CompletedProcess:
-    """Run the real `exchange` command."""
-    full_env = dict(
+def cli_env(home: Path, config_path: Path, **extra: str) -> dict[str, str]:
+    """The environment a client command needs to find this exchange."""
+    return dict(
         os.environ,
         EXCHANGE_HOME=str(home),
         EXCHANGE_CONFIG=str(config_path),
         PYTHONPATH=str(ROOT),
-        **(env or {}),
+        **extra,
     )
+
+
+def exchange_cli(
+    *args: str,
+    home: Path,
+    config_path: Path,
+    env: dict | None = None,
+    timeout: float = 60.0,
+    input: str | None = None,
+) -> subprocess.CompletedProcess:
+    """Run the real `exchange` command (``input``: what is typed at it)."""
     return subprocess.run(
         [sys.executable, "-m", "clients.cli", *args],
         cwd=ROOT,
-        env=full_env,
+        env=cli_env(home, config_path, **(env or {})),
         capture_output=True,
         text=True,
         timeout=timeout,
+        input=input,
     )

@@ -11,7 +11,6 @@ times beside the seed's published figures (shared/SEED.md).
 
 from __future__ import annotations
 
-import multiprocessing as mp
 import random
 import statistics
 import sys
@@ -20,6 +19,7 @@ import time
 from pathlib import Path
 
 from clients.bench.cluster import Mesh
+from clients.bench.together import run_together
 from clients.client import Client
 from services.common.protocol import Accepted, PlaceOrder, Rejected, Side
 
@@ -66,7 +66,6 @@ def _client(endpoint: str, name: str, seed: int, tag: str, start, results) -> No
 def run(ns=(1, 2, 5, 10, 15), trials: int = 5, progress=sys.stderr) -> dict:
     home = Path(tempfile.mkdtemp(prefix="exs-", dir="/tmp"))
     mesh = Mesh(home, journal={"fsync": True})
-    ctx = mp.get_context("spawn")
     rows = []
     try:
         mesh.start()
@@ -76,26 +75,10 @@ def run(ns=(1, 2, 5, 10, 15), trials: int = 5, progress=sys.stderr) -> dict:
         for n in ns:
             times: list[float] = []
             for trial in range(trials):
-                start, results = ctx.Barrier(n), ctx.Queue()
-                procs = [
-                    ctx.Process(
-                        target=_client,
-                        args=(
-                            endpoint,
-                            f"mm{i}",
-                            trial * 100 + i,
-                            f"n{n}t{trial}c{i}",
-                            start,
-                            results,
-                        ),
-                    )
-                    for i in range(n)
+                arglists = [
+                    (endpoint, f"mm{i}", trial * 100 + i, f"n{n}t{trial}c{i}") for i in range(n)
                 ]
-                for p in procs:
-                    p.start()
-                times += [results.get(timeout=60) for _ in procs]
-                for p in procs:
-                    p.join(30)
+                times += run_together(_client, arglists, timeout=60)
             rows.append(
                 {
                     "n": n,

@@ -20,8 +20,6 @@ sends the next as soon as one is answered; its achieved rate is the ceiling.
 
 from __future__ import annotations
 
-import multiprocessing as mp
-import queue
 import sys
 import tempfile
 import time
@@ -31,6 +29,7 @@ import zmq
 from hdrh.histogram import HdrHistogram
 
 from clients.bench.cluster import Mesh
+from clients.bench.together import run_together
 from clients.client import Client
 from services.common.codec import encode, reply_decoder
 from services.common.protocol import (
@@ -166,19 +165,6 @@ def _load(
     )
 
 
-def _collect(results, procs: list, deadline: float) -> list[dict]:
-    """Every load process's result; fail at once if one dies without giving it."""
-    parts: list[dict] = []
-    while len(parts) < len(procs):
-        try:
-            parts.append(results.get(timeout=0.5))
-        except queue.Empty:
-            dead = [p.exitcode for p in procs if p.exitcode not in (None, 0)]
-            if dead or time.monotonic() > deadline:
-                raise RuntimeError(f"load processes failed (exit codes {dead})") from None
-    return parts
-
-
 def _symbols(cfg) -> list[tuple[str, int, int]]:
     return [(name, spec.reference, spec.lot) for name, spec in cfg.symbols.items()]
 
@@ -193,37 +179,22 @@ def measure(
     max_count: int = 60_000,
 ) -> dict:
     """One offered rate (None: as fast as possible) for ``duration`` seconds."""
-    ctx = mp.get_context("spawn")
     endpoint = mesh.cfg.endpoints["gateway"]
     symbols = _symbols(mesh.cfg)
     per_process = int(rate * duration / processes) if rate else max_count // processes
-    start, results = ctx.Barrier(processes), ctx.Queue()
-    procs = [
-        ctx.Process(
-            target=_load,
-            args=(
-                endpoint,
-                (f"load{p}a", f"load{p}b"),
-                symbols,
-                rate / processes if rate else None,
-                per_process,
-                window,
-                f"r{run}p{p}",
-                start,
-                results,
-            ),
+    arglists = [
+        (
+            endpoint,
+            (f"load{p}a", f"load{p}b"),
+            symbols,
+            rate / processes if rate else None,
+            per_process,
+            window,
+            f"r{run}p{p}",
         )
         for p in range(processes)
     ]
-    for proc in procs:
-        proc.start()
-    try:
-        parts = _collect(results, procs, deadline=time.monotonic() + duration * 3 + 60)
-    finally:
-        for proc in procs:
-            proc.join(10)
-            if proc.is_alive():
-                proc.kill()
+    parts = run_together(_load, arglists, timeout=duration * 3 + 60)
     hist = new_histogram()
     for part in parts:
         hist.decode_and_add(part["hist"])
