@@ -61,6 +61,21 @@ def covered_seq(home: Path) -> int:
     return min(seqs)
 
 
+REFUSED = (ValueError, KeyError, msgspec.DecodeError, msgspec.ValidationError)
+
+
+def newest_state(where: Path, restore, log=None):
+    """(seq, ``restore(data)``) of the newest snapshot ``restore`` accepts (it raises
+    one of ``REFUSED`` for a damaged one, which is skipped), or None."""
+    for seq, path in newest_first(where):
+        try:
+            return seq, restore(path.read_bytes())
+        except REFUSED as exc:
+            if log is not None:
+                log.warning("snapshot_refused", path=str(path), error=str(exc)[:200])
+    return None
+
+
 class Snapshots:
     """A service's snapshot schedule: the newest state that loads at boot, then a new
     snapshot every ``every`` records (0: never)."""
@@ -73,18 +88,13 @@ class Snapshots:
         self.last = 0
 
     def load(self, restore):
-        """``restore(data)`` of the newest snapshot it accepts (damaged ones are skipped
-        with a warning), or None. ``restore`` raises ValueError or msgspec's errors."""
-        for seq, path in newest_first(self.where):
-            try:
-                state = restore(path.read_bytes())
-            except (ValueError, msgspec.DecodeError, msgspec.ValidationError) as exc:
-                self.log.warning("snapshot_refused", path=str(path), error=str(exc)[:200])
-                continue
-            self.last = seq
-            self.log.info("snapshot_loaded", seq=seq)
-            return state
-        return None
+        """``restore(data)`` of the newest snapshot it accepts, or None."""
+        found = newest_state(self.where, restore, self.log)
+        if found is None:
+            return None
+        self.last, state = found
+        self.log.info("snapshot_loaded", seq=self.last)
+        return state
 
     def due(self, seq: int) -> bool:
         return bool(self.every) and seq - self.last >= self.every

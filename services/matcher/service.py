@@ -14,6 +14,7 @@ import signal
 import time
 from collections import deque
 
+import msgspec
 import zmq
 
 from services.common import curve, snapfile
@@ -83,9 +84,8 @@ class Matcher:
         self.router: zmq.Socket | None = None
         self.pub: zmq.Socket | None = None
         self.last_publish = 0.0
-        self.snapshots = snapfile.directory(cfg.home, "matcher")
-        self.snapshot_every = int(cfg.matcher.get("snapshot_every", 50_000))
-        self.last_snapshot = 0
+        every = int(cfg.matcher.get("snapshot_every", 50_000))
+        self.snapshots = snapfile.Snapshots(cfg.home, "matcher", every, self.log)
         self.running = True
         self._pollers: dict[tuple, zmq.Poller] = {}
         self.verified = 0  # the last seq at which the whole state matched the primary's
@@ -303,23 +303,20 @@ class Matcher:
 
     def _restore(self) -> None:
         """Start from the newest good snapshot, so boot replays only the journal's tail."""
-        found = snapshot.newest(self.snapshots, self.cfg.symbols, self.cfg.risk)
+        cfg = self.cfg
+        found = self.snapshots.load(lambda data: snapshot.loads(data, cfg.symbols, cfg.risk))
         if found is None:
             return
         self.engine, seq, self.epoch = found
-        self.seq = self.committed = self.last_snapshot = seq
+        self.seq = self.committed = seq
         self.follower.next_seq = seq + 1
         self.follower.source_seq = max(self.follower.source_seq, seq)
-        self.log.info("snapshot_loaded", seq=seq)
 
     def _maybe_snapshot(self) -> None:
         """Standbys write snapshots; the primary's loop stays on the order path."""
-        if self.snapshot_every and self.seq - self.last_snapshot >= self.snapshot_every:
-            path = snapshot.write(
-                self.snapshots, snapshot.capture(self.engine, self.seq, self.epoch)
-            )
-            self.last_snapshot = self.seq
-            self.log.info("snapshot_written", seq=self.seq, path=str(path))
+        if self.snapshots.due(self.seq):
+            snap = snapshot.capture(self.engine, self.seq, self.epoch)
+            self.snapshots.write(self.seq, msgspec.msgpack.encode(snap))
 
     def run(self) -> int:
         signal.signal(signal.SIGTERM, lambda *_: setattr(self, "running", False))

@@ -137,12 +137,14 @@ def write(directory: Path, snap: Snapshot, keep: int = 3) -> Path:
     return snapfile.write(directory, snap.seq, msgspec.msgpack.encode(snap), keep)
 
 
+def loads(data: bytes, symbols: dict[str, SymbolSpec], risk: RiskLimits):
+    """(engine, seq, epoch) from an encoded snapshot; raises if it is damaged or does
+    not restore to its state hash."""
+    snap = _decoder.decode(data)
+    return restore(snap, symbols, risk), snap.seq, snap.epoch
+
+
 def newest(directory: Path, symbols: dict[str, SymbolSpec], risk: RiskLimits):
     """(engine, seq, epoch) from the newest snapshot that loads and checks, or None."""
-    for _, path in snapfile.newest_first(directory):
-        try:
-            snap = _decoder.decode(path.read_bytes())
-            return restore(snap, symbols, risk), snap.seq, snap.epoch
-        except (msgspec.DecodeError, msgspec.ValidationError, ValueError, KeyError):
-            continue  # a damaged snapshot: try an older one, or replay from scratch
-    return None
+    found = snapfile.newest_state(directory, lambda data: loads(data, symbols, risk))
+    return None if found is None else found[1]
