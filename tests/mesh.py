@@ -1,7 +1,7 @@
 """The process harness the tests share (it lives with the benchmarks that use it too)."""
 
+from clients.bench import cluster
 from clients.bench.cluster import (  # noqa: F401 - re-exported for the tests
-    Mesh,
     Service,
     cli_env,
     exchange_cli,
@@ -11,6 +11,16 @@ from clients.bench.cluster import (  # noqa: F401 - re-exported for the tests
     wait_for,
     write_config,
 )
+
+
+class Mesh(cluster.Mesh):
+    """The benchmarks' mesh with 1 MiB journal segments unless a test says otherwise:
+    each journal makes a zero-filled spare segment in the background, and 64 MiB of
+    zeros per test is disk time the suite need not spend (and rolls get exercised)."""
+
+    def __init__(self, home, standby: bool = False, **sections: dict) -> None:
+        sections["journal"] = {"segment_bytes": 1 << 20, **sections.get("journal", {})}
+        super().__init__(home, standby, **sections)
 
 
 def trader(mesh: Mesh, name: str, password: str = "Secret.pw1", timeout: float = 15):

@@ -2,12 +2,21 @@
 
 from __future__ import annotations
 
+import shutil
+
 import pytest
 
 from services.common.codec import encode, record_decoder
 from services.common.protocol import Accepted, NewOrder, Record, Side
 from services.journal import tools
-from services.journal.segment import CorruptJournal, JournalStore, segment_paths
+from services.journal.segment import (
+    HEADER,
+    CorruptJournal,
+    JournalStore,
+    read_entries,
+    segment_paths,
+)
+from tests.mesh import wait_for
 
 
 def record(seq: int, epoch: int = 1) -> bytes:
@@ -37,9 +46,9 @@ def test_append_reopen_and_read_ranges(tmp_path):
     assert tools.verify(tmp_path)["ok"] and tools.verify(tmp_path)["last_seq"] == 210
 
 
-@pytest.mark.parametrize("tail", [b"\x00\x00", b"\x00\x00\x01\x00\x12\x34\x56\x78abc"])
+@pytest.mark.parametrize("tail", [b"\x00\x01", b"\x00\x00\x01\x00\x12\x34\x56\x78abc"])
 def test_torn_tail_is_truncated_on_open(tmp_path, tail):
-    store = JournalStore(tmp_path)
+    store = JournalStore(tmp_path, preallocate=False)
     fill(store, 1, 20)
     store.close()
     (last,) = segment_paths(tmp_path)
@@ -76,7 +85,7 @@ def test_sequence_gap_is_refused(tmp_path):
 
 
 def test_archive_moves_whole_segments_below_the_mark(tmp_path):
-    store = JournalStore(tmp_path, segment_bytes=4_000)
+    store = JournalStore(tmp_path, segment_bytes=4_000, preallocate=False)  # fixed rolls
     fill(store, 1, 300)
     firsts = [int(p.stem) for p in segment_paths(tmp_path)]
     assert len(firsts) >= 4
@@ -92,10 +101,39 @@ def test_archive_moves_whole_segments_below_the_mark(tmp_path):
     assert store.archive(10**9) and len(segment_paths(tmp_path)) == 1  # the current stays
     fill(store, 301, 310)
     store.close()
-    reopened = JournalStore(tmp_path, segment_bytes=4_000)
+    reopened = JournalStore(tmp_path, segment_bytes=4_000, preallocate=False)
     assert reopened.first_seq == int(segment_paths(tmp_path)[0].stem)
     assert reopened.last_seq == 310
     # the offline tools still see the whole history, archive included
     checked = tools.verify(tmp_path)
     assert checked["ok"] and (checked["first_seq"], checked["last_seq"]) == (1, 310)
     assert [r.seq for r in tools.records(tmp_path)] == list(range(1, 311))
+
+
+def test_preallocated_segments_survive_a_crash_and_end_cut_to_their_records(tmp_path):
+    live, crashed = tmp_path / "live", tmp_path / "crashed"
+    store = JournalStore(live, segment_bytes=1 << 16)
+    fill(store, 1, 3)  # the first segment is a plain file: no spare was ready yet
+    wait_for(store.spare.ready, what="the spare segment")
+    fill(store, 4, 50)  # the spare takes over at once, named by its first record
+    first, spare_seg = segment_paths(live)
+    assert int(spare_seg.stem) == 4 and first.stat().st_size < spare_seg.stat().st_size
+    assert spare_seg.stat().st_size == 1 << 16  # zeros past the last record
+    crashed.mkdir()
+    for path in (first, spare_seg):  # the segments as a SIGKILL would leave them
+        shutil.copy(path, crashed / path.name)
+    assert tools.verify(crashed)["ok"] and tools.verify(crashed)["last_seq"] == 50
+    store.close()
+
+    reopened = JournalStore(crashed, segment_bytes=1 << 16)
+    assert reopened.last_seq == 50 and reopened.truncated is None
+    reopened.cache.clear()
+    assert [record_decoder.decode(r).seq for r in reopened.read(45, 10)] == list(range(45, 51))
+    fill(reopened, 51, 60)  # appends go on after the last record, not after the zeros
+    reopened.close()
+    checked = tools.verify(crashed)
+    assert checked["ok"] and (checked["first_seq"], checked["last_seq"]) == (1, 60)
+    for path in segment_paths(crashed):  # closed: every segment holds records only
+        entries = list(read_entries(path))
+        end = entries[-1].offset + HEADER.size + len(entries[-1].payload)
+        assert path.stat().st_size == end

@@ -8,6 +8,7 @@ records back into a batch for readers, so a record is encoded once, by the match
 from __future__ import annotations
 
 import struct
+from typing import NamedTuple
 
 import msgspec
 
@@ -51,6 +52,20 @@ def join_batch(raws: list[bytes]) -> bytes:
     return header + b"".join(raws)
 
 
-def split_batch(batch: bytes) -> list[bytes]:
-    """The encoded records of a batch, each as bytes, nothing decoded inside them."""
-    return [bytes(raw) for raw in raw_batch_decoder.decode(batch)]
+class RawRecord(NamedTuple):
+    """A record still encoded, with the two fields the journal acts on decoded."""
+
+    seq: int
+    epoch: int
+    raw: msgspec.Raw
+
+
+def raw_records(batch: bytes) -> list[RawRecord]:
+    """The records of a batch with only their heads decoded: the journal stores and
+    republishes the matcher's bytes, so it never pays to decode commands and events."""
+    decode_head = head_decoder.decode
+    out = []
+    for raw in raw_batch_decoder.decode(batch):
+        head = decode_head(raw)
+        out.append(RawRecord(head.seq, head.epoch, raw))
+    return out

@@ -10,12 +10,14 @@ beats carry the last sequence number, so a follower also notices a loss at the t
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 
 import zmq
 
 from services.common import curve
 from services.common.codec import (
     DecodeError,
+    RawRecord,
     beat_decoder,
     bus_decoder,
     encode,
@@ -25,6 +27,7 @@ from services.common.frames import recv_frames
 from services.common.protocol import TOPIC_BEAT, TOPIC_RECORDS, Archived, ReadRange, Record
 
 FETCH_CHUNK = 2_000
+Sequenced = Record | RawRecord
 
 
 class HistoryArchived(RuntimeError):
@@ -39,7 +42,10 @@ class HistoryArchived(RuntimeError):
 
 
 class Follower:
-    """Yields records ``next_seq``, ``next_seq + 1``, ... from a PUB feed plus a range reader."""
+    """Yields records ``next_seq``, ``next_seq + 1``, ... from a PUB feed plus a range reader.
+
+    ``decode`` turns a batch into records; anything with ``seq`` and ``epoch`` will do
+    (the journal follows with ``raw_records``, which leaves the rest encoded)."""
 
     def __init__(
         self,
@@ -48,6 +54,7 @@ class Follower:
         read_endpoint: str,
         next_seq: int = 1,
         timeout_ms: int = 1_000,
+        decode: Callable[[bytes], list[Sequenced]] = records_decoder.decode,
     ) -> None:
         self.sub = ctx.socket(zmq.SUB)
         self.sub.setsockopt(zmq.RCVHWM, 200_000)
@@ -56,6 +63,7 @@ class Follower:
         self.sub.setsockopt(zmq.SUBSCRIBE, TOPIC_BEAT)
         curve.link(self.sub, pub_endpoint)
         self._ctx = ctx
+        self._decode = decode
         self._read_endpoint = read_endpoint
         self._reader = self._connect_reader()
         self.next_seq = next_seq
@@ -75,7 +83,7 @@ class Follower:
         self.sub.close(0)
         self._reader.close(0)
 
-    def fetch(self, first: int, count: int) -> list[Record] | None:
+    def fetch(self, first: int, count: int) -> list[Sequenced] | None:
         """Records from ``first`` (fewer if the source has fewer); None if it did not answer.
 
         A reader that timed out is replaced, so a late answer can never be taken for
@@ -87,16 +95,16 @@ class Follower:
             return None
         payload = self._reader.recv()
         try:
-            return records_decoder.decode(payload)
+            return self._decode(payload)
         except DecodeError:
             answer = bus_decoder.decode(payload)
             if isinstance(answer, Archived):
                 raise HistoryArchived(first, answer.first_seq) from None
             raise
 
-    def catch_up(self) -> list[Record] | None:
+    def catch_up(self) -> list[Sequenced] | None:
         """Everything the source has from ``next_seq`` on, read in chunks."""
-        out: list[Record] = []
+        out: list[Sequenced] = []
         while True:
             records = self.fetch(self.next_seq, FETCH_CHUNK)
             if records is None:
@@ -106,7 +114,7 @@ class Follower:
             for record in records:
                 self._accept(record, out)
 
-    def catch_up_patiently(self, keep_trying, log) -> list[Record]:
+    def catch_up_patiently(self, keep_trying, log) -> list[Sequenced]:
         """``catch_up``, retried while ``keep_trying()`` and the source does not answer
         (at boot the journal may still be starting)."""
         records = self.catch_up()
@@ -115,7 +123,7 @@ class Follower:
             records = self.catch_up()
         return records or []
 
-    def _accept(self, record: Record, out: list[Record]) -> None:
+    def _accept(self, record: Sequenced, out: list[Sequenced]) -> None:
         if record.seq == self.next_seq:
             out.append(record)
             self.next_seq += 1
@@ -123,7 +131,7 @@ class Follower:
                 self.source_seq = record.seq
             self.source_epoch = max(self.source_epoch, record.epoch)
 
-    def _fill(self, upto: int, out: list[Record]) -> bool:
+    def _fill(self, upto: int, out: list[Sequenced]) -> bool:
         """Fetch ``next_seq`` .. ``upto``; False if the source could not supply them now."""
         while self.next_seq <= upto:
             records = self.fetch(self.next_seq, min(FETCH_CHUNK, upto - self.next_seq + 1))
@@ -138,9 +146,9 @@ class Follower:
         stalled PUB must not leave the follower behind, so it asks the source itself."""
         return time.monotonic() - self._heard > self.quiet_after
 
-    def drain(self) -> list[Record]:
+    def drain(self) -> list[Sequenced]:
         """Everything new, in order: records waiting on the SUB socket, plus gap fills."""
-        out: list[Record] = []
+        out: list[Sequenced] = []
         sub = self.sub
         if self.quiet():
             self._heard = time.monotonic()
@@ -158,7 +166,7 @@ class Follower:
                 self.source_seq = max(self.source_seq, beat.seq)
                 self.source_epoch = max(self.source_epoch, beat.epoch)
                 continue
-            records = records_decoder.decode(payload)
+            records = self._decode(payload)
             if not records or records[-1].seq < self.next_seq:
                 continue
             if records[0].seq > self.next_seq and not self._fill(records[0].seq - 1, out):

@@ -2,9 +2,11 @@
 
 Each entry is a 4-byte big-endian length, a 4-byte CRC32 of the payload, and the
 payload: one encoded Record, exactly as the matcher encoded it. Segments are named by
-the first sequence number they hold and roll over past ``segment_bytes``. Opening a
-store checks every CRC and the sequence continuity; a torn or corrupt tail of the
-*last* segment (a write cut short by a crash) is truncated, anything else is refused.
+the first sequence number they hold and roll over before ``segment_bytes``. A segment
+begins life as a preallocated spare (``spare.py``): zeros past the last entry, which
+a zero length marks, are room to write, not data. Opening a store checks every CRC
+and the sequence continuity; a torn or corrupt tail of the *last* segment (a write
+cut short by a crash) is truncated, anything else is refused.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from services.common.codec import head_decoder
+from services.journal.spare import Spare, sync_data
 
 HEADER = struct.Struct(">II")
 SUFFIX = ".seg"
@@ -47,15 +50,19 @@ def segment_paths(directory: Path) -> list[Path]:
 
 
 def read_entries(path: Path) -> Iterator[Entry | tuple[int, str]]:
-    """Entries of one segment in order; a final ``(offset, reason)`` if it ends badly."""
+    """Entries of one segment in order; a final ``(offset, reason)`` if it ends badly.
+    A zero length ends the entries: what follows is a spare's unused zeros."""
     with path.open("rb") as fh:
         data = fh.read()
     offset = 0
     while offset < len(data):
         if offset + HEADER.size > len(data):
-            yield (offset, "torn header")
+            if any(data[offset:]):
+                yield (offset, "torn header")
             return
         length, crc = HEADER.unpack_from(data, offset)
+        if length == 0:
+            return
         start = offset + HEADER.size
         payload = data[start : start + length]
         if length > MAX_ENTRY or len(payload) < length:
@@ -76,7 +83,9 @@ def read_entries(path: Path) -> Iterator[Entry | tuple[int, str]]:
 class JournalStore:
     """Appends records, fsyncs on demand, and reads ranges by sequence number."""
 
-    def __init__(self, directory: Path, segment_bytes: int = 64 * 1024 * 1024) -> None:
+    def __init__(
+        self, directory: Path, segment_bytes: int = 64 * 1024 * 1024, preallocate: bool = True
+    ) -> None:
         self.directory = Path(directory)
         self.directory.mkdir(parents=True, exist_ok=True)
         self.segment_bytes = segment_bytes
@@ -89,25 +98,33 @@ class JournalStore:
         self._file = None
         self._path: Path | None = None
         self._size = 0
+        self._preallocated = False  # the open segment was a spare: zeros past _size
+        self.spare = Spare(self.directory, segment_bytes) if preallocate else None
         self._open()
+        if self.spare is not None:
+            self.spare.prepare()
 
     def _open(self) -> None:
         paths = segment_paths(self.directory)
         for i, path in enumerate(paths):
             last = i == len(paths) - 1
+            end = 0  # of the last whole entry
             for item in read_entries(path):
                 if isinstance(item, tuple):
                     offset, reason = item
                     if not last:
                         raise CorruptJournal(f"{path.name}: {reason} at offset {offset}")
-                    with path.open("r+b") as fh:
-                        fh.truncate(offset)
-                        os.fsync(fh.fileno())
                     self.truncated = f"{path.name}: dropped a {reason} at offset {offset}"
                     break
                 if self.last_seq and item.seq != self.last_seq + 1:
                     raise CorruptJournal(f"{path.name}: seq {item.seq} follows {self.last_seq}")
                 self._note(item.seq, item.epoch, item.payload, path, item.offset)
+                end = item.offset + HEADER.size + len(item.payload)
+            if last and path.stat().st_size > end:
+                # a torn write or a spare's unused zeros: appending goes on from ``end``
+                with path.open("r+b") as fh:
+                    fh.truncate(end)
+                    os.fsync(fh.fileno())
         if paths:
             self.first_seq = int(paths[0].stem)
             self._path = paths[-1]
@@ -125,7 +142,7 @@ class JournalStore:
         """Buffered append; durable only after ``sync``."""
         if self.last_seq and seq != self.last_seq + 1:
             raise ValueError(f"seq {seq} does not follow {self.last_seq}")
-        if self._file is None or self._size >= self.segment_bytes:
+        if self._file is None or self._full(HEADER.size + len(payload)):
             self._roll(seq)
         offset = self._size
         self._file.write(HEADER.pack(len(payload), zlib.crc32(payload)))
@@ -133,12 +150,21 @@ class JournalStore:
         self._size += HEADER.size + len(payload)
         self._note(seq, epoch, payload, self._path, offset)
 
+    def _full(self, size: int) -> bool:
+        """Time for a new segment: this one cannot take ``size`` more bytes, or it is
+        a plain file (the first, or one reopened) and a preallocated spare is ready."""
+        if self._size == 0:
+            return False
+        if self._size + size > self.segment_bytes:
+            return True
+        return not self._preallocated and self.spare is not None and self.spare.ready()
+
     def _roll(self, first_seq: int) -> None:
         if self._file is not None:
-            self.sync()
-            self._file.close()
+            self._seal()
         self._path = self.directory / segment_name(first_seq)
-        self._file = self._path.open("ab")
+        self._preallocated = self.spare is not None and self.spare.take(self._path)
+        self._file = self._path.open("r+b" if self._preallocated else "ab")
         self._size = 0
         dir_fd = os.open(self.directory, os.O_RDONLY)
         try:
@@ -146,11 +172,23 @@ class JournalStore:
         finally:
             os.close(dir_fd)
 
+    def _seal(self) -> None:
+        """Sync and close the open segment, cut to its entries (a spare's unused zeros
+        go, so a finished segment holds records only)."""
+        self.sync()
+        if self._preallocated:
+            self._file.truncate(self._size)
+            os.fsync(self._file.fileno())
+        self._file.close()
+        self._file = None
+
     def sync(self, fsync: bool = True) -> None:
+        """Write out buffered entries; with ``fsync``, make them durable. Only the data
+        needs flushing: a preallocated segment's size never changes."""
         if self._file is not None:
             self._file.flush()
             if fsync:
-                os.fsync(self._file.fileno())
+                sync_data(self._file.fileno())
 
     def archived(self, seq: int) -> bool:
         """True when record ``seq`` was archived: this journal can no longer serve it."""
@@ -205,6 +243,8 @@ class JournalStore:
             offset = 0
             while offset + HEADER.size <= len(data):
                 length, _ = HEADER.unpack_from(data, offset)
+                if length == 0:
+                    break  # a spare's unused zeros
                 payload = data[offset + HEADER.size : offset + HEADER.size + length]
                 offset += HEADER.size + length
                 seq = head_decoder.decode(payload).seq
@@ -216,6 +256,6 @@ class JournalStore:
 
     def close(self) -> None:
         if self._file is not None:
-            self.sync()
-            self._file.close()
-            self._file = None
+            self._seal()
+        if self.spare is not None:
+            self.spare.close()

@@ -18,7 +18,7 @@ import zmq
 
 from services.common import curve, snapfile
 from services.common.beats import BeatSender
-from services.common.codec import encode, join_batch
+from services.common.codec import RawRecord, encode, join_batch, raw_records
 from services.common.config import Config, matcher_endpoints
 from services.common.frames import send_pair
 from services.common.protocol import (
@@ -28,7 +28,6 @@ from services.common.protocol import (
     Beat,
     Fence,
     ReadRange,
-    Record,
 )
 from services.common.router import bus_messages
 from services.common.runtime import tune_gc
@@ -93,7 +92,12 @@ class Journal:
             self.follower.close()
         cmd_endpoint, pub_endpoint = matcher_endpoints(self.cfg, instance)
         self.follower = Follower(
-            self.ctx, pub_endpoint, cmd_endpoint, self.store.last_seq + 1, timeout_ms=200
+            self.ctx,
+            pub_endpoint,
+            cmd_endpoint,
+            self.store.last_seq + 1,
+            timeout_ms=200,
+            decode=raw_records,
         )
         self.instance = instance
         self.log.info("following", matcher=instance, next_seq=self.store.last_seq + 1)
@@ -115,9 +119,10 @@ class Journal:
 
     # -- committing -----------------------------------------------------------------
 
-    def _commit(self, records: list[Record]) -> None:
-        """Append what is acceptable, fsync once, then publish it as committed."""
-        raws: list[bytes] = []
+    def _commit(self, records: list[RawRecord]) -> None:
+        """Append what is acceptable, fsync once, then publish it as committed: the
+        matcher's own bytes, stored and republished without decoding them again."""
+        raws: list = []
         for record in records:
             if record.epoch < self.min_epoch:
                 self.log.warning(
@@ -128,9 +133,8 @@ class Journal:
                 )
                 self.follower.next_seq = record.seq  # the fenced primary's seqs are void
                 break
-            raw = encode(record)
-            self.store.append(record.seq, record.epoch, raw)
-            raws.append(raw)
+            self.store.append(record.seq, record.epoch, record.raw)
+            raws.append(record.raw)
         if not raws:
             return
         self.store.sync(self.fsync)
