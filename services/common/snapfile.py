@@ -9,6 +9,7 @@ so lets the journal archive every segment that all of them have snapshotted past
 from __future__ import annotations
 
 import os
+import threading
 from pathlib import Path
 
 import msgspec
@@ -78,7 +79,12 @@ def newest_state(where: Path, restore, log=None):
 
 class Snapshots:
     """A service's snapshot schedule: the newest state that loads at boot, then a new
-    snapshot every ``every`` records (0: never)."""
+    snapshot every ``every`` records (0: never).
+
+    The service's loop only captures the state (it must, to be consistent); writing,
+    fsyncing and renaming happen on a thread, because done inline they stalled every
+    order in flight behind the disk (the gateway's p99 at 10,000 orders/s went from
+    about 7 ms to 15 ms in a run that crossed a snapshot)."""
 
     def __init__(self, home: Path, service: str, every: int, log, keep: int = 3) -> None:
         self.where = directory(home, service)
@@ -86,6 +92,7 @@ class Snapshots:
         self.keep = keep
         self.log = log
         self.last = 0
+        self._writer: threading.Thread | None = None
 
     def load(self, restore):
         """``restore(data)`` of the newest snapshot it accepts, or None."""
@@ -100,6 +107,24 @@ class Snapshots:
         return bool(self.every) and seq - self.last >= self.every
 
     def write(self, seq: int, data: bytes) -> None:
-        path = write(self.where, seq, data, self.keep)
+        """Write ``data`` as the snapshot at ``seq`` in the background (one at a time)."""
+        self.close()
         self.last = seq
+        self._writer = threading.Thread(
+            target=self._write, args=(seq, data), name="snapshot", daemon=True
+        )
+        self._writer.start()
+
+    def _write(self, seq: int, data: bytes) -> None:
+        try:
+            path = write(self.where, seq, data, self.keep)
+        except OSError as exc:  # the journal keeps every segment until one succeeds
+            self.log.error("snapshot_failed", seq=seq, error=str(exc))
+            return
         self.log.info("snapshot_written", seq=seq, path=str(path))
+
+    def close(self) -> None:
+        """Wait for the snapshot being written, if any."""
+        if self._writer is not None:
+            self._writer.join()
+            self._writer = None

@@ -478,4 +478,5 @@ class Gateway:
                 self.auth.stop()
             self.follower.close()
             self.beats.close()
+            self.snapshots.close()
         return 0

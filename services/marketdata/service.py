@@ -148,5 +148,6 @@ class MarketDataService:
                 sock.close(0)
             self.follower.close()
             self.beats.close()
+            self.snapshots.close()
             self.log.info("stopped", seq=self.md.journal_seq)
         return 0

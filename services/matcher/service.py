@@ -342,3 +342,4 @@ class Matcher:
                 sock.close(0)
         self.follower.close()
         self.beats.close()
+        self.snapshots.close()
