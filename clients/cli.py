@@ -51,7 +51,7 @@ def _bench_sustained(args: argparse.Namespace) -> int:
     rates = tuple(None if r == "max" else int(r) for r in args.rates.split(","))
     result = sustained.run(
         rates=rates,
-        duration=args.duration,
+        duration=args.duration or sustained.DURATION_S,
         processes=args.processes,
         fsync_off=not args.no_fsync_off,
     )
@@ -154,7 +154,7 @@ def build_parser() -> argparse.ArgumentParser:
     seed.set_defaults(func=_bench_seed)
     sus = bench_sub.add_parser("sustained", help="open-loop offered load, latency percentiles")
     sus.add_argument("--rates", default="1000,5000,10000,20000,max", help="orders/s, or max")
-    sus.add_argument("--duration", type=float, default=4.0, help="seconds per rate")
+    sus.add_argument("--duration", type=float, help="seconds per rate (default 10)")
     sus.add_argument("--processes", type=int, default=1, help="load processes")
     sus.add_argument("--no-fsync-off", action="store_true", help="skip the fsync-off pass")
     sus.add_argument("--json", action="store_true", help="one JSON object on stdout")
