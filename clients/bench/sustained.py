@@ -12,7 +12,12 @@ The flow keeps books and positions bounded for any duration: each process trades
 with itself across two accounts, in cycles of four orders on one symbol at its
 reference price (A buys, B sells into it, B buys, A sells into it), rotating over
 the symbols. Every second order fills, so the run exercises matching, fills and
-both sides' reports, not just resting.
+both sides' reports, not just resting. The two sessions are two connections, so the
+gateway may take a cycle's orders out of order; A's sell can then meet A's own bid,
+and with the default self-trade prevention (cancel the incoming order) the bid it
+spared would rest for good: 10 s at 20,000/s piled up 5,000 such orders and hit the
+open-order limit. The flow's orders cancel the resting order instead, so whatever
+the order of arrival every sell takes a bid away and the books stay shallow.
 
 "max" is closed loop instead: each process keeps ``window`` orders outstanding and
 sends the next as soon as one is answered; its achieved rate is the ceiling. By
@@ -44,6 +49,7 @@ from services.common.protocol import (
     Reports,
     RequestRejected,
     Side,
+    Stp,
 )
 
 PASSWORD = "Load.pw1"
@@ -95,7 +101,14 @@ def _load(
     for i in range(count):
         session, side, s, qty, price = _cycle(symbols, i)
         orders.append(
-            (session, encode(PlaceOrder(f"{prefix}{i}", symbols[s][0], side, qty, price)))
+            (
+                session,
+                encode(
+                    PlaceOrder(
+                        f"{prefix}{i}", symbols[s][0], side, qty, price, stp=Stp.CANCEL_RESTING
+                    )
+                ),
+            )
         )
     started = [0.0] * count
     hist = new_histogram()
