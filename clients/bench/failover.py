@@ -11,6 +11,7 @@ journal is read: every acknowledged order must be in it exactly once (``lost`` a
 
 from __future__ import annotations
 
+import shutil
 import statistics
 import sys
 import tempfile
@@ -120,6 +121,7 @@ def run(failovers: int = 5, interval: float = 1.5, progress=sys.stderr) -> dict:
         )
     finally:
         mesh.stop()
+        shutil.rmtree(home, ignore_errors=True)  # a journal and a 64 MiB spare
     account = load.client.account
     gaps = []
     times = sorted([t for t, _, _ in load.acks] + load.cancels)

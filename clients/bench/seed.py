@@ -12,6 +12,7 @@ times beside the seed's published figures (shared/SEED.md).
 from __future__ import annotations
 
 import random
+import shutil
 import statistics
 import sys
 import tempfile
@@ -93,6 +94,7 @@ def run(ns=(1, 2, 5, 10, 15), trials: int = 5, progress=sys.stderr) -> dict:
             )
     finally:
         mesh.stop()
+        shutil.rmtree(home, ignore_errors=True)  # a journal and a 64 MiB spare
     return {"rows": rows, "orders_per_client": 20, "trials": trials, "fsync": True}
 
 
