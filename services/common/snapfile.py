@@ -82,9 +82,8 @@ class Snapshots:
     snapshot every ``every`` records (0: never).
 
     The service's loop only captures the state (it must, to be consistent); writing,
-    fsyncing and renaming happen on a thread, because done inline they stalled every
-    order in flight behind the disk (the gateway's p99 at 10,000 orders/s went from
-    about 7 ms to 15 ms in a run that crossed a snapshot)."""
+    fsyncing and renaming happen on a thread, because done inline they held every
+    order in flight for as long as the disk took."""
 
     def __init__(self, home: Path, service: str, every: int, log, keep: int = 3) -> None:
         self.where = directory(home, service)

@@ -49,6 +49,15 @@ def segment_paths(directory: Path) -> list[Path]:
     return sorted(directory.glob(f"*{SUFFIX}"))
 
 
+def sync_dir(directory: Path) -> None:
+    """Make the names in ``directory`` durable (a new segment, a rename)."""
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 def read_entries(path: Path) -> Iterator[Entry | tuple[int, str]]:
     """Entries of one segment in order; a final ``(offset, reason)`` if it ends badly.
     A zero length ends the entries: what follows is a spare's unused zeros."""
@@ -166,19 +175,15 @@ class JournalStore:
         self._preallocated = self.spare is not None and self.spare.take(self._path)
         self._file = self._path.open("r+b" if self._preallocated else "ab")
         self._size = 0
-        dir_fd = os.open(self.directory, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)  # the new file's name is durable too
-        finally:
-            os.close(dir_fd)
+        sync_dir(self.directory)
 
     def _seal(self) -> None:
         """Sync and close the open segment, cut to its entries (a spare's unused zeros
         go, so a finished segment holds records only)."""
-        self.sync()
+        self._file.flush()
         if self._preallocated:
             self._file.truncate(self._size)
-            os.fsync(self._file.fileno())
+        os.fsync(self._file.fileno())
         self._file.close()
         self._file = None
 
@@ -211,11 +216,7 @@ class JournalStore:
         for path in moved:
             os.replace(path, archive / path.name)
         for where in (archive, self.directory):  # both renames durable
-            fd = os.open(where, os.O_RDONLY)
-            try:
-                os.fsync(fd)
-            finally:
-                os.close(fd)
+            sync_dir(where)
         self.index = [entry for entry in self.index if entry[1] not in moved]
         self.first_seq = int(paths[len(moved)].stem)
         return moved

@@ -73,7 +73,7 @@ class Spare:
 
     def _make(self) -> None:
         partial = self.directory / f"spare-{os.getpid()}-{next(_names)}{PARTIAL}"
-        zeros = bytes(CHUNK)
+        zeros = memoryview(bytes(CHUNK))  # sliced without copying
         fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
         try:
             written = 0
