@@ -1,7 +1,7 @@
 """The journal service: makes records durable, then makes them visible.
 
 It follows the primary matcher's record stream (fetching any gap from the matcher's
-retransmit buffer), appends every record it has drained, fsyncs once for all of them
+retransmit buffer), appends every record it has drained, syncs once for all of them
 (group commit), and only then republishes them as the committed stream that the
 gateway, marketdata and standby matchers follow. It serves range reads of everything
 committed, and it enforces fencing: after ``fence(epoch)`` it refuses any record of an
@@ -120,7 +120,7 @@ class Journal:
     # -- committing -----------------------------------------------------------------
 
     def _commit(self, records: list[RawRecord]) -> None:
-        """Append what is acceptable, fsync once, then publish it as committed: the
+        """Append what is acceptable, sync once, then publish it as committed: the
         matcher's own bytes, stored and republished without decoding them again."""
         raws: list = []
         for record in records:
