@@ -115,10 +115,21 @@ def markdown(results: dict, plot: bool) -> str:
                         r["p999_ms"],
                         r["max_ms"],
                         r["rejected"],
+                        "n/a" if r.get("steal_pct") is None else f"{r['steal_pct']:.1f}",
                     ]
                 )
         lines += _table(
-            ["fsync", "offered/s", "achieved/s", "p50 ms", "p99 ms", "p99.9 ms", "max ms", "rej"],
+            [
+                "fsync",
+                "offered/s",
+                "achieved/s",
+                "p50 ms",
+                "p99 ms",
+                "p99.9 ms",
+                "max ms",
+                "rej",
+                "host steal %",
+            ],
             rows,
         )
         if plot:

@@ -41,6 +41,7 @@ from clients.bench.cluster import Mesh
 from clients.bench.together import run_together
 from clients.client import Client
 from services.common.codec import encode, reply_decoder
+from services.common.frames import NOBLOCK, recv_frames, send_frame
 from services.common.protocol import (
     Accepted,
     PlaceOrder,
@@ -128,13 +129,13 @@ def _load(
                 horizon = now + EARLY_S
                 while sent < count and t0 + sent * interval <= horizon:
                     session, frame = orders[sent]
-                    socks[session].send(frame)
+                    send_frame(socks[session], frame)
                     started[sent] = min(t0 + sent * interval, time.perf_counter())
                     sent += 1
             else:
                 while sent < count and sent - answered < window:
                     session, frame = orders[sent]
-                    socks[session].send(frame)
+                    send_frame(socks[session], frame)
                     started[sent] = time.perf_counter()
                     sent += 1
             if sent == count:
@@ -144,7 +145,7 @@ def _load(
         for sock, _ in poller.poll(1):
             while True:
                 try:
-                    frame = sock.recv(zmq.NOBLOCK)
+                    (frame,) = recv_frames(sock, NOBLOCK)
                 except zmq.Again:
                     break
                 at = time.perf_counter()
@@ -185,6 +186,25 @@ def _load(
     )
 
 
+def cpu_ticks() -> tuple[int, int] | None:
+    """(all CPU ticks, ticks stolen by the hypervisor) from /proc/stat; None off Linux.
+
+    On a virtual machine the host can run something else on our CPUs (``steal``), and
+    a latency figure is only comparable with another taken at a like steal."""
+    try:
+        with open("/proc/stat") as fh:
+            fields = [int(f) for f in fh.readline().split()[1:9]]
+    except (OSError, ValueError):
+        return None
+    return sum(fields), fields[7] if len(fields) == 8 else 0
+
+
+def steal_pct(before: tuple[int, int] | None, after: tuple[int, int] | None) -> float | None:
+    if before is None or after is None or after[0] <= before[0]:
+        return None
+    return round(100 * (after[1] - before[1]) / (after[0] - before[0]), 2)
+
+
 def _symbols(cfg) -> list[tuple[str, int, int]]:
     return [(name, spec.reference, spec.lot) for name, spec in cfg.symbols.items()]
 
@@ -214,7 +234,9 @@ def measure(
         )
         for p in range(processes)
     ]
+    ticks = cpu_ticks()
     parts = run_together(_load, arglists, timeout=duration * 3 + 60)
+    steal = steal_pct(ticks, cpu_ticks())
     hist = new_histogram()
     for part in parts:
         hist.decode_and_add(part["hist"])
@@ -237,6 +259,7 @@ def measure(
         "p99_ms": hist.get_value_at_percentile(99) / 1000,
         "p999_ms": hist.get_value_at_percentile(99.9) / 1000,
         "max_ms": hist.get_max_value() / 1000,
+        "steal_pct": steal,
     }
 
 
@@ -268,7 +291,8 @@ def run_mesh(
             rows.append(row)
             print(
                 f"    achieved {row['achieved_per_s']:,}/s, p50 {row['p50_ms']:.2f} ms, "
-                f"p99 {row['p99_ms']:.2f} ms, p99.9 {row['p999_ms']:.2f} ms",
+                f"p99 {row['p99_ms']:.2f} ms, p99.9 {row['p999_ms']:.2f} ms, "
+                f"host steal {_pct(row['steal_pct'])}",
                 file=progress,
                 flush=True,
             )
@@ -303,12 +327,16 @@ def run(
     return result
 
 
+def _pct(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.1f}%"
+
+
 def render(result: dict) -> str:
     lines = [
         f"sustained load: {result['processes']} load processes, "
         f"{result['duration_s']:g} s per rate, latency = order to acknowledgement",
         f"{'fsync':>6} {'offered/s':>10} {'achieved/s':>11} {'p50 ms':>8} {'p99 ms':>8} "
-        f"{'p99.9 ms':>9} {'max ms':>8} {'rejected':>9} {'unanswered':>11}",
+        f"{'p99.9 ms':>9} {'max ms':>8} {'rejected':>9} {'unanswered':>11} {'steal':>6}",
     ]
     for run in result["runs"]:
         for r in run["rates"]:
@@ -316,7 +344,8 @@ def render(result: dict) -> str:
             lines.append(
                 f"{'on' if run['fsync'] else 'off':>6} {offered:>10} {r['achieved_per_s']:>11,} "
                 f"{r['p50_ms']:>8.2f} {r['p99_ms']:>8.2f} {r['p999_ms']:>9.2f} "
-                f"{r['max_ms']:>8.2f} {r['rejected']:>9} {r['unanswered']:>11}"
+                f"{r['max_ms']:>8.2f} {r['rejected']:>9} {r['unanswered']:>11} "
+                f"{_pct(r.get('steal_pct')):>6}"
             )
     lines.append(f"max_orders_per_s (fsync on): {result['max_orders_per_s']:,}")
     return "\n".join(lines)
