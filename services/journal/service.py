@@ -61,7 +61,7 @@ class Journal:
         heartbeat_ms = cfg.timings.get("heartbeat_ms", 100)
         self.idle_beat = heartbeat_ms / 2000
         self.beats = BeatSender(self.ctx, cfg.endpoints["heartbeat"], "journal", heartbeat_ms)
-        self.sync_interval = int(cfg.journal.get("min_sync_interval_us", 1_000)) / 1e6
+        self.sync_interval = int(cfg.journal.get("min_sync_interval_us", 500)) / 1e6
         self.next_sync = 0.0
         # seconds between checks for segments to archive (0: keep everything here)
         self.archive_every = float(cfg.journal.get("archive_check_s", 10))
