@@ -378,7 +378,8 @@ class RecordHead(msgspec.Struct, array_like=True, frozen=True, gc=False):
 
 
 class Beat(msgspec.Struct, array_like=True, frozen=True, gc=False):
-    """Published when idle, so a subscriber sees it is behind even without traffic."""
+    """How far the publisher has got, so a subscriber sees it is behind even without
+    traffic; the primary matcher learns its journal lag from the journal's beats."""
 
     seq: int  # last sequence number published (matcher) or committed (journal)
     epoch: int

@@ -36,6 +36,9 @@ from services.common.stream import Follower
 from services.journal.segment import JournalStore
 
 MAX_READ = 5_000
+# while commits advance, a beat says how far at least this often: the primary matcher
+# learns its journal lag from these beats alone, never from the records themselves
+COMMIT_BEAT_S = 0.005
 
 
 class Journal:
@@ -180,7 +183,8 @@ class Journal:
     def run(self) -> int:
         signal.signal(signal.SIGTERM, lambda *_: setattr(self, "running", False))
         self.log.info("open", last_seq=self.store.last_seq, min_epoch=self.min_epoch)
-        last_publish = 0.0
+        last_beat = 0.0
+        beaten_seq = -1  # last_seq the newest beat carried
         next_archive = 0.0
         poller = zmq.Poller()
         poller.register(self.router, zmq.POLLIN)
@@ -207,16 +211,15 @@ class Journal:
                     or follower.source_seq >= follower.next_seq
                     or follower.quiet()
                 ):
-                    before = self.store.last_seq
                     self._commit(follower.drain())
-                    if self.store.last_seq != before:
-                        last_publish = time.monotonic()
                 now = time.monotonic()
-                if now - last_publish >= self.idle_beat:
-                    self.pub.send_multipart(
-                        [TOPIC_BEAT, encode(Beat(self.store.last_seq, self.min_epoch))]
-                    )
-                    last_publish = now
+                since = now - last_beat
+                if since >= self.idle_beat or (
+                    since >= COMMIT_BEAT_S and self.store.last_seq != beaten_seq
+                ):
+                    beaten_seq = self.store.last_seq
+                    self.pub.send_multipart([TOPIC_BEAT, encode(Beat(beaten_seq, self.min_epoch))])
+                    last_beat = now
                 if self.beats.due():
                     self.beats.send(
                         "journal", self.min_epoch, self.store.last_seq, self.store.last_seq

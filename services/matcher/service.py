@@ -182,6 +182,9 @@ class Matcher:
             self._apply_committed(records)
         self.epoch = epoch
         self.role = "primary"
+        # the journal's beats say how far it has committed; the records themselves
+        # would only cost this loop a wake-up and a copy per commit
+        self.follower.sub.setsockopt(zmq.UNSUBSCRIBE, TOPIC_RECORDS)
         self.retransmit.clear()
         cmd_endpoint, pub_endpoint = matcher_endpoints(self.cfg, self.instance)
         self.router = self.ctx.socket(zmq.ROUTER)
@@ -216,7 +219,8 @@ class Matcher:
     # -- primary ------------------------------------------------------------
 
     def _track_commits(self) -> None:
-        """The primary reads only how far the journal has committed, not the records."""
+        """How far the journal has committed, from its beats (and any records still
+        queued from before the promotion unsubscribed them)."""
         sub = self.follower.sub
         while True:
             try:
