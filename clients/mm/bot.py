@@ -373,6 +373,8 @@ class MarketMaker:
             if status_every_s and time.monotonic() - shown >= status_every_s:
                 shown = time.monotonic()
                 self.log(self.status_line())
+        if status_every_s:  # the last word, however short the run
+            self.log(self.status_line())
 
     # -- status -----------------------------------------------------------------
 
