@@ -34,6 +34,7 @@ from services.common.protocol import (
     GetOrders,
     GetPositions,
     LoggedIn,
+    LoggedOut,
     Login,
     Logout,
     Notice,
@@ -272,7 +273,11 @@ class Client:
         return self._answer_for(request, None)
 
     def logout(self) -> None:
+        """End the session (its token with it) and wait until the gateway has: a socket
+        closed right after would otherwise drop the request and leave the session to
+        time out, counted against the account's session limit until it does."""
         self.send(Logout())
+        self._await(lambda r: isinstance(r, LoggedOut))
         self.account = None
         self._credentials = None
 

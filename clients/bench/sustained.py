@@ -172,6 +172,7 @@ def _load(
                     else:
                         accepted += 1
     for client in clients:
+        client.logout()
         client.close()
     results.put(
         {
