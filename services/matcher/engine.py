@@ -48,7 +48,7 @@ from services.common.protocol import (
     Tif,
 )
 from services.matcher.book import Book
-from services.matcher.state import Account, Holding, Order
+from services.matcher.state import SHARD_MASK, Account, Holding, Order
 
 # Codes as plain ints, bound once: an enum lookup costs ~100 ns, and comparisons or
 # list indexing with an IntEnum operand miss CPython's specialised fast paths.
@@ -119,11 +119,11 @@ class Engine:
         acct = self.accounts.get(cmd.account)
         if acct is None:
             return [Rejected(cmd.account, cmd.cl_ord_id, Reject.UNKNOWN_ACCOUNT)]
-        if cmd.cl_ord_id in acct.seen:
-            return [Duplicate(cmd.account, cmd.cl_ord_id, acct.seen[cmd.cl_ord_id])]
+        first = acct.seen.first(cmd.cl_ord_id)
+        if first is not None:
+            return [Duplicate(cmd.account, cmd.cl_ord_id, first)]
         acct.password_hash = cmd.password_hash
-        changed = acct.seen[cmd.cl_ord_id] = PasswordChanged(cmd.account, cmd.cl_ord_id)
-        return [changed]
+        return [acct.seen.add(cmd.cl_ord_id, PasswordChanged(cmd.account, cmd.cl_ord_id))]
 
     # -- operators ----------------------------------------------------------
 
@@ -132,8 +132,9 @@ class Engine:
         operator = self.accounts.get(cmd.account)
         if operator is None:
             return [Rejected(cmd.account, cmd.cl_ord_id, Reject.UNKNOWN_ACCOUNT)]
-        if cmd.cl_ord_id in operator.seen:
-            return [Duplicate(cmd.account, cmd.cl_ord_id, operator.seen[cmd.cl_ord_id])]
+        first = operator.seen.first(cmd.cl_ord_id)
+        if first is not None:
+            return [Duplicate(cmd.account, cmd.cl_ord_id, first)]
         action = cmd.action
         events: list[Event] = []
         code = 0
@@ -162,9 +163,9 @@ class Engine:
                 (self.halted.add if halted else self.halted.discard)(cmd.symbol)
                 events.append(SymbolHalted(cmd.symbol, halted))
         if code:
-            rejected = operator.seen[cmd.cl_ord_id] = Rejected(cmd.account, cmd.cl_ord_id, code)
+            rejected = operator.seen.add(cmd.cl_ord_id, Rejected(cmd.account, cmd.cl_ord_id, code))
             return [rejected]
-        done = operator.seen[cmd.cl_ord_id] = AdminDone(cmd.account, cmd.cl_ord_id, action)
+        done = operator.seen.add(cmd.cl_ord_id, AdminDone(cmd.account, cmd.cl_ord_id, action))
         return [done, *events]
 
     def _kill(self, target: Account, events: list[Event]) -> int:
@@ -199,9 +200,11 @@ class Engine:
             acct = self.accounts[account]
         except KeyError:
             return [Rejected(account, cl_ord_id, Reject.UNKNOWN_ACCOUNT)]
-        seen = acct.seen
-        if cl_ord_id in seen:
-            return [Duplicate(account, cl_ord_id, seen[cl_ord_id])]
+        seen = acct.seen  # ExactlyOnce.first and .add, inlined on the busiest path
+        answers = seen.shards[hash(cl_ord_id) & SHARD_MASK]
+        first = answers.get(cl_ord_id)
+        if first is not None:
+            return [Duplicate(account, cl_ord_id, first)]
         symbol = cmd.symbol
         book = self.books.get(symbol)
         if book is None:
@@ -252,12 +255,14 @@ class Engine:
                 if crosses and post_only:
                     code = Reject.POST_ONLY_WOULD_TRADE
         if code:
-            rejected = seen[cl_ord_id] = Rejected(account, cl_ord_id, code)
-            return [rejected]
+            return [seen.add(cl_ord_id, Rejected(account, cl_ord_id, code))]  # rare
 
         order_id = self.next_order
         self.next_order = order_id + 1
-        ack = seen[cl_ord_id] = Accepted(account, cl_ord_id, order_id, symbol, side, cmd.price, qty)
+        ack = answers[cl_ord_id] = Accepted(
+            account, cl_ord_id, order_id, symbol, side, cmd.price, qty
+        )
+        seen.order.append(cl_ord_id)
         stp = cmd.stp or acct.stp
         if not crosses:  # nothing to match: rest at once, or cancel an IOC/FOK/market
             if tif == GTC:
@@ -476,8 +481,9 @@ class Engine:
         except KeyError:
             return [Rejected(account, cl_ord_id, Reject.UNKNOWN_ACCOUNT)]
         seen = acct.seen
-        if cl_ord_id in seen:
-            return [Duplicate(account, cl_ord_id, seen[cl_ord_id])]
+        first = seen.first(cl_ord_id)
+        if first is not None:
+            return [Duplicate(account, cl_ord_id, first)]
         order_id = cmd.order_id
         order = self.orders.get(order_id)
         if order is None or order.account != account:
@@ -492,8 +498,7 @@ class Engine:
             event = Cancelled(
                 account, order_id, symbol, side, order.price, leaves, BY_USER, True, cl_ord_id
             )
-        seen[cl_ord_id] = event
-        return [event]
+        return [seen.add(cl_ord_id, event)]
 
     def _replace(self, cmd: ReplaceOrder) -> list[Event]:
         account = cmd.account
@@ -501,7 +506,7 @@ class Engine:
         acct = self.accounts.get(account)
         if acct is None:
             return [Rejected(account, cl_ord_id, Reject.UNKNOWN_ACCOUNT)]
-        first = acct.seen.get(cl_ord_id)
+        first = acct.seen.first(cl_ord_id)
         if first is not None:
             return [Duplicate(account, cl_ord_id, first)]
         order = self.orders.get(cmd.order_id)
@@ -528,21 +533,23 @@ class Engine:
             else:
                 code = self._replace_risk(order, qty)
         if code:
-            rejected = acct.seen[cl_ord_id] = Rejected(account, cl_ord_id, code, cmd.order_id)
-            return [rejected]
+            return [acct.seen.add(cl_ord_id, Rejected(account, cl_ord_id, code, cmd.order_id))]
 
         side, old_price, old_qty = order.side, order.price, order.leaves
-        replaced = acct.seen[cl_ord_id] = Replaced(
-            account,
+        replaced = acct.seen.add(
             cl_ord_id,
-            order.order_id,
-            order.symbol,
-            side,
-            old_price,
-            old_qty,
-            price,
-            qty,
-            keep,
+            Replaced(
+                account,
+                cl_ord_id,
+                order.order_id,
+                order.symbol,
+                side,
+                old_price,
+                old_qty,
+                price,
+                qty,
+                keep,
+            ),
         )
         events: list[Event] = [replaced]
         book_side = book.bids if side == BUY else book.asks
@@ -590,7 +597,7 @@ class Engine:
                     for sym, h in sorted(a.holdings.items())
                     if h.position or h.open[BUY] or h.open[SELL]
                 ],
-                a.seen,  # insertion order is the command order: deterministic, no sort
+                a.seen.items(),  # arrival order is the command order: deterministic
                 a.blocked,
             ]
             for _, a in sorted(self.accounts.items())

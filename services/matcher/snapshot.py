@@ -16,7 +16,7 @@ from services.common import snapfile
 from services.common.config import RiskLimits, SymbolSpec
 from services.common.protocol import AnyEvent
 from services.matcher.engine import Engine
-from services.matcher.state import Account, Holding, Order
+from services.matcher.state import Account, ExactlyOnce, Holding, Order
 
 
 class SnapshotAccount(msgspec.Struct, array_like=True):
@@ -74,7 +74,7 @@ def capture(engine: Engine, seq: int, epoch: int) -> Snapshot:
             a.cash,
             a.open_orders,
             [(s, h.position, h.open[1], h.open[2]) for s, h in sorted(a.holdings.items())],
-            list(a.seen.items()),  # in insertion order, which state_hash covers
+            a.seen.items(),  # in arrival order, which state_hash covers
             a.blocked,
         )
         for _, a in sorted(engine.accounts.items())
@@ -101,7 +101,7 @@ def restore(snap: Snapshot, symbols: dict[str, SymbolSpec], risk: RiskLimits) ->
         for symbol, position, open_buy, open_sell in a.holdings:
             holding = acct.holdings[symbol] = Holding()
             holding.position, holding.open = position, [0, open_buy, open_sell]
-        acct.seen = dict(a.seen)
+        acct.seen = ExactlyOnce(a.seen)
         acct.blocked = a.blocked
         engine.accounts[a.account] = acct
         engine.names[a.name] = a.account
