@@ -101,7 +101,11 @@ class Gateway:
         )
         heartbeat_ms = cfg.timings.get("heartbeat_ms", 100)
         self.beats = BeatSender(self.ctx, cfg.endpoints["heartbeat"], "gateway", heartbeat_ms)
-        self.session_timeout = 3 * cfg.timings.get("client_heartbeat_ms", 1_000) / 1000
+        client_beat = cfg.timings.get("client_heartbeat_ms", 1_000) / 1000
+        self.session_timeout = 3 * client_beat
+        # how often silent sessions are looked for: a session goes between three and
+        # four client heartbeats after it fell silent (at most a second late)
+        self.expiry_every = min(1.0, client_beat)
         security = cfg.security
         self.sessions = SessionTable(
             Limits.from_config(security), frozenset(security.get("operators", ()))
@@ -468,7 +472,7 @@ class Gateway:
                     if self.auth is not None and now >= next_keys:
                         curve.reload(self.auth, self.cfg)  # keys added since take effect
                         next_keys = now + 5.0
-                    next_expiry = now + 1.0
+                    next_expiry = now + self.expiry_every
         finally:
             self.pool.shutdown(wait=False, cancel_futures=True)
             for sock in (self.front, self.back, self.status):
