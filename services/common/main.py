@@ -7,7 +7,7 @@ from collections.abc import Callable
 
 import zmq
 
-from services.common import config, curve, logs
+from services.common import config, curve, logs, runtime
 
 
 def service_main(name: str, build: Callable, instance: bool = False) -> int:
@@ -22,6 +22,7 @@ def service_main(name: str, build: Callable, instance: bool = False) -> int:
     log = logs.setup(name)
     curve.use_for_services(cfg)  # CURVE on the tcp:// links to other services
     ctx = zmq.Context.instance()
+    runtime.batch_io_threads(ctx)
     # a peer that restarts (failover, supervisord) is found again within ~10 ms, not
     # ZeroMQ's default 100 ms; backing off to 500 ms while it stays away
     ctx.setsockopt(zmq.RECONNECT_IVL, 10)
