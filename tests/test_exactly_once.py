@@ -13,10 +13,9 @@ from services.matcher.state import SHARDS, ExactlyOnce
 ROOT = Path(__file__).resolve().parents[1]
 
 HASH_AFTER_FLOW = """
-from clients.bench.flow import generate
+from clients.bench.flow import BENCH_RISK, bench_symbols, generate
 from services.matcher.snapshot import capture, restore
-from clients.bench.flow import BENCH_RISK, bench_symbols
-_, flow, engine = generate(commands=3_000, seed=7)
+_, _, engine = generate(commands=3_000, seed=7)
 restored = restore(capture(engine, 0, 1), bench_symbols(), BENCH_RISK)
 print(engine.state_hash(), restored.state_hash())
 """

@@ -218,7 +218,7 @@ class Journal:
                     since >= COMMIT_BEAT_S and self.store.last_seq != beaten_seq
                 ):
                     beaten_seq = self.store.last_seq
-                    self.pub.send_multipart([TOPIC_BEAT, encode(Beat(beaten_seq, self.min_epoch))])
+                    send_pair(self.pub, TOPIC_BEAT, encode(Beat(beaten_seq, self.min_epoch)))
                     last_beat = now
                 if self.beats.due():
                     self.beats.send(

@@ -163,8 +163,7 @@ class Engine:
                 (self.halted.add if halted else self.halted.discard)(cmd.symbol)
                 events.append(SymbolHalted(cmd.symbol, halted))
         if code:
-            rejected = operator.seen.add(cmd.cl_ord_id, Rejected(cmd.account, cmd.cl_ord_id, code))
-            return [rejected]
+            return [operator.seen.add(cmd.cl_ord_id, Rejected(cmd.account, cmd.cl_ord_id, code))]
         done = operator.seen.add(cmd.cl_ord_id, AdminDone(cmd.account, cmd.cl_ord_id, action))
         return [done, *events]
 
@@ -255,7 +254,7 @@ class Engine:
                 if crosses and post_only:
                     code = Reject.POST_ONLY_WOULD_TRADE
         if code:
-            return [seen.add(cl_ord_id, Rejected(account, cl_ord_id, code))]  # rare
+            return [seen.add(cl_ord_id, Rejected(account, cl_ord_id, code))]
 
         order_id = self.next_order
         self.next_order = order_id + 1
