@@ -116,6 +116,7 @@ def markdown(results: dict, plot: bool) -> str:
                         r["max_ms"],
                         r["rejected"],
                         "n/a" if r.get("steal_pct") is None else f"{r['steal_pct']:.1f}",
+                        "n/a" if r.get("loop_ns") is None else f"{r['loop_ns']:.1f}",
                     ]
                 )
         lines += _table(
@@ -129,6 +130,7 @@ def markdown(results: dict, plot: bool) -> str:
                 "max ms",
                 "rej",
                 "host steal %",
+                "host loop ns",
             ],
             rows,
         )

@@ -38,6 +38,7 @@ import zmq
 from hdrh.histogram import HdrHistogram
 
 from clients.bench.cluster import Mesh
+from clients.bench.engine import loop_ns
 from clients.bench.together import run_together
 from clients.client import Client
 from services.common.codec import encode, reply_decoder
@@ -63,6 +64,10 @@ DRAIN_S = 10.0  # how long to wait for the last answers after the last send
 # seconds per rate: at 1,000 orders/s a 4 s run left p99.9 to its 4 slowest orders, and
 # one stall of the disk's cache flush (up to 0.2 s on this VM) to set a run's p99
 DURATION_S = 10.0
+# the host's speed just before each rate (ns per empty Python loop, as `bench engine`
+# prints): steal shows the CPU the hypervisor took, this how fast what is left runs;
+# on this project's VM it went from 9 to 45 ns within a day, and latency with it
+HOST_PROBE_LOOPS = 1_000_000
 
 
 def new_histogram() -> HdrHistogram:
@@ -235,6 +240,7 @@ def measure(
         )
         for p in range(processes)
     ]
+    speed = loop_ns(HOST_PROBE_LOOPS)
     ticks = cpu_ticks()
     parts = run_together(_load, arglists, timeout=duration * 3 + 60)
     steal = steal_pct(ticks, cpu_ticks())
@@ -261,6 +267,7 @@ def measure(
         "p999_ms": hist.get_value_at_percentile(99.9) / 1000,
         "max_ms": hist.get_max_value() / 1000,
         "steal_pct": steal,
+        "loop_ns": speed,
     }
 
 
@@ -293,7 +300,7 @@ def run_mesh(
             print(
                 f"    achieved {row['achieved_per_s']:,}/s, p50 {row['p50_ms']:.2f} ms, "
                 f"p99 {row['p99_ms']:.2f} ms, p99.9 {row['p999_ms']:.2f} ms, "
-                f"host steal {_pct(row['steal_pct'])}",
+                f"host steal {_pct(row['steal_pct'])}, loop {row['loop_ns']:.1f} ns",
                 file=progress,
                 flush=True,
             )
@@ -332,12 +339,17 @@ def _pct(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.1f}%"
 
 
+def _ns(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.1f}"
+
+
 def render(result: dict) -> str:
     lines = [
         f"sustained load: {result['processes']} load processes, "
         f"{result['duration_s']:g} s per rate, latency = order to acknowledgement",
         f"{'fsync':>6} {'offered/s':>10} {'achieved/s':>11} {'p50 ms':>8} {'p99 ms':>8} "
-        f"{'p99.9 ms':>9} {'max ms':>8} {'rejected':>9} {'unanswered':>11} {'steal':>6}",
+        f"{'p99.9 ms':>9} {'max ms':>8} {'rejected':>9} {'unanswered':>11} {'steal':>6} "
+        f"{'loop ns':>8}",
     ]
     for run in result["runs"]:
         for r in run["rates"]:
@@ -346,7 +358,7 @@ def render(result: dict) -> str:
                 f"{'on' if run['fsync'] else 'off':>6} {offered:>10} {r['achieved_per_s']:>11,} "
                 f"{r['p50_ms']:>8.2f} {r['p99_ms']:>8.2f} {r['p999_ms']:>9.2f} "
                 f"{r['max_ms']:>8.2f} {r['rejected']:>9} {r['unanswered']:>11} "
-                f"{_pct(r.get('steal_pct')):>6}"
+                f"{_pct(r.get('steal_pct')):>6} {_ns(r.get('loop_ns')):>8}"
             )
     lines.append(f"max_orders_per_s (fsync on): {result['max_orders_per_s']:,}")
     return "\n".join(lines)
