@@ -67,7 +67,7 @@ def _client(endpoint: str, name: str, seed: int, tag: str, start, results) -> No
 
 def run(ns=(1, 2, 5, 10, 15), trials: int = 5, progress=sys.stderr) -> dict:
     home = Path(tempfile.mkdtemp(prefix="exs-", dir="/tmp"))
-    mesh = Mesh(home, journal={"fsync": True})
+    mesh = Mesh(home, standby=True, journal={"fsync": True})  # the mesh `make run` starts
     rows = []
     try:
         mesh.start()
