@@ -35,6 +35,7 @@ from clients.client import (
     new_cl_ord_id,
     raise_for,
 )
+from services.common import curve
 from services.common.codec import encode, reply_decoder
 from services.common.protocol import (
     CancelRequest,
@@ -68,11 +69,19 @@ HEARTBEAT_S = 1.0  # well inside the gateway's 3 x client_heartbeat_ms (6 s by d
 
 class AsyncClient:
     def __init__(
-        self, endpoint: str, timeout: float = 10.0, ctx: zmq.asyncio.Context | None = None
+        self,
+        endpoint: str,
+        timeout: float = 10.0,
+        ctx: zmq.asyncio.Context | None = None,
+        curve_keys: tuple[bytes, bytes, bytes] | None = None,
     ) -> None:
+        """``curve_keys`` as for ``Client``: (client public, client secret, server
+        public) from ``services.common.curve.client_keys``, when CURVE is on."""
         self.ctx = ctx or zmq.asyncio.Context.instance()
         self.socket = self.ctx.socket(zmq.DEALER)
         self.socket.setsockopt(zmq.LINGER, 0)
+        if curve_keys is not None:
+            curve.connect(self.socket, curve_keys)
         self.socket.connect(endpoint)
         self.timeout = timeout
         self.account: int | None = None

@@ -3,6 +3,7 @@ one with a key made by `exchange keys` trades normally."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import time
@@ -11,6 +12,7 @@ from pathlib import Path
 import zmq
 import zmq.auth
 
+from clients.aio import AsyncClient
 from clients.client import Client
 from services.common import curve
 from services.common.codec import encode
@@ -36,6 +38,20 @@ def handshake_events(monitor: zmq.Socket, timeout: float) -> set[int]:
         if monitor.poll(100):
             seen.add(recv_monitor_message(monitor)["event"])
     return seen
+
+
+async def async_trade(endpoint: str, keys: tuple[bytes, bytes, bytes]) -> dict[str, int]:
+    """alice buys 5 back from bob, both through AsyncClients; her positions after."""
+    async with (
+        AsyncClient(endpoint, curve_keys=keys) as alice,
+        AsyncClient(endpoint, curve_keys=keys) as bob,
+    ):
+        await alice.login("alice", PASSWORD)
+        await bob.login("bob", PASSWORD)
+        await alice.place("AAPL", Side.BUY, 5, to_units("170.00"))
+        sold = await bob.place("AAPL", Side.SELL, 5, to_units("170.00"))
+        assert any(type(e).__name__ == "Fill" for e in sold.events)
+        return (await alice.positions()).positions
 
 
 def test_only_authorized_keys_get_through(short_home):
@@ -89,6 +105,8 @@ def test_only_authorized_keys_get_through(short_home):
             assert bob.positions().positions == {"AAPL": 10}
             # mallory's sign-up never reached the exchange
             assert "mallory" not in encode(alice.orders()).decode(errors="replace")
+        # the asyncio client takes the same keys: a bot trades over CURVE too
+        assert asyncio.run(async_trade(endpoint, keys)) == {"AAPL": -5}
         names = exchange_cli(
             "journal",
             "dump",
