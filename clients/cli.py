@@ -54,6 +54,7 @@ def _bench_sustained(args: argparse.Namespace) -> int:
         duration=args.duration or sustained.DURATION_S,
         processes=args.processes,
         fsync_off=not args.no_fsync_off,
+        repeat=args.repeat,
     )
     print(json.dumps(result) if args.json else sustained.render(result))
     return 0
@@ -157,6 +158,9 @@ def build_parser() -> argparse.ArgumentParser:
     sus.add_argument("--duration", type=float, help="seconds per rate (default 10)")
     sus.add_argument("--processes", type=int, default=1, help="load processes")
     sus.add_argument("--no-fsync-off", action="store_true", help="skip the fsync-off pass")
+    sus.add_argument(
+        "--repeat", type=int, default=1, help="runs per rate; each rate reports its median run"
+    )
     sus.add_argument("--json", action="store_true", help="one JSON object on stdout")
     sus.set_defaults(func=_bench_sustained)
     every = bench_sub.add_parser("all", help="every benchmark, JSON + Markdown report + plot")

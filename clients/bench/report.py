@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from clients.bench import sustained
+
 PLOT = "latency.png"
 
 
@@ -97,8 +99,13 @@ def markdown(results: dict, plot: bool) -> str:
         lines += [
             "## Sustained load (open loop, order to acknowledgement)",
             "",
-            f"{s['processes']} load process(es), {s['duration_s']:g} s per rate. "
-            "`max` is closed loop.",
+            f"{s['processes']} load process(es), {s['duration_s']:g} s per rate"
+            + (
+                f", each rate {s['repeat']} times: a row is its median run (by p99)"
+                if s.get("repeat", 1) > 1
+                else ""
+            )
+            + ". `max` is closed loop.",
             "",
         ]
         rows = []
@@ -117,6 +124,7 @@ def markdown(results: dict, plot: bool) -> str:
                         r["rejected"],
                         "n/a" if r.get("steal_pct") is None else f"{r['steal_pct']:.1f}",
                         "n/a" if r.get("loop_ns") is None else f"{r['loop_ns']:.1f}",
+                        sustained.p99_of_runs(r) or "-",
                     ]
                 )
         lines += _table(
@@ -131,6 +139,7 @@ def markdown(results: dict, plot: bool) -> str:
                 "rej",
                 "host steal %",
                 "host loop ns",
+                "p99 of each run",
             ],
             rows,
         )
