@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 
 from services.common import config
-from tests.mesh import Mesh
+from tests.mesh import running
 
 
 @pytest.fixture
@@ -25,9 +25,5 @@ def short_home():
 @pytest.fixture
 def mesh(short_home):
     """The whole exchange running as real processes; stopped by PID afterwards."""
-    m = Mesh(short_home, timings={"heartbeat_ms": 50, "missed_beats": 4})
-    try:
-        m.start()
+    with running(short_home) as m:
         yield m
-    finally:
-        m.stop()

@@ -1,5 +1,7 @@
 """The process harness the tests share (it lives with the benchmarks that use it too)."""
 
+import contextlib
+
 from clients.bench import cluster
 from clients.bench.cluster import (  # noqa: F401 - re-exported for the tests
     Service,
@@ -49,3 +51,17 @@ def replay_journal(mesh: Mesh) -> dict:
     replayed = json.loads(replay.stdout)
     assert replayed["mismatch"] is None
     return replayed
+
+
+FAST_TIMINGS = {"heartbeat_ms": 50, "missed_beats": 4}
+
+
+@contextlib.contextmanager
+def running(home, **sections: dict):
+    """A started mesh with fast heartbeats, stopped by PID afterwards, whatever happens."""
+    mesh = Mesh(home, timings=FAST_TIMINGS, **sections)
+    try:
+        mesh.start()
+        yield mesh
+    finally:
+        mesh.stop()

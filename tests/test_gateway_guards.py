@@ -5,6 +5,7 @@ an account logs in."""
 from __future__ import annotations
 
 from services.common.protocol import LoggedIn, Reject
+from services.gateway import sessions
 from services.gateway.security import LoginGuard, TokenBucket
 from services.gateway.sessions import Limits, SessionTable
 
@@ -75,3 +76,16 @@ def test_sessions_per_account_and_log_out_everywhere():
     assert sorted(sessions.log_out(b"a")) == [b"a", b"b"]
     assert sessions.get(b"b") is None and sessions.tokens.of_account(1) == []
     assert isinstance(sessions.open(b"c", 1, "alice", 0.0), LoggedIn)
+
+
+def test_connections_not_logged_in_have_their_own_bounded_buckets():
+    table = SessionTable(Limits(anonymous_rate=10), frozenset())
+    now = 100.0
+    assert all(table.allow_anonymous(b"flood", now) for _ in range(20))  # a 2 s burst
+    assert not table.allow_anonymous(b"flood", now)
+    assert table.allow_anonymous(b"other", now)  # another connection is not charged
+    assert table.allow_anonymous(b"flood", now + 0.15)  # a request per 1/rate s again
+    for i in range(sessions.ANONYMOUS_KEPT + 5):  # many new connections: memory is bounded
+        table.allow_anonymous(i.to_bytes(4, "big"), now)
+    assert len(table.anonymous) == sessions.ANONYMOUS_KEPT
+    assert b"flood" not in table.anonymous  # the oldest went first

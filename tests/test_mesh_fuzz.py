@@ -140,7 +140,12 @@ def answers_in(reply) -> list:
 
 
 def test_whole_path_fuzz_with_an_honest_trader(short_home):
-    mesh = Mesh(short_home, timings={"heartbeat_ms": 50, "missed_beats": 4})
+    # the anonymous half must reach the decoder, not stop at the rate before login
+    mesh = Mesh(
+        short_home,
+        timings={"heartbeat_ms": 50, "missed_beats": 4},
+        security={"anonymous_rate": 10**6},
+    )
     try:
         mesh.start()
         gateway = mesh.cfg.endpoints["gateway"]

@@ -6,6 +6,7 @@ import random
 import threading
 
 import msgspec
+import pytest
 import zmq
 
 from clients.client import Client
@@ -19,6 +20,7 @@ from services.common.protocol import (
     RequestRejected,
     Side,
 )
+from tests.mesh import running
 
 PASSWORD = "Secret.pw1"
 pack = msgspec.msgpack.encode
@@ -73,6 +75,14 @@ def hostile_frames(rng: random.Random, victim_order: int) -> list[tuple[bytes, b
         else:
             frames.append((variant(3, rng.choice([0, 3, -1, True])), True))  # bad side
     return frames
+
+
+@pytest.fixture
+def mesh(short_home):
+    """The mesh with the rate before login lifted: every hostile frame must reach the
+    decoder and the checks (test_mesh_limits tests that rate)."""
+    with running(short_home, security={"anonymous_rate": 10**6}) as m:
+        yield m
 
 
 def test_hostile_frames_are_rejected_while_honest_trading_goes_on(mesh):

@@ -13,7 +13,7 @@ from services.common.codec import encode, reply_decoder
 from services.common.money import to_units
 from services.common.protocol import Ping, Pong, Reject, RequestRejected, Side
 from services.gateway.service import MAX_FRAME
-from tests.mesh import trader
+from tests.mesh import Mesh, trader
 
 
 def send_soon(sock: zmq.Socket, *frames: bytes, timeout: float = 5.0) -> None:
@@ -68,3 +68,43 @@ def test_frame_limits(mesh):
         monitor.close(0)
         sock.close(0)
         alice.close()
+
+
+def test_a_flood_before_login_is_refused_and_others_trade_on(short_home):
+    """A connection that never logs in has its own rate: past it, every frame gets
+    RATE_LIMITED undecoded, while a logged-in trader and a newcomer carry on."""
+    rate = 50
+    mesh = Mesh(short_home, security={"anonymous_rate": rate})
+    flood = zmq.Context.instance().socket(zmq.DEALER)
+    flood.setsockopt(zmq.LINGER, 0)
+    try:
+        mesh.start()
+        alice = trader(mesh, "alice")
+        flood.connect(mesh.cfg.endpoints["gateway"])
+        sent, pongs, limited = 2_000, 0, 0
+        began = time.monotonic()
+        for i in range(sent):
+            send_soon(flood, encode(Ping(i)))
+        while pongs + limited < sent:
+            got = answer(flood)
+            if isinstance(got, Pong):
+                pongs += 1
+            else:
+                assert isinstance(got, RequestRejected), got
+                assert got.code == Reject.RATE_LIMITED and "not logged in" in got.text, got
+                limited += 1
+        elapsed = time.monotonic() - began
+        assert limited > 0, "a flood before login was never refused"
+        assert pongs <= 2 * rate + rate * elapsed + 1, (pongs, elapsed)  # burst + rate
+        # everyone else carries on: the trader, and a newcomer with a bucket of its own
+        assert alice.place("AAPL", Side.BUY, 10, to_units("169.00")).ack.order_id
+        bob = trader(mesh, "bob")
+        assert bob.positions().account == bob.account
+        time.sleep(0.2)  # the flooder's bucket refills at its rate
+        send_soon(flood, encode(Ping(-1)))
+        assert answer(flood) == Pong(-1)
+        alice.close()
+        bob.close()
+    finally:
+        flood.close(0)
+        mesh.stop()

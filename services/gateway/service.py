@@ -70,6 +70,11 @@ DRAIN_FRAMES = 512
 MAX_INFLIGHT = 20_000
 MAX_FRAME = 64 * 1024
 MAX_HASHING = 64  # password hashes queued for the pool; past it, BUSY
+# the answer to a connection not logged in past its rate: made once, so refusing a
+# flood costs a receive and a send per frame, no decoding and no encoding
+RATE_LIMITED_ANONYMOUS = encode(
+    RequestRejected(Reject.RATE_LIMITED, REJECT_TEXT[Reject.RATE_LIMITED] + ": not logged in")
+)
 
 
 class Gateway:
@@ -119,8 +124,11 @@ class Gateway:
     # -- replies --------------------------------------------------------------
 
     def reply(self, ident: bytes, message) -> None:
+        self.reply_raw(ident, encode(message))
+
+    def reply_raw(self, ident: bytes, frame: bytes) -> None:
         try:
-            send_pair(self.front, ident, encode(message), NOBLOCK)
+            send_pair(self.front, ident, frame, NOBLOCK)
         except zmq.Again:
             self.log.warning("client_queue_full")  # a client that does not read
 
@@ -134,12 +142,15 @@ class Gateway:
         if len(payload) > MAX_FRAME:  # MAXMSGSIZE drops these first; this is the backstop
             self.reject(ident, Reject.MALFORMED, detail=f"frame over {MAX_FRAME} bytes")
             return
+        session = self.sessions.get(ident)
+        if session is None and not self.sessions.allow_anonymous(ident, now):
+            self.reply_raw(ident, RATE_LIMITED_ANONYMOUS)
+            return
         try:
             req = request_decoder.decode(payload)
         except DecodeError as exc:
             self.reject(ident, Reject.MALFORMED, detail=str(exc)[:200])
             return
-        session = self.sessions.get(ident)
         if session is not None:
             session.last_seen = now
             if not self.sessions.allow(session, now):

@@ -8,10 +8,13 @@ can resume), when the token expires, or when the password changes (every other).
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from dataclasses import dataclass
 
 from services.common.protocol import LoggedIn, Reject
 from services.gateway.security import LoginGuard, TokenBucket, Tokens
+
+ANONYMOUS_KEPT = 10_000  # buckets of connections not logged in; past it the oldest goes
 
 
 @dataclass
@@ -30,6 +33,7 @@ class Limits:
     max_sessions_per_account: int = 16
     session_rate: float = 10_000  # requests/s per session, bursts of 2 s worth
     account_rate: float = 20_000  # requests/s over all of an account's sessions
+    anonymous_rate: float = 100  # requests/s per connection not logged in, bursts of 2 s
     login_free_tries: int = 3
     login_max_backoff_s: float = 60
 
@@ -48,6 +52,9 @@ class SessionTable:
         self.tokens = Tokens(limits.token_ttl_s, limits.max_sessions_per_account)
         self.guard = LoginGuard(limits.login_free_tries, limits.login_max_backoff_s)
         self.account_buckets: dict[int, TokenBucket] = {}
+        # connections with no session, oldest first: bounded, so a stream of new
+        # connections costs memory only up to ANONYMOUS_KEPT buckets
+        self.anonymous: OrderedDict[bytes, TokenBucket] = OrderedDict()
 
     def get(self, ident: bytes) -> Session | None:
         return self.by_ident.get(ident)
@@ -122,6 +129,18 @@ class SessionTable:
             rate = self.limits.account_rate
             bucket = self.account_buckets[session.account] = TokenBucket(rate, 2 * rate, now)
         return session.bucket.take(now) and bucket.take(now)
+
+    def allow_anonymous(self, ident: bytes, now: float) -> bool:
+        """A connection that is not logged in has its own token bucket: sign-up, log-in
+        and pings need a few requests, and a flood from one is refused before it is
+        even decoded, so it cannot crowd out everyone else's orders."""
+        bucket = self.anonymous.get(ident)
+        if bucket is None:
+            if len(self.anonymous) >= ANONYMOUS_KEPT:
+                self.anonymous.popitem(last=False)
+            rate = self.limits.anonymous_rate
+            bucket = self.anonymous[ident] = TokenBucket(rate, 2 * rate, now)
+        return bucket.take(now)
 
     def expire(self, now: float, idle_s: float) -> list[bytes]:
         """Silent connections lose their session; expired tokens end theirs."""
