@@ -125,14 +125,18 @@ def test_service_links_over_tcp_are_curve(short_home):
             assert a.positions().positions == {"AAPL": -200}
         assert snapshot(mesh.cfg.endpoints["marketdata_snapshot"], "AAPL").symbol == "AAPL"
 
-        # outsiders on the internal links: a plain socket and one with its own key
+        # outsiders on the internal links: a plain socket and one with its own key; the
+        # primary's command port (either matcher may have reported in first)
+        primary = current_primary(mesh.status())
+        assert primary is not None, "no primary matcher"
+        matcher_in = "matcher_in" if primary[0] == "a" else "matcher_b_in"
         stranger = zmq.curve_keypair()
         mesh_public, _ = zmq.auth.load_certificate(keys_dir / "mesh.key")
         for keys, refused in (
             ((*stranger, mesh_public), {zmq.EVENT_HANDSHAKE_FAILED_AUTH}),
             (None, PLAIN_REFUSED),
         ):
-            for kind, endpoint in ((zmq.SUB, "journal_pub"), (zmq.DEALER, "matcher_in")):
+            for kind, endpoint in ((zmq.SUB, "journal_pub"), (zmq.DEALER, matcher_in)):
                 sock = ctx.socket(kind)
                 sock.setsockopt(zmq.LINGER, 0)
                 if kind == zmq.SUB:
@@ -158,8 +162,6 @@ def test_service_links_over_tcp_are_curve(short_home):
                 sock.close(0)
 
         # the mesh's own key gets in: the live state, then replay agrees with it
-        primary = current_primary(mesh.status())
-        assert primary is not None, "no primary matcher"
         curve.use_for_services(mesh.cfg)
         query = ctx.socket(zmq.DEALER)
         query.setsockopt(zmq.LINGER, 0)
