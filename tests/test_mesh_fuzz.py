@@ -39,7 +39,7 @@ from services.common.protocol import (
     Signup,
 )
 from services.gateway import validate
-from tests.mesh import Mesh, matcher_state, replay_journal
+from tests.mesh import FAST_TIMINGS, Mesh, matcher_state, replay_journal
 
 PASSWORD = "Secret.pw1"
 CFG = config.load()
@@ -141,11 +141,7 @@ def answers_in(reply) -> list:
 
 def test_whole_path_fuzz_with_an_honest_trader(short_home):
     # the anonymous half must reach the decoder, not stop at the rate before login
-    mesh = Mesh(
-        short_home,
-        timings={"heartbeat_ms": 50, "missed_beats": 4},
-        security={"anonymous_rate": 10**6},
-    )
+    mesh = Mesh(short_home, timings=FAST_TIMINGS, security={"anonymous_rate": 10**6})
     try:
         mesh.start()
         gateway = mesh.cfg.endpoints["gateway"]

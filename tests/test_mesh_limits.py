@@ -13,7 +13,7 @@ from services.common.codec import encode, reply_decoder
 from services.common.money import to_units
 from services.common.protocol import Ping, Pong, Reject, RequestRejected, Side
 from services.gateway.service import MAX_FRAME
-from tests.mesh import Mesh, trader
+from tests.mesh import running, trader
 
 
 def send_soon(sock: zmq.Socket, *frames: bytes, timeout: float = 5.0) -> None:
@@ -74,11 +74,9 @@ def test_a_flood_before_login_is_refused_and_others_trade_on(short_home):
     """A connection that never logs in has its own rate: past it, every frame gets
     RATE_LIMITED undecoded, while a logged-in trader and a newcomer carry on."""
     rate = 50
-    mesh = Mesh(short_home, security={"anonymous_rate": rate})
     flood = zmq.Context.instance().socket(zmq.DEALER)
     flood.setsockopt(zmq.LINGER, 0)
-    try:
-        mesh.start()
+    with running(short_home, security={"anonymous_rate": rate}) as mesh, flood:
         alice = trader(mesh, "alice")
         flood.connect(mesh.cfg.endpoints["gateway"])
         sent, pongs, limited = 2_000, 0, 0
@@ -105,6 +103,3 @@ def test_a_flood_before_login_is_refused_and_others_trade_on(short_home):
         assert answer(flood) == Pong(-1)
         alice.close()
         bob.close()
-    finally:
-        flood.close(0)
-        mesh.stop()

@@ -122,8 +122,8 @@ def markdown(results: dict, plot: bool) -> str:
                         r["p999_ms"],
                         r["max_ms"],
                         r["rejected"],
-                        "n/a" if r.get("steal_pct") is None else f"{r['steal_pct']:.1f}",
-                        "n/a" if r.get("loop_ns") is None else f"{r['loop_ns']:.1f}",
+                        sustained.one_decimal(r.get("steal_pct")),
+                        sustained.one_decimal(r.get("loop_ns")),
                         sustained.p99_of_runs(r) or "-",
                     ]
                 )

@@ -372,10 +372,11 @@ def run(
 
 
 def _pct(value: float | None) -> str:
-    return "n/a" if value is None else f"{value:.1f}%"
+    return "n/a" if value is None else f"{one_decimal(value)}%"
 
 
-def _ns(value: float | None) -> str:
+def one_decimal(value: float | None) -> str:
+    """A host reading for a table: "n/a" where there is none."""
     return "n/a" if value is None else f"{value:.1f}"
 
 
@@ -401,7 +402,8 @@ def render(result: dict) -> str:
                 f"{'on' if run['fsync'] else 'off':>6} {offered:>10} {r['achieved_per_s']:>11,} "
                 f"{r['p50_ms']:>8.2f} {r['p99_ms']:>8.2f} {r['p999_ms']:>9.2f} "
                 f"{r['max_ms']:>8.2f} {r['rejected']:>9} {r['unanswered']:>11} "
-                f"{_pct(r.get('steal_pct')):>6} {_ns(r.get('loop_ns')):>8}  {p99_of_runs(r)}"
+                f"{_pct(r.get('steal_pct')):>6} {one_decimal(r.get('loop_ns')):>8}  "
+                f"{p99_of_runs(r)}"
             )
     lines.append(f"max_orders_per_s (fsync on): {result['max_orders_per_s']:,}")
     return "\n".join(lines)
