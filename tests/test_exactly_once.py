@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from services.common.protocol import Reject, Rejected
 from services.matcher.state import SHARDS, ExactlyOnce
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -23,14 +24,16 @@ print(engine.state_hash(), restored.state_hash())
 
 def test_answers_and_arrival_order():
     table = ExactlyOnce()
-    ids = [f"id-{i}" for i in range(5 * SHARDS)]
-    for n, cl_ord_id in enumerate(ids):
-        assert table.first(cl_ord_id) is None
-        assert table.add(cl_ord_id, n) == n
-    assert all(table.first(cl_ord_id) == n for n, cl_ord_id in enumerate(ids))
-    assert table.items() == list(zip(ids, range(len(ids)), strict=True))
+    answers = [Rejected(1, f"id-{i}", Reject.BAD_QTY) for i in range(5 * SHARDS)]
+    for answer in answers:
+        assert table.first(answer.cl_ord_id) is None
+        assert table.add(answer.cl_ord_id, answer) is answer
+    assert all(table.first(a.cl_ord_id) is a for a in answers)
+    assert table.items() == answers
     assert sum(1 for shard in table.shards if shard) > 1  # really split
-    assert ExactlyOnce(table.items()).items() == table.items()
+    again = ExactlyOnce(table.items())
+    assert again.items() == answers
+    assert all(again.first(a.cl_ord_id) == a for a in answers)
 
 
 def test_state_hash_is_the_same_whatever_the_hash_salt():

@@ -6,8 +6,6 @@ every process is stopped by its PID, never by name.
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
 import os
 import signal
 import socket
@@ -18,6 +16,7 @@ import tomllib
 from pathlib import Path
 
 from services.common import config
+from services.common.runtime import die_with_parent
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -74,17 +73,6 @@ def _value(v) -> str:
     return '"' + str(v).replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
-def _die_with_parent() -> None:
-    """Runs in the child before exec: if the test or benchmark that started this service
-    is killed (a CI timeout, Ctrl-C twice), the kernel stops the service too, instead of
-    leaving it running with nobody to stop it by PID (Linux's PR_SET_PDEATHSIG)."""
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
-        libc.prctl(1, signal.SIGTERM)  # 1 = PR_SET_PDEATHSIG
-    except (OSError, AttributeError):  # not Linux: the harness's own stop() remains
-        pass
-
-
 class Service:
     """One service process, stopped by PID when the test ends."""
 
@@ -114,7 +102,7 @@ class Service:
                 env=env,
                 stdout=log,
                 stderr=subprocess.STDOUT,
-                preexec_fn=_die_with_parent,
+                preexec_fn=lambda: die_with_parent(signal.SIGTERM),
             )
         return self
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import gc
 import os
 
@@ -31,3 +33,16 @@ def batch_io_threads(ctx: zmq.Context) -> None:
     nothing changes. Measured in docs/architecture.md, "Speed of the mesh"."""
     if hasattr(os, "SCHED_BATCH"):
         ctx.set(zmq.THREAD_SCHED_POLICY, os.SCHED_BATCH)
+
+
+def die_with_parent(sig: int) -> None:
+    """Have the kernel send this process ``sig`` when its parent dies (Linux's
+    PR_SET_PDEATHSIG; elsewhere nothing). A service started by a test or benchmark
+    that is killed (a CI timeout, Ctrl-C twice) stops too instead of running on with
+    nobody to stop it by PID, and a matcher's snapshot child never outlives the
+    matcher whose memory it is writing out."""
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+        libc.prctl(1, sig)  # 1 = PR_SET_PDEATHSIG
+    except (OSError, AttributeError):  # not Linux: the caller's own stop() remains
+        pass

@@ -8,11 +8,16 @@ so lets the journal archive every segment that all of them have snapshotted past
 
 from __future__ import annotations
 
+import gc
 import os
+import signal
 import threading
+from collections.abc import Callable
 from pathlib import Path
 
 import msgspec
+
+from services.common.runtime import die_with_parent
 
 SUFFIX = ".snap"
 SERVICES = ("matcher", "gateway", "marketdata")  # every reader that must not need seq 1
@@ -83,7 +88,8 @@ class Snapshots:
 
     The service's loop only captures the state (it must, to be consistent); writing,
     fsyncing and renaming happen on a thread, because done inline they held every
-    order in flight for as long as the disk took."""
+    order in flight for as long as the disk took. A state too large to capture on the
+    loop is written by a forked child instead (``fork_write``)."""
 
     def __init__(self, home: Path, service: str, every: int, log, keep: int = 3) -> None:
         self.where = directory(home, service)
@@ -92,6 +98,7 @@ class Snapshots:
         self.log = log
         self.last = 0
         self._writer: threading.Thread | None = None
+        self._child: tuple[int, int] | None = None  # (pid, seq) of a forked writer
 
     def load(self, restore):
         """``restore(data)`` of the newest snapshot it accepts, or None."""
@@ -102,8 +109,16 @@ class Snapshots:
         self.log.info("snapshot_loaded", seq=self.last)
         return state
 
-    def due(self, seq: int) -> bool:
-        return bool(self.every) and seq - self.last >= self.every
+    def due(self, seq: int, size: Callable[[], int] | None = None) -> bool:
+        """Whether to snapshot at ``seq``: ``every`` records since the last one, no
+        forked writer still at work, and, given ``size`` (the state's entries, which a
+        snapshot's cost grows with), at least that many records since the last one.
+        An exchange whose state only grows then spends a bounded time per record on
+        snapshots however long it runs, where a fixed interval made each one dearer
+        (a standby at 1,000,000 client order ids spent about a core on them)."""
+        if self._forked_busy() or not self.every or seq - self.last < self.every:
+            return False
+        return size is None or seq - self.last >= size()
 
     def write(self, seq: int, data: bytes) -> None:
         """Write ``data`` as the snapshot at ``seq`` in the background (one at a time)."""
@@ -122,8 +137,50 @@ class Snapshots:
             return
         self.log.info("snapshot_written", seq=seq, path=str(path))
 
+    def fork_write(self, seq: int, produce: Callable[[], bytes]) -> None:
+        """Write ``produce()`` as the snapshot at ``seq`` from a forked child.
+
+        The child's memory is the parent's at the fork, copied only where the parent
+        writes after it (as Redis saves), so the state is consistent without the
+        parent's loop capturing or encoding anything: it pays only the fork (about
+        6 ms for a 200 MB process here). The child runs at the lowest priority, so the
+        capture's CPU (0.3 s at 300,000 client order ids) is taken from idle time,
+        not from the processes on the order path, and it dies with its parent. It
+        touches no socket, lock or logger of the parent's and leaves by ``_exit``;
+        the parent logs the outcome when it reaps the child (``due``, ``close``)."""
+        self.close()
+        pid = os.fork()
+        if pid == 0:
+            code = 1
+            try:
+                die_with_parent(signal.SIGKILL)
+                os.nice(19)
+                gc.disable()  # a short-lived copy: its garbage goes when it exits
+                write(self.where, seq, produce(), self.keep)
+                code = 0
+            finally:
+                os._exit(code)
+        self.last = seq
+        self._child = (pid, seq)
+
+    def _forked_busy(self, block: bool = False) -> bool:
+        """Whether a forked writer is still at work; reaps and logs it once done."""
+        if self._child is None:
+            return False
+        pid, seq = self._child
+        done, status = os.waitpid(pid, 0 if block else os.WNOHANG)
+        if not done:
+            return True
+        self._child = None
+        if os.waitstatus_to_exitcode(status) == 0:
+            self.log.info("snapshot_written", seq=seq, forked=True)
+        else:  # the journal keeps every segment until one succeeds
+            self.log.error("snapshot_failed", seq=seq, status=status)
+        return False
+
     def close(self) -> None:
         """Wait for the snapshot being written, if any."""
         if self._writer is not None:
             self._writer.join()
             self._writer = None
+        self._forked_busy(block=True)

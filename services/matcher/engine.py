@@ -261,7 +261,7 @@ class Engine:
         ack = answers[cl_ord_id] = Accepted(
             account, cl_ord_id, order_id, symbol, side, cmd.price, qty
         )
-        seen.order.append(cl_ord_id)
+        seen.answers.append(ack)
         stp = cmd.stp or acct.stp
         if not crosses:  # nothing to match: rest at once, or cancel an IOC/FOK/market
             if tif == GTC:
@@ -576,6 +576,11 @@ class Engine:
     def position(self, account: int, symbol: str) -> int:
         holding = self.accounts[account].holdings.get(symbol)
         return holding.position if holding else 0
+
+    def entries(self) -> int:
+        """Client order ids remembered plus orders resting: what a snapshot's and a
+        state hash's cost grow with."""
+        return sum(len(a.seen.answers) for a in self.accounts.values()) + len(self.orders)
 
     def state_hash(self) -> str:
         """A stable digest of the whole state, to check a replay against the live engine."""

@@ -52,6 +52,10 @@ from services.matcher.engine import Engine
 
 DRAIN_FRAMES = 256  # command frames sequenced per publish
 MAX_TURN = 4_096  # commands per loop turn, so beats are never late (~20 ms of work)
+# a standby's snapshot waits at least one record for every this many entries of state
+# (client order ids, resting orders): capturing costs about 1 us an entry here, so
+# snapshots cost at most ~0.25 us per record, against ~17 us to apply one
+ENTRIES_PER_RECORD = 4
 
 
 class Diverged(RuntimeError):
@@ -196,7 +200,8 @@ class Matcher:
         self.pub.setsockopt(zmq.SNDHWM, 0)  # bounded instead by the journal lag window
         curve.bind(self.pub, pub_endpoint)
         tune_gc()
-        self.log.info("promoted", epoch=epoch, seq=self.seq, state_hash=self.engine.state_hash())
+        # no state hash here: at 300,000 client order ids it took 0.2 s of the failover
+        self.log.info("promoted", epoch=epoch, seq=self.seq)
         self.beats.send(self.role, self.epoch, self.seq, self.committed)
 
     def _control(self) -> None:
@@ -319,10 +324,15 @@ class Matcher:
         self.follower.source_seq = max(self.follower.source_seq, seq)
 
     def _maybe_snapshot(self) -> None:
-        """Standbys write snapshots; the primary's loop stays on the order path."""
-        if self.snapshots.due(self.seq):
-            snap = snapshot.capture(self.engine, self.seq, self.epoch)
-            self.snapshots.write(self.seq, msgspec.msgpack.encode(snap))
+        """Standbys write snapshots, from a forked child (the engine's state grows with
+        every client order id, and capturing it took the standby's loop, and a core
+        the order path needed, 0.3 s at 300,000 ids); the primary's loop stays on the
+        order path."""
+        if self.snapshots.due(self.seq, lambda: self.engine.entries() // ENTRIES_PER_RECORD):
+            engine, seq, epoch = self.engine, self.seq, self.epoch
+            self.snapshots.fork_write(
+                seq, lambda: msgspec.msgpack.encode(snapshot.capture(engine, seq, epoch))
+            )
 
     def run(self) -> int:
         signal.signal(signal.SIGTERM, lambda *_: setattr(self, "running", False))

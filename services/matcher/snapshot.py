@@ -27,7 +27,7 @@ class SnapshotAccount(msgspec.Struct, array_like=True):
     cash: int
     open_orders: int
     holdings: list[tuple[str, int, int, int]]  # symbol, position, open buy, open sell
-    seen: list[tuple[str, AnyEvent]]
+    seen: list[AnyEvent]  # first answers in arrival order; each carries its cl_ord_id
     blocked: bool = False
 
 
