@@ -20,7 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from services.common.codec import head_decoder
-from services.journal.spare import Spare, sync_data
+from services.common.snapfile import sync_data
+from services.journal.spare import Spare
 
 HEADER = struct.Struct(">II")
 SUFFIX = ".seg"

@@ -18,12 +18,13 @@ import os
 import threading
 from pathlib import Path
 
+from services.common.snapfile import sync_data
+
 CHUNK = 1 << 20
 PAUSE_S = 0.002  # between chunks: the journal's commits get the disk in between
 READY = "spare.ready"
 PARTIAL = ".partial"
 _names = itertools.count()
-sync_data = getattr(os, "fdatasync", os.fsync)  # macOS has no fdatasync
 
 
 class Spare:
