@@ -39,6 +39,7 @@ def test_bench_all_writes_json_report_and_plot(short_home):
             assert rate["accepted"] > 0 and rate["unanswered"] == 0
             assert 0 < rate["p50_ms"] <= rate["p99_ms"] <= rate["p999_ms"] <= rate["max_ms"]
             assert rate["loop_ns"] > 0  # the host's speed beside each latency
+            assert rate["load_cpu_us"] > 0  # and what the load took from it
             # --quick runs each rate twice: the row is the run with the upper-middle p99
             p99s = [r["p99_ms"] for r in rate["repeats"]]
             assert len(p99s) == 2 and rate["p99_ms"] == max(p99s), rate
@@ -48,7 +49,7 @@ def test_bench_all_writes_json_report_and_plot(short_home):
     report = (out / "report.md").read_text()
     for heading in ("## Targets", "## Engine", "Figure 2", "## Sustained", "## Failover"):
         assert heading in report
-    assert "host loop ns" in report and "median run" in report
+    assert "host loop ns" in report and "load CPU" in report and "median run" in report
     assert "latency.png" in report
     assert (out / "latency.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "[4/4] failover done" in done.stderr  # progress goes to stderr, JSON to stdout

@@ -124,6 +124,7 @@ def markdown(results: dict, plot: bool) -> str:
                         r["rejected"],
                         sustained.one_decimal(r.get("steal_pct")),
                         sustained.one_decimal(r.get("loop_ns")),
+                        sustained.one_decimal(r.get("load_cpu_us")),
                         sustained.p99_of_runs(r) or "-",
                     ]
                 )
@@ -139,6 +140,7 @@ def markdown(results: dict, plot: bool) -> str:
                 "rej",
                 "host steal %",
                 "host loop ns",
+                "load CPU µs/order",
                 "p99 of each run",
             ],
             rows,
