@@ -8,7 +8,11 @@ flushes just the data. Measured here: p50 0.15 ms against 0.24 ms, and a max of 
 against 12 ms. Databases do the same with their write-ahead logs.
 
 A background thread writes the spare in small synced chunks with pauses between, so
-making it never floods the disk the journal's own commits are waiting on.
+making it never floods the disk the journal's own commits are waiting on: a
+journal-like loop of 3 KB writes and ``fdatasync`` saw a p99 of 0.7-1.3 ms while 1 MiB
+chunks 2 ms apart made a spare in 0.2 s, and 0.43-0.50 ms (0.24-0.31 otherwise) with
+256 KiB chunks 5 ms apart, which take 1.4 s: at 25,000 orders/s a 64 MiB segment
+lasts about 8 s, so the next spare is still ready long before it is needed.
 """
 
 from __future__ import annotations
@@ -20,8 +24,8 @@ from pathlib import Path
 
 from services.common.snapfile import sync_data
 
-CHUNK = 1 << 20
-PAUSE_S = 0.002  # between chunks: the journal's commits get the disk in between
+CHUNK = 1 << 18
+PAUSE_S = 0.005  # between chunks: the journal's commits get the disk in between
 READY = "spare.ready"
 PARTIAL = ".partial"
 _names = itertools.count()
