@@ -34,7 +34,9 @@ def test_archive_then_every_reader_restarts_from_its_snapshot(short_home):
         standby=True,
         timings={"heartbeat_ms": 50, "missed_beats": 4},
         journal={"segment_bytes": 8_192, "archive_check_s": 0.2},
-        matcher={"snapshot_every": SNAPSHOT_EVERY},
+        # a snapshot child of this small state takes ~8 ms of CPU: at the default share
+        # (2 %) the standby would write one every 0.4 s, too few for this short flow
+        matcher={"snapshot_every": SNAPSHOT_EVERY, "snapshot_cpu_share": 1.0},
         gateway={"snapshot_every": SNAPSHOT_EVERY},
         marketdata={"snapshot_every": SNAPSHOT_EVERY},
     )

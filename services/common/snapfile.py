@@ -12,6 +12,7 @@ import gc
 import os
 import signal
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -113,14 +114,18 @@ class Snapshots:
     order in flight for as long as the disk took. A state too large to capture on the
     loop is written by a forked child instead (``fork_write``)."""
 
-    def __init__(self, home: Path, service: str, every: int, log, keep: int = 3) -> None:
+    def __init__(
+        self, home: Path, service: str, every: int, log, keep: int = 3, cpu_share: float = 1.0
+    ) -> None:
         self.where = directory(home, service)
         self.every = every
+        self.cpu_share = cpu_share  # of one CPU, that forked writers may take on average
         self.keep = keep
         self.log = log
         self.last = 0
         self._writer: threading.Thread | None = None
         self._child: tuple[int, int] | None = None  # (pid, seq) of a forked writer
+        self._next_fork = 0.0  # monotonic time before which no writer is forked
 
     def load(self, restore):
         """``restore(data)`` of the newest snapshot it accepts, or None."""
@@ -131,16 +136,12 @@ class Snapshots:
         self.log.info("snapshot_loaded", seq=self.last)
         return state
 
-    def due(self, seq: int, size: Callable[[], int] | None = None) -> bool:
-        """Whether to snapshot at ``seq``: ``every`` records since the last one, no
-        forked writer still at work, and, given ``size`` (the state's entries, which a
-        snapshot's cost grows with), at least that many records since the last one.
-        An exchange whose state only grows then spends a bounded time per record on
-        snapshots however long it runs, where a fixed interval made each one dearer
-        (a standby at 1,000,000 client order ids spent about a core on them)."""
+    def due(self, seq: int) -> bool:
+        """Whether to snapshot at ``seq``: ``every`` records since the last one, and no
+        forked writer at work nor resting (see ``fork_write``)."""
         if self._forked_busy() or not self.every or seq - self.last < self.every:
             return False
-        return size is None or seq - self.last >= size()
+        return time.monotonic() >= self._next_fork
 
     def write(self, seq: int, data: bytes) -> None:
         """Write ``data`` as the snapshot at ``seq`` in the background (one at a time)."""
@@ -170,7 +171,12 @@ class Snapshots:
         ids) is not taken from the processes on the order path, and it dies with its
         parent. It touches no socket, lock or logger of the parent's and leaves by
         ``_exit``; the parent logs the outcome when it reaps the child (``due``,
-        ``close``)."""
+        ``close``), and forks the next one no sooner than its CPU time divided by
+        ``cpu_share`` after it (``[matcher] snapshot_cpu_share``). The
+        engine's state only grows (every client order id), so a fixed interval would
+        make each snapshot dearer than the last; this keeps their cost a fixed share
+        of a CPU however long the exchange runs, and spaces them further apart as the
+        state grows."""
         self.close()
         pid = os.fork()
         if pid == 0:
@@ -191,12 +197,14 @@ class Snapshots:
         if self._child is None:
             return False
         pid, seq = self._child
-        done, status = os.waitpid(pid, 0 if block else os.WNOHANG)
+        done, status, usage = os.wait4(pid, 0 if block else os.WNOHANG)
         if not done:
             return True
         self._child = None
+        cpu = usage.ru_utime + usage.ru_stime
+        self._next_fork = time.monotonic() + cpu / self.cpu_share
         if os.waitstatus_to_exitcode(status) == 0:
-            self.log.info("snapshot_written", seq=seq, forked=True)
+            self.log.info("snapshot_written", seq=seq, forked=True, cpu_s=round(cpu, 3))
         else:  # the journal keeps every segment until one succeeds
             self.log.error("snapshot_failed", seq=seq, status=status)
         return False

@@ -577,11 +577,6 @@ class Engine:
         holding = self.accounts[account].holdings.get(symbol)
         return holding.position if holding else 0
 
-    def entries(self) -> int:
-        """Client order ids remembered plus orders resting: what a snapshot's and a
-        state hash's cost grow with."""
-        return sum(len(a.seen.answers) for a in self.accounts.values()) + len(self.orders)
-
     def state_hash(self) -> str:
         """A stable digest of the whole state, to check a replay against the live engine."""
         digest = hashlib.blake2b(msgspec.msgpack.encode(self._canonical()), digest_size=16)
