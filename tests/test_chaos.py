@@ -105,13 +105,24 @@ def primary(mesh: Mesh) -> str:
 
 def back_as_standby(mesh: Mesh, name: str) -> None:
     mesh[name].start()
-    wait_for(
-        lambda: any(
-            s.service == name and s.role == "standby" and s.alive for s in mesh.status().services
-        ),
-        timeout=20,
-        what=f"{name} as standby",
-    )
+    try:
+        wait_for(
+            lambda: any(
+                s.service == name and s.role == "standby" and s.alive
+                for s in mesh.status().services
+            ),
+            timeout=20,
+            what=f"{name} as standby",
+        )
+    except AssertionError as exc:  # say what the mesh looked like: this failed once
+        status = mesh.status()
+        roles = (
+            [(s.service, s.role, s.alive, s.epoch, s.seq) for s in status.services]
+            if status
+            else None
+        )
+        logs = {n: mesh[n].log()[-1500:] for n in ("heartbeat", "matcher-a", "matcher-b")}
+        raise AssertionError(f"{exc}; services {roles}; {logs}") from None
 
 
 def test_chaos_kills_and_a_stall_lose_and_double_nothing(short_home):
