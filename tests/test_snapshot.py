@@ -7,6 +7,7 @@ import random
 import msgspec
 
 from clients.bench.flow import BENCH_RISK, bench_symbols, generate
+from services.common import snapfile
 from services.matcher import snapshot
 from services.matcher.engine import Engine
 
@@ -39,3 +40,38 @@ def test_damaged_snapshot_falls_back_to_an_older_one(tmp_path):
     newer.write_bytes(newer.read_bytes()[:-5])  # torn
     _, seq, _ = snapshot.newest(tmp_path, symbols, BENCH_RISK)
     assert seq == 1
+
+
+class _Log:
+    def __init__(self) -> None:
+        self.events: list[tuple[str, dict]] = []
+
+    def info(self, event: str, **kw) -> None:
+        self.events.append((event, kw))
+
+    error = warning = info
+
+
+def test_forked_writer_writes_the_state_at_the_fork_and_paces_the_next(tmp_path):
+    symbols = bench_symbols(2)
+    engine = Engine(symbols, BENCH_RISK)
+    setup, flow, _ = generate(2_000, seed=3, symbols=2, accounts=4)
+    for cmd in setup + flow[:1_000]:
+        engine.apply(cmd)
+    expected = engine.state_hash()
+    log = _Log()
+    snaps = snapfile.Snapshots(tmp_path, "matcher", every=10, log=log, cpu_share=1e-6)
+    assert snaps.due(10)
+    snaps.fork_write(10, lambda: msgspec.msgpack.encode(snapshot.capture(engine, 10, 1)))
+    for cmd in flow[1_000:]:  # the parent moves on; the child has the state at the fork
+        engine.apply(cmd)
+    assert engine.state_hash() != expected
+    snaps.close()  # reaps the child
+    ((event, fields),) = log.events
+    assert event == "snapshot_written" and fields["seq"] == 10 and fields["cpu_s"] >= 0
+    restored, seq, _ = snapshot.newest(snapfile.directory(tmp_path, "matcher"), symbols, BENCH_RISK)
+    assert seq == 10 and restored.state_hash() == expected
+    # the next writer waits for the last one's CPU time / cpu_share (here: ages)
+    assert not snaps.due(1_000)
+    generous = snapfile.Snapshots(tmp_path, "matcher", every=10, log=log, cpu_share=1.0)
+    assert generous.due(1_000)

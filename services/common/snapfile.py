@@ -168,7 +168,8 @@ class Snapshots:
         parent's loop capturing or encoding anything: it pays only the fork (about
         6 ms for a 200 MB process here). The child runs only on an otherwise idle CPU
         (``_run_only_when_idle``), so the capture's CPU (0.3 s at 300,000 client order
-        ids) is not taken from the processes on the order path, and it dies with its
+        ids) comes from idle time rather than from the processes on the order path
+        (not free on this VM all the same: hence ``cpu_share``), and it dies with its
         parent. It touches no socket, lock or logger of the parent's and leaves by
         ``_exit``; the parent logs the outcome when it reaps the child (``due``,
         ``close``), and forks the next one no sooner than its CPU time divided by
@@ -178,7 +179,12 @@ class Snapshots:
         of a CPU however long the exchange runs, and spaces them further apart as the
         state grows."""
         self.close()
-        pid = os.fork()
+        try:
+            pid = os.fork()
+        except OSError as exc:  # no memory or process slot: the standby carries on
+            self.log.error("snapshot_failed", seq=seq, error=str(exc))
+            self.last = seq  # tried again after another ``every`` records
+            return
         if pid == 0:
             code = 1
             try:
