@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import random
+import time
 
 import msgspec
 
@@ -10,6 +12,7 @@ from clients.bench.flow import BENCH_RISK, bench_symbols, generate
 from services.common import snapfile
 from services.matcher import snapshot
 from services.matcher.engine import Engine
+from tests.mesh import wait_for
 
 
 def test_snapshot_restores_exactly_and_continues_identically(tmp_path):
@@ -60,18 +63,50 @@ def test_forked_writer_writes_the_state_at_the_fork_and_paces_the_next(tmp_path)
         engine.apply(cmd)
     expected = engine.state_hash()
     log = _Log()
-    snaps = snapfile.Snapshots(tmp_path, "matcher", every=10, log=log, cpu_share=1e-6)
-    assert snaps.due(10)
-    snaps.fork_write(10, lambda: msgspec.msgpack.encode(snapshot.capture(engine, 10, 1)))
+    where = snapfile.directory(tmp_path, "matcher")
+
+    def produce(seq):
+        return lambda: msgspec.msgpack.encode(snapshot.capture(engine, seq, 1))
+
+    frugal = snapfile.Snapshots(tmp_path, "matcher", every=10, log=log, cpu_share=1e-6)
+    assert frugal.due(10)
+    frugal.fork_write(10, produce(10))
     for cmd in flow[1_000:]:  # the parent moves on; the child has the state at the fork
         engine.apply(cmd)
     assert engine.state_hash() != expected
-    snaps.close()  # reaps the child
+    wait_for(lambda: not frugal.writing(), what="the writer to finish")
     ((event, fields),) = log.events
-    assert event == "snapshot_written" and fields["seq"] == 10 and fields["cpu_s"] >= 0
-    restored, seq, _ = snapshot.newest(snapfile.directory(tmp_path, "matcher"), symbols, BENCH_RISK)
+    assert event == "snapshot_written" and fields["seq"] == 10 and fields["cpu_s"] > 0
+    restored, seq, _ = snapshot.newest(where, symbols, BENCH_RISK)
     assert seq == 10 and restored.state_hash() == expected
-    # the next writer waits for the last one's CPU time / cpu_share (here: ages)
-    assert not snaps.due(1_000)
+    # the next writer waits for the last one's CPU time / cpu_share: ages here...
+    assert not frugal.due(1_000)
+    # ... and about the child's own CPU time when the whole of a CPU may go to them
     generous = snapfile.Snapshots(tmp_path, "matcher", every=10, log=log, cpu_share=1.0)
-    assert generous.due(1_000)
+    generous.fork_write(20, produce(20))
+    wait_for(lambda: not generous.writing(), what="the second writer to finish")
+    cpu = log.events[-1][1]["cpu_s"]
+    wait_for(lambda: generous.due(1_000), timeout=5 + 2 * cpu, what="the next one to be due")
+
+
+def test_stop_kills_a_forked_writer_and_its_temp_file_goes_at_the_next_start(tmp_path):
+    log = _Log()
+    snaps = snapfile.Snapshots(tmp_path, "matcher", every=1, log=log)
+    where = snapfile.directory(tmp_path, "matcher")
+    where.mkdir(parents=True)
+    mine = where / f"{7:020d}.{os.getpid()}.tmp"  # a live writer's: kept
+    mine.write_bytes(b"x")
+    gone = where / f"{6:020d}.999999999.tmp"  # no such process: removed
+    gone.write_bytes(b"x")
+
+    def forever():
+        time.sleep(60)
+        return b""
+
+    snaps.fork_write(5, forever)
+    started = time.monotonic()
+    snaps.close()  # a stop does not wait for the writer
+    assert time.monotonic() - started < 5 and not snaps.writing()
+    assert log.events[-1][0] == "snapshot_failed"
+    snapfile.Snapshots(tmp_path, "matcher", every=1, log=log)
+    assert mine.exists() and not gone.exists()

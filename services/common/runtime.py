@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import gc
 import os
 
@@ -42,7 +41,8 @@ def die_with_parent(sig: int) -> None:
     nobody to stop it by PID, and a matcher's snapshot child never outlives the
     matcher whose memory it is writing out."""
     try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+        libc = ctypes.CDLL(None, use_errno=True)  # this process's own symbols: libc's
+        # prctl among them (find_library would run ldconfig in a subprocess)
         libc.prctl(1, sig)  # 1 = PR_SET_PDEATHSIG
     except (OSError, AttributeError):  # not Linux: the caller's own stop() remains
         pass

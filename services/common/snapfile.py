@@ -13,6 +13,7 @@ import os
 import signal
 import threading
 import time
+import traceback
 from collections.abc import Callable
 from pathlib import Path
 
@@ -21,6 +22,7 @@ import msgspec
 from services.common.runtime import die_with_parent
 
 SUFFIX = ".snap"
+TEMP = ".tmp"
 # a snapshot reaches the disk a chunk at a time, each synced before the next is written:
 # one 10 MB fsync held the journal's fdatasync for up to 20 ms here (a 200 KB one, not
 # at all), since both wait on the same virtual disk's queue
@@ -38,7 +40,7 @@ def write(where: Path, seq: int, data: bytes, keep: int = 3) -> Path:
     leaves the old set or the new one), then keep only the newest ``keep``."""
     where.mkdir(parents=True, exist_ok=True)
     path = where / f"{seq:020d}{SUFFIX}"
-    tmp = path.with_suffix(".tmp")
+    tmp = where / f"{seq:020d}.{os.getpid()}{TEMP}"
     with tmp.open("wb") as fh:
         view = memoryview(data)
         for start in range(0, len(view), WRITE_CHUNK):
@@ -50,6 +52,19 @@ def write(where: Path, seq: int, data: bytes, keep: int = 3) -> Path:
     for old in sorted(where.glob(f"*{SUFFIX}"))[:-keep]:
         old.unlink()
     return path
+
+
+def remove_stale_temps(where: Path) -> None:
+    """Delete temp files whose writer is gone (killed mid-write: a stop, a crash, the
+    parent's death), each named ``<seq>.<pid>.tmp``; a live writer's stays."""
+    for tmp in where.glob(f"*{TEMP}"):
+        try:
+            pid = int(tmp.name.split(".")[1])
+            os.kill(pid, 0)
+        except (IndexError, ValueError, ProcessLookupError):
+            tmp.unlink(missing_ok=True)
+        except PermissionError:  # someone else's live process: leave it
+            pass
 
 
 def newest_first(where: Path) -> list[tuple[int, Path]]:
@@ -126,6 +141,7 @@ class Snapshots:
         self._writer: threading.Thread | None = None
         self._child: tuple[int, int] | None = None  # (pid, seq) of a forked writer
         self._next_fork = 0.0  # monotonic time before which no writer is forked
+        remove_stale_temps(self.where)
 
     def load(self, restore):
         """``restore(data)`` of the newest snapshot it accepts, or None."""
@@ -139,13 +155,13 @@ class Snapshots:
     def due(self, seq: int) -> bool:
         """Whether to snapshot at ``seq``: ``every`` records since the last one, and no
         forked writer at work nor resting (see ``fork_write``)."""
-        if self._forked_busy() or not self.every or seq - self.last < self.every:
+        if self.writing() or not self.every or seq - self.last < self.every:
             return False
         return time.monotonic() >= self._next_fork
 
     def write(self, seq: int, data: bytes) -> None:
         """Write ``data`` as the snapshot at ``seq`` in the background (one at a time)."""
-        self.close()
+        self._join_thread()
         self.last = seq
         self._writer = threading.Thread(
             target=self._write, args=(seq, data), name="snapshot", daemon=True
@@ -178,7 +194,10 @@ class Snapshots:
         make each snapshot dearer than the last; this keeps their cost a fixed share
         of a CPU however long the exchange runs, and spaces them further apart as the
         state grows."""
-        self.close()
+        if self.writing():
+            return  # one writer at a time (``due`` says so too)
+        self._join_thread()
+        parent = os.getpid()
         try:
             pid = os.fork()
         except OSError as exc:  # no memory or process slot: the standby carries on
@@ -189,17 +208,22 @@ class Snapshots:
             code = 1
             try:
                 die_with_parent(signal.SIGKILL)
+                if os.getppid() != parent:  # it died before the line above took hold
+                    os._exit(code)
                 _run_only_when_idle()
                 gc.disable()  # a short-lived copy: its garbage goes when it exits
                 write(self.where, seq, produce(), self.keep)
                 code = 0
+            except BaseException:  # noqa: BLE001 - the parent sees only the exit code
+                traceback.print_exc()  # onto the service's stderr, its log
             finally:
                 os._exit(code)
         self.last = seq
         self._child = (pid, seq)
 
-    def _forked_busy(self, block: bool = False) -> bool:
-        """Whether a forked writer is still at work; reaps and logs it once done."""
+    def writing(self, block: bool = False) -> bool:
+        """Whether a forked writer is still at work (with ``block``, wait for it);
+        reaps and logs it once done. Cheap without one: call it as often as liked."""
         if self._child is None:
             return False
         pid, seq = self._child
@@ -208,16 +232,24 @@ class Snapshots:
             return True
         self._child = None
         cpu = usage.ru_utime + usage.ru_stime
-        self._next_fork = time.monotonic() + cpu / self.cpu_share
+        if self.cpu_share > 0:  # 0: no pacing
+            self._next_fork = time.monotonic() + cpu / self.cpu_share
         if os.waitstatus_to_exitcode(status) == 0:
             self.log.info("snapshot_written", seq=seq, forked=True, cpu_s=round(cpu, 3))
         else:  # the journal keeps every segment until one succeeds
             self.log.error("snapshot_failed", seq=seq, status=status)
         return False
 
-    def close(self) -> None:
-        """Wait for the snapshot being written, if any."""
+    def _join_thread(self) -> None:
         if self._writer is not None:
             self._writer.join()
             self._writer = None
-        self._forked_busy(block=True)
+
+    def close(self) -> None:
+        """Wait for a snapshot being written by the thread; stop a forked writer (a
+        SCHED_IDLE child could take long on a busy host, and a stop should not wait:
+        its temp file is removed at the next start, the older snapshots remain)."""
+        self._join_thread()
+        if self._child is not None:
+            os.kill(self._child[0], signal.SIGKILL)  # unreaped, so the pid is still ours
+            self.writing(block=True)

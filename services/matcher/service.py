@@ -24,9 +24,7 @@ from services.common.codec import (
     beat_decoder,
     bus_decoder,
     encode,
-    head_decoder,
     join_batch,
-    raw_batch_decoder,
 )
 from services.common.config import Config, matcher_endpoints
 from services.common.frames import recv_frames, send_pair
@@ -227,21 +225,16 @@ class Matcher:
     # -- primary ------------------------------------------------------------
 
     def _track_commits(self) -> None:
-        """How far the journal has committed, from its beats (and any records still
-        queued from before the promotion unsubscribed them)."""
+        """How far the journal has committed, from its beats."""
         sub = self.follower.sub
         while True:
             try:
                 topic, payload = recv_frames(sub)
             except zmq.Again:
                 return
-            if topic == TOPIC_BEAT:
-                seq = beat_decoder.decode(payload).seq
-            elif topic == TOPIC_RECORDS:
-                raws = raw_batch_decoder.decode(payload)
-                seq = head_decoder.decode(raws[-1]).seq if raws else 0
-            else:
+            if topic != TOPIC_BEAT:
                 continue
+            seq = beat_decoder.decode(payload).seq
             if seq > self.committed:
                 self.committed = seq
 
@@ -351,6 +344,7 @@ class Matcher:
                     self._standby_step()
                 if self.beats.due():
                     self.beats.send(self.role, self.epoch, self.seq, self.committed)
+                    self.snapshots.writing()  # reap a writer forked before a promotion
         finally:
             self.close()
         return 0
