@@ -27,7 +27,7 @@ def test_answers_and_arrival_order():
     answers = [Rejected(1, f"id-{i}", Reject.BAD_QTY) for i in range(5 * SHARDS)]
     for answer in answers:
         assert table.first(answer.cl_ord_id) is None
-        assert table.add(answer.cl_ord_id, answer) is answer
+        assert table.add(answer) is answer
     assert all(table.first(a.cl_ord_id) is a for a in answers)
     assert table.items() == answers
     assert sum(1 for shard in table.shards if shard) > 1  # really split

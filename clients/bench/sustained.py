@@ -329,7 +329,7 @@ def run_mesh(
     # per-account rate limits (a policy, [security]) are lifted to measure capacity
     unlimited = {"session_rate": 10**9, "account_rate": 10**9}
     # the hot standby runs, as under `make run`: it applies every commit, so it takes
-    # its share of the cores (about 20 us of CPU per order here) from the order path
+    # its share of the cores (about 10 us of CPU per order here) from the order path
     mesh = Mesh(home, standby=True, journal={"fsync": fsync}, security=unlimited)
     rows = []
     try:

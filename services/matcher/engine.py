@@ -123,7 +123,7 @@ class Engine:
         if first is not None:
             return [Duplicate(cmd.account, cmd.cl_ord_id, first)]
         acct.password_hash = cmd.password_hash
-        return [acct.seen.add(cmd.cl_ord_id, PasswordChanged(cmd.account, cmd.cl_ord_id))]
+        return [acct.seen.add(PasswordChanged(cmd.account, cmd.cl_ord_id))]
 
     # -- operators ----------------------------------------------------------
 
@@ -163,8 +163,8 @@ class Engine:
                 (self.halted.add if halted else self.halted.discard)(cmd.symbol)
                 events.append(SymbolHalted(cmd.symbol, halted))
         if code:
-            return [operator.seen.add(cmd.cl_ord_id, Rejected(cmd.account, cmd.cl_ord_id, code))]
-        done = operator.seen.add(cmd.cl_ord_id, AdminDone(cmd.account, cmd.cl_ord_id, action))
+            return [operator.seen.add(Rejected(cmd.account, cmd.cl_ord_id, code))]
+        done = operator.seen.add(AdminDone(cmd.account, cmd.cl_ord_id, action))
         return [done, *events]
 
     def _kill(self, target: Account, events: list[Event]) -> int:
@@ -254,7 +254,7 @@ class Engine:
                 if crosses and post_only:
                     code = Reject.POST_ONLY_WOULD_TRADE
         if code:
-            return [seen.add(cl_ord_id, Rejected(account, cl_ord_id, code))]
+            return [seen.add(Rejected(account, cl_ord_id, code))]
 
         order_id = self.next_order
         self.next_order = order_id + 1
@@ -497,7 +497,7 @@ class Engine:
             event = Cancelled(
                 account, order_id, symbol, side, order.price, leaves, BY_USER, True, cl_ord_id
             )
-        return [seen.add(cl_ord_id, event)]
+        return [seen.add(event)]
 
     def _replace(self, cmd: ReplaceOrder) -> list[Event]:
         account = cmd.account
@@ -532,11 +532,10 @@ class Engine:
             else:
                 code = self._replace_risk(order, qty)
         if code:
-            return [acct.seen.add(cl_ord_id, Rejected(account, cl_ord_id, code, cmd.order_id))]
+            return [acct.seen.add(Rejected(account, cl_ord_id, code, cmd.order_id))]
 
         side, old_price, old_qty = order.side, order.price, order.leaves
         replaced = acct.seen.add(
-            cl_ord_id,
             Replaced(
                 account,
                 cl_ord_id,

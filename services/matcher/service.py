@@ -93,9 +93,7 @@ class Matcher:
         self.pub: zmq.Socket | None = None
         self.last_publish = 0.0
         every = int(cfg.matcher.get("snapshot_every", 50_000))
-        # even a SCHED_IDLE snapshot writer is not free on this VM: in runs whose standby
-        # wrote one every 20,000 records, orders far from any snapshot had a p99 of 5.7
-        # and 11.7 ms, against 3.3 and 3.8 in the runs alternating with them that wrote none
+        # even an idle-only writer is not free here (docs/architecture.md, "Snapshots")
         share = float(cfg.matcher.get("snapshot_cpu_share", 0.02))
         self.snapshots = snapfile.Snapshots(cfg.home, "matcher", every, self.log, cpu_share=share)
         self.running = True
@@ -320,10 +318,8 @@ class Matcher:
         self.follower.source_seq = max(self.follower.source_seq, seq)
 
     def _maybe_snapshot(self) -> None:
-        """Standbys write snapshots, from a forked child (the engine's state grows with
-        every client order id, and capturing it took the standby's loop, and a core
-        the order path needed, 0.3 s at 300,000 ids); the primary's loop stays on the
-        order path."""
+        """Standbys write snapshots, from a forked child (``Snapshots.fork_write``);
+        the primary's loop stays on the order path."""
         if self.snapshots.due(self.seq):
             engine, seq, epoch = self.engine, self.seq, self.epoch
             self.snapshots.fork_write(

@@ -40,14 +40,15 @@ class ExactlyOnce:
         self.shards: list[dict[str, Event]] = [{} for _ in range(SHARDS)]
         self.answers: deque[Event] = deque()
         for event in answers:
-            self.add(event.cl_ord_id, event)
+            self.add(event)
 
     def first(self, cl_ord_id: str) -> Event | None:
         """The answer ``cl_ord_id`` got the first time, or None if it is new."""
         return self.shards[hash(cl_ord_id) & SHARD_MASK].get(cl_ord_id)
 
-    def add(self, cl_ord_id: str, event: Event) -> Event:
-        """Remember ``event`` (whose ``cl_ord_id`` is new: see ``first``) as the answer."""
+    def add(self, event: Event) -> Event:
+        """Remember ``event`` as the answer to its ``cl_ord_id`` (new: see ``first``)."""
+        cl_ord_id = event.cl_ord_id
         self.shards[hash(cl_ord_id) & SHARD_MASK][cl_ord_id] = event
         self.answers.append(event)
         return event
