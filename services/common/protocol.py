@@ -75,6 +75,13 @@ class Reject(IntEnum):
     SYMBOL_HALTED = 25
     ACCOUNT_BLOCKED = 26
     BAD_TOKEN = 27
+    INSUFFICIENT_FUNDS = 28
+    INSUFFICIENT_SHARES = 29
+    TRADING_PAUSED = 30
+    VALUE_LIMIT = 31
+    JOURNAL_FULL = 32
+    TOO_MANY_IN_FLIGHT = 33
+    BAD_AMOUNT = 34
 
 
 REJECT_TEXT: dict[int, str] = {
@@ -108,6 +115,17 @@ REJECT_TEXT: dict[int, str] = {
     Reject.SYMBOL_HALTED: "trading in this symbol is halted",
     Reject.ACCOUNT_BLOCKED: "this account is blocked by an operator",
     Reject.BAD_TOKEN: "unknown or expired session token; log in again",
+    Reject.INSUFFICIENT_FUNDS: (
+        "buy needs more cash than the account has free (cash + credit - open buys)"
+    ),
+    Reject.INSUFFICIENT_SHARES: (
+        "sell needs shares the account does not hold free (short sales past the limit)"
+    ),
+    Reject.TRADING_PAUSED: "volatility pause: this symbol reopens shortly, retry then",
+    Reject.VALUE_LIMIT: "price, order value or resulting cash would pass the exchange's limits",
+    Reject.JOURNAL_FULL: "the exchange cannot store new orders now (journal disk full); retry",
+    Reject.TOO_MANY_IN_FLIGHT: "too many of this account's requests await an answer; wait",
+    Reject.BAD_AMOUNT: "amount must be a non-zero integer within the exchange's cash limit",
 }
 
 
@@ -117,6 +135,7 @@ class CancelReason(IntEnum):
     FOK = 3  # a fill-or-kill that could not fill completely
     SELF_TRADE = 4  # self-trade prevention
     KILL_SWITCH = 5  # an operator blocked the account
+    VOLATILITY_PAUSE = 6  # the rest of an order that would trade past the dynamic band
 
 
 # Message fields hold these codes as plain integers (validated on decode). The IntEnums
@@ -126,8 +145,8 @@ SideCode = Literal[1, 2]
 OrdTypeCode = Literal[1, 2]
 TifCode = Literal[1, 2, 3]
 StpCode = Literal[0, 1, 2, 3]
-CancelReasonCode = Literal[1, 2, 3, 4, 5]
-AdminActionCode = Literal["halt", "resume", "reference", "kill", "unkill"]
+CancelReasonCode = Literal[1, 2, 3, 4, 5, 6]
+AdminActionCode = Literal["halt", "resume", "reference", "kill", "unkill", "deposit"]
 RejectCode = int
 
 
@@ -195,9 +214,18 @@ class Admin(Command, tag="admin"):
     symbol: str = ""
     target: int = 0
     price: int = 0
+    amount: int = 0  # ``deposit``: cash in price units moved into (or, < 0, out of) target
 
 
-AnyCommand = CreateAccount | NewOrder | CancelOrder | ReplaceOrder | SetPassword | Admin
+class Reopen(Command, tag="reopen"):
+    """Primary matcher -> its own engine: a symbol's volatility pause is over. The
+    engine has no clock, so the matcher sequences this (journaled like any command)
+    once the pause has lasted ``[risk] pause_ms``."""
+
+    symbol: str
+
+
+AnyCommand = CreateAccount | NewOrder | CancelOrder | ReplaceOrder | SetPassword | Admin | Reopen
 
 
 # ---------------------------------------------------------------------------
@@ -338,6 +366,27 @@ class AccountBlocked(Event, tag="account_blocked"):
     cancelled: int  # open orders the kill switch cancelled (each also a cancelled event)
 
 
+class CashAdjusted(Event, tag="cash"):
+    """Cash moved into (``amount`` > 0) or out of an account other than by a trade: the
+    opening balance of a new account, or an operator's deposit or withdrawal."""
+
+    account: int
+    amount: int  # price units
+    cash: int  # the account's cash afterwards
+
+
+class TradingPause(Event, tag="pause"):
+    """A volatility pause began (``paused``) or ended. It begins when an order would
+    trade outside the dynamic band around the last trade; the band it names is the
+    one in force when trading reopens (re-anchored on the last trade)."""
+
+    symbol: str
+    paused: bool
+    last_price: int
+    band_lo: int  # dynamic band: trades only within band_lo .. band_hi
+    band_hi: int
+
+
 AnyEvent = (
     AccountCreated
     | Accepted
@@ -353,6 +402,8 @@ AnyEvent = (
     | SymbolHalted
     | ReferenceSet
     | AccountBlocked
+    | CashAdjusted
+    | TradingPause
 )
 
 
@@ -383,6 +434,7 @@ class Beat(msgspec.Struct, array_like=True, frozen=True, gc=False):
 
     seq: int  # last sequence number published (matcher) or committed (journal)
     epoch: int
+    disk_full: bool = False  # journal: it cannot write; the matcher refuses new commands
 
 
 class Bus(msgspec.Struct, array_like=True, tag=True, frozen=True, gc=False):
@@ -585,6 +637,7 @@ class AdminRequest(Request, tag="admin"):
     symbol: str = ""
     account: str = ""
     price: int = 0
+    amount: int = 0  # ``deposit``: price units into (> 0) or out of (< 0) ``account``
 
 
 class Ping(Request, tag="ping"):
