@@ -807,11 +807,13 @@ class Bbo(Feed, tag="bbo"):
 
 class SnapshotRequest(Feed, tag="snapshot_req"):
     symbol: str
+    depth: int = 0  # levels per side wanted; 0 (or past the service's cap): the cap
 
 
 class Snapshot(Feed, tag="snapshot"):
-    """Every level (full depth), valid at L2 sequence ``seq``: a subscriber drops updates
-    at or below it and keeps the top ``depth`` levels, as the L2 feed describes them."""
+    """The best levels of each side (all of them up to the service's cap), valid at L2
+    sequence ``seq``: a subscriber drops updates at or below it and keeps the top
+    ``depth`` levels, as the L2 feed describes them."""
 
     symbol: str
     seq: int
@@ -819,6 +821,8 @@ class Snapshot(Feed, tag="snapshot"):
     bids: list[tuple[int, int]]
     asks: list[tuple[int, int]]
     journal_seq: int
+    bids_omitted: int = 0  # levels of the book past the ones sent
+    asks_omitted: int = 0
 
 
 class TradesRequest(Feed, tag="trades_req"):
@@ -837,7 +841,18 @@ class RecentTrades(Feed, tag="trades"):
     trades: list[Trade]
 
 
-AnyFeed = L2Update | Trade | Bbo | SnapshotRequest | Snapshot | TradesRequest | RecentTrades
+class FeedError(Feed, tag="feed_error"):
+    """The snapshot endpoint's answer to a request it will not serve (unknown symbol,
+    malformed, over the peer's rate); ``code`` is a Reject code."""
+
+    code: RejectCode
+    text: str
+    symbol: str = ""  # the request's symbol, when it had one
+
+
+AnyFeed = (
+    L2Update | Trade | Bbo | SnapshotRequest | Snapshot | TradesRequest | RecentTrades | FeedError
+)
 TRADES_KEPT = 200  # per symbol, for TradesRequest
 
 
