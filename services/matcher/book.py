@@ -113,6 +113,15 @@ class BookSide:
 
 
 class Book:
+    """One symbol's book and its price bands.
+
+    The static band (``band_lo`` .. ``band_hi``) is set around the day's reference (the
+    config's, or an operator's) and no trade moves it: limit prices outside it are
+    refused. Inside it the dynamic band (``dyn_lo`` .. ``dyn_hi``) follows the last
+    trade: an order that would trade outside it pauses the symbol instead (limit up /
+    limit down), so no sequence of trades can walk the price past the static band, and
+    a fast move stops for a moment instead of running through a thin book."""
+
     __slots__ = (
         "spec",
         "symbol",
@@ -123,9 +132,13 @@ class Book:
         "last_price",
         "band_lo",
         "band_hi",
+        "dyn_lo",
+        "dyn_hi",
+        "paused",
+        "max_price",
     )
 
-    def __init__(self, spec: SymbolSpec) -> None:
+    def __init__(self, spec: SymbolSpec, max_price: int = 10**10) -> None:
         self.spec = spec
         self.symbol = spec.symbol
         self.tick = spec.tick
@@ -133,13 +146,22 @@ class Book:
         self.bids = BookSide(Side.BUY)
         self.asks = BookSide(Side.SELL)
         self.last_price = 0
+        self.paused = False  # a volatility pause: no new orders until a Reopen
+        self.max_price = max_price
         self.set_band(spec.reference)
 
-    def set_band(self, price: int) -> None:
-        """Limit prices must lie within the band around the last trade (or reference)."""
+    def set_band(self, reference: int) -> None:
+        """The static band around ``reference``; the dynamic band starts there too."""
         bps = self.spec.band_bps
-        self.band_lo = -(-price * (10_000 - bps) // 10_000)
-        self.band_hi = price * (10_000 + bps) // 10_000
+        self.band_lo = max(1, -(-reference * (10_000 - bps) // 10_000))
+        self.band_hi = min(self.max_price, reference * (10_000 + bps) // 10_000)
+        self.set_dynamic(reference)
+
+    def set_dynamic(self, price: int) -> None:
+        """The dynamic band around ``price`` (the last trade), inside the static band."""
+        bps = self.spec.dynamic_bps
+        self.dyn_lo = max(self.band_lo, -(-price * (10_000 - bps) // 10_000))
+        self.dyn_hi = min(self.band_hi, price * (10_000 + bps) // 10_000)
 
     def side(self, side: int) -> BookSide:
         return self.bids if side == Side.BUY else self.asks

@@ -27,6 +27,7 @@ from services.common.protocol import (
     Cancelled,
     CancelOrder,
     CancelReason,
+    CashAdjusted,
     CreateAccount,
     Duplicate,
     Event,
@@ -38,6 +39,7 @@ from services.common.protocol import (
     ReferenceSet,
     Reject,
     Rejected,
+    Reopen,
     Replaced,
     ReplaceOrder,
     Rested,
@@ -46,6 +48,7 @@ from services.common.protocol import (
     Stp,
     SymbolHalted,
     Tif,
+    TradingPause,
 )
 from services.matcher.book import Book
 from services.matcher.state import SHARD_MASK, Account, Holding, Order
@@ -65,6 +68,7 @@ BY_IOC = int(CancelReason.IOC)
 BY_FOK = int(CancelReason.FOK)
 BY_STP = int(CancelReason.SELF_TRADE)
 BY_KILL = int(CancelReason.KILL_SWITCH)
+BY_PAUSE = int(CancelReason.VOLATILITY_PAUSE)
 
 
 class Engine:
@@ -73,7 +77,12 @@ class Engine:
         self.max_order_qty = risk.max_order_qty
         self.max_position = risk.max_position
         self.max_open_orders = risk.max_open_orders
-        self.books = {name: Book(spec) for name, spec in sorted(symbols.items())}
+        self.short_limit = risk.short_limit
+        self.credit = risk.credit_limit
+        self.max_price = risk.max_price
+        self.max_cash = risk.max_cash
+        self.books = {name: Book(spec, risk.max_price) for name, spec in sorted(symbols.items())}
+        self.paused: set[str] = set()  # symbols in a volatility pause (the matcher reopens)
         self.accounts: dict[int, Account] = {}
         self.names: dict[str, int] = {}
         self.orders: dict[int, Order] = {}
@@ -87,6 +96,7 @@ class Engine:
             CreateAccount: self._create_account,
             SetPassword: self._set_password,
             Admin: self._admin,
+            Reopen: self._reopen,
         }
         self.halted: set[str] = set()  # symbols an operator halted
 
@@ -111,9 +121,13 @@ class Engine:
         account = self.next_account
         self.next_account += 1
         stp = cmd.stp if cmd.stp != Stp.DEFAULT else self.risk.default_stp
-        self.accounts[account] = Account(account, name, cmd.password_hash, stp)
+        acct = self.accounts[account] = Account(account, name, cmd.password_hash, stp)
         self.names[name] = account
-        return [AccountCreated(account, name)]
+        opening = self.risk.opening_cash
+        if not opening:
+            return [AccountCreated(account, name)]
+        acct.cash = opening
+        return [AccountCreated(account, name), CashAdjusted(account, opening, opening)]
 
     def _set_password(self, cmd: SetPassword) -> list[Event]:
         acct = self.accounts.get(cmd.account)
@@ -138,10 +152,12 @@ class Engine:
         action = cmd.action
         events: list[Event] = []
         code = 0
-        if action in ("kill", "unkill"):
+        if action in ("kill", "unkill", "deposit"):
             target = self.accounts.get(cmd.target)
             if target is None:
                 code = Reject.UNKNOWN_ACCOUNT
+            elif action == "deposit":
+                code = self._deposit(target, cmd.amount, events)
             elif action == "kill":
                 cancelled = self._kill(target, events)
                 events.append(AccountBlocked(target.account, True, cancelled))
@@ -155,6 +171,8 @@ class Engine:
             elif action == "reference":
                 if cmd.price <= 0 or cmd.price % book.tick:
                     code = Reject.BAD_PRICE
+                elif cmd.price > self.max_price:
+                    code = Reject.VALUE_LIMIT
                 else:
                     book.set_band(cmd.price)
                     events.append(ReferenceSet(cmd.symbol, cmd.price, book.band_lo, book.band_hi))
@@ -162,10 +180,36 @@ class Engine:
                 halted = action == "halt"
                 (self.halted.add if halted else self.halted.discard)(cmd.symbol)
                 events.append(SymbolHalted(cmd.symbol, halted))
+                if not halted and book.paused:  # an operator's resume ends a pause too
+                    events.append(self._end_pause(book))
         if code:
             return [operator.seen.add(Rejected(cmd.account, cmd.cl_ord_id, code))]
         done = operator.seen.add(AdminDone(cmd.account, cmd.cl_ord_id, action))
         return [done, *events]
+
+    def _deposit(self, target: Account, amount: int, events: list[Event]) -> int:
+        """Move cash into (or out of) ``target``: 0, or why not. A withdrawal may not
+        take the cash below what its open buys and the credit limit need."""
+        cash = target.cash + amount
+        if not amount or cash > self.max_cash:
+            return Reject.BAD_AMOUNT
+        if amount < 0 and cash + self.credit < target.open_buy_value:
+            return Reject.INSUFFICIENT_FUNDS
+        target.cash = cash
+        events.append(CashAdjusted(target.account, amount, cash))
+        return 0
+
+    def _reopen(self, cmd: Reopen) -> list[Event]:
+        """The matcher's word that a volatility pause has run its time."""
+        book = self.books.get(cmd.symbol)
+        if book is None:
+            return [Rejected(0, "", Reject.UNKNOWN_SYMBOL)]
+        return [self._end_pause(book)]
+
+    def _end_pause(self, book: Book) -> TradingPause:
+        book.paused = False
+        self.paused.discard(book.symbol)
+        return TradingPause(book.symbol, False, book.last_price, book.dyn_lo, book.dyn_hi)
 
     def _kill(self, target: Account, events: list[Event]) -> int:
         """Block ``target`` and cancel every open order of it, oldest first."""
@@ -215,6 +259,8 @@ class Engine:
             tif = cmd.tif
             if acct.blocked or symbol in self.halted:
                 code = Reject.ACCOUNT_BLOCKED if acct.blocked else Reject.SYMBOL_HALTED
+            elif book.paused:
+                code = Reject.TRADING_PAUSED
             elif qty <= 0 or qty % book.lot:
                 code = Reject.BAD_QTY
             elif qty > self.max_order_qty:
@@ -229,9 +275,11 @@ class Engine:
                     code = Reject.BAD_TIF
             elif tif == GTC or cmd.post_only:
                 code = Reject.BAD_TIF
-            else:  # market orders are collared at the edge of the price band
+            elif cmd.price:  # a market order names no price
+                code = Reject.BAD_PRICE
+            else:  # market orders are collared at the edge of the static band
                 price = book.band_hi if side == BUY else book.band_lo
-            if not code:  # position limit, counting open orders as if they fill
+            if not code:  # limits counting open orders as if they fill
                 try:
                     holding = acct.holdings[symbol]
                 except KeyError:
@@ -239,8 +287,16 @@ class Engine:
                 if side == BUY:
                     if holding.position + holding.open[BUY] + qty > self.max_position:
                         code = Reject.POSITION_LIMIT
-                elif holding.position - holding.open[SELL] - qty < -self.max_position:
-                    code = Reject.POSITION_LIMIT
+                    elif price * qty + acct.open_buy_value > acct.cash + self.credit:
+                        code = Reject.INSUFFICIENT_FUNDS
+                else:
+                    after = holding.position - holding.open[SELL] - qty
+                    if after < -self.max_position:
+                        code = Reject.POSITION_LIMIT
+                    elif after < -self.short_limit:
+                        code = Reject.INSUFFICIENT_SHARES
+                    elif acct.cash + (acct.open_sell_qty + qty) * self.max_price > self.max_cash:
+                        code = Reject.VALUE_LIMIT  # its proceeds could pass the cash ceiling
                 if tif == GTC and acct.open_orders >= self.max_open_orders:
                     code = code or Reject.MAX_OPEN_ORDERS
             if not code:
@@ -279,24 +335,40 @@ class Engine:
                 self.orders[order_id] = order
                 acct.open_orders += 1
                 holding.open[side] += qty
+                if side == BUY:
+                    acct.open_buy_value += price * qty
+                else:
+                    acct.open_sell_qty += qty
                 return [ack, Rested(account, order_id, symbol, side, price, qty)]
             reason = BY_FOK if tif == FOK else BY_IOC
             return [ack, Cancelled(account, order_id, symbol, side, price, qty, reason, False)]
         events: list[Event] = [ack]
         if tif == FOK and self._fillable(book, account, side, price, qty, stp) < qty:
+            # what it could fill within the dynamic band falls short: killed, no pause
             events.append(Cancelled(account, order_id, symbol, side, price, qty, BY_FOK, False))
             return events
         self._execute(book, acct, holding, order_id, side, price, qty, stp, tif == GTC, events)
         return events
 
-    def _replace_risk(self, order: Order, qty: int) -> int:
-        """The position limit as for a new order, with the open size being replaced freed."""
+    def _replace_risk(self, order: Order, price: int, qty: int) -> int:
+        """The limits as for a new order, with the open size being replaced freed."""
         holding = order.holding
+        owner = order.owner
+        leaves = order.leaves
         if order.side == BUY:
-            if holding.position + holding.open[BUY] - order.leaves + qty > self.max_position:
+            if holding.position + holding.open[BUY] - leaves + qty > self.max_position:
                 return Reject.POSITION_LIMIT
-        elif holding.position - holding.open[SELL] + order.leaves - qty < -self.max_position:
+            needed = owner.open_buy_value - order.price * leaves + price * qty
+            if needed > owner.cash + self.credit:
+                return Reject.INSUFFICIENT_FUNDS
+            return 0
+        after = holding.position - holding.open[SELL] + leaves - qty
+        if after < -self.max_position:
             return Reject.POSITION_LIMIT
+        if after < -self.short_limit:
+            return Reject.INSUFFICIENT_SHARES
+        if owner.cash + (owner.open_sell_qty - leaves + qty) * self.max_price > self.max_cash:
+            return Reject.VALUE_LIMIT
         return 0
 
     def _rest(
@@ -319,6 +391,10 @@ class Engine:
         self.orders[order_id] = order
         acct.open_orders += 1
         holding.open[side] += qty
+        if side == BUY:
+            acct.open_buy_value += price * qty
+        else:
+            acct.open_sell_qty += qty
         return Rested(acct.account, order_id, symbol, side, price, qty)
 
     @staticmethod
@@ -330,16 +406,29 @@ class Engine:
         return best is not None and best <= -price
 
     def _forget(self, order: Order) -> None:
-        """Bookkeeping when a live order leaves the book without trading."""
+        """Bookkeeping when a live order leaves the book without trading (the one place
+        for cancels, kills, self-trade prevention and replaces that move)."""
         del self.orders[order.order_id]
-        order.owner.open_orders -= 1
-        order.holding.open[order.side] -= order.leaves
+        owner = order.owner
+        owner.open_orders -= 1
+        leaves = order.leaves
+        side = order.side
+        order.holding.open[side] -= leaves
+        if side == BUY:
+            owner.open_buy_value -= order.price * leaves
+        else:
+            owner.open_sell_qty -= leaves
 
     def _fillable(self, book: Book, account: int, side: int, price: int, qty: int, stp: int) -> int:
-        """How much a fill-or-kill could fill now, honouring self-trade prevention."""
-        opp = book.asks if side == BUY else book.bids
+        """How much a fill-or-kill could fill now within the dynamic band, honouring
+        self-trade prevention; it stops as soon as ``qty`` is reached, so its cost is
+        bounded by the order's size (and the account's own open orders it skips)."""
+        if side == BUY:
+            opp, maximum = book.asks, min(price, book.dyn_hi)
+        else:
+            opp, maximum = book.bids, -max(price, book.dyn_lo)
         total = 0
-        for order in opp.live_orders(maximum=price if side == BUY else -price):
+        for order in opp.live_orders(maximum=maximum):
             if order.account == account:
                 if stp == CANCEL_RESTING:
                     continue
@@ -369,19 +458,23 @@ class Engine:
         symbol = book.symbol
         account = acct.account
         if side == BUY:
-            opp, limit_key, sign = book.asks, price, 1
+            opp, limit_key, sign, band_key = book.asks, price, 1, book.dyn_hi
         else:
-            opp, limit_key, sign = book.bids, -price, -1
+            opp, limit_key, sign, band_key = book.bids, -price, -1, -book.dyn_lo
         maker_side = 3 - side
+        maker_buys = maker_side == BUY
         levels = opp.levels
         remaining = qty
         cum = notional = last_px = 0
-        self_cancel = False
+        self_cancel = paused = False
         append = events.append
         trade_id = self.next_trade
         while remaining:
             key = opp.best_key
             if key is None or key > limit_key:
+                break
+            if key > band_key:  # it would trade outside the dynamic band: pause instead
+                paused = True
                 break
             level = levels[key]
             px = level.price
@@ -446,6 +539,10 @@ class Engine:
                 mh = maker.holding
                 mh.position -= sign * fill
                 mh.open[maker_side] -= fill
+                if maker_buys:
+                    owner.open_buy_value -= value
+                else:
+                    owner.open_sell_qty -= fill
                 if not leaves:
                     queue.popleft()
                     maker.live = False
@@ -462,8 +559,14 @@ class Engine:
             holding.position += sign * cum
             acct.cash -= sign * notional
             book.last_price = last_px
-            book.set_band(last_px)
+            book.set_dynamic(last_px)
             append(Executed(account, order_id, cum, notional, (2 * notional + cum) // (2 * cum)))
+        if paused:  # the rest would trade past the band: cancelled, and the symbol pauses
+            book.paused = True
+            self.paused.add(symbol)
+            append(Cancelled(account, order_id, symbol, side, price, remaining, BY_PAUSE, False))
+            append(TradingPause(symbol, True, book.last_price, book.dyn_lo, book.dyn_hi))
+            return
         if not remaining:
             return
         if rests and not self_cancel:
@@ -491,9 +594,7 @@ class Engine:
             symbol, side, leaves = order.symbol, order.side, order.leaves
             book = self.books[symbol]
             (book.bids if side == BUY else book.asks).unlink(order)
-            del self.orders[order_id]
-            acct.open_orders -= 1
-            order.holding.open[side] -= leaves
+            self._forget(order)
             event = Cancelled(
                 account, order_id, symbol, side, order.price, leaves, BY_USER, True, cl_ord_id
             )
@@ -517,6 +618,8 @@ class Engine:
             keep = price == order.price and qty <= order.leaves  # a size cut keeps priority
             if order.symbol in self.halted and not keep:  # a halt still allows size cuts
                 code = Reject.SYMBOL_HALTED
+            elif book.paused and not keep:  # and so does a pause
+                code = Reject.TRADING_PAUSED
             elif qty <= 0 or qty % book.lot:
                 code = Reject.BAD_QTY
             elif keep:  # only ever reduces risk: no band or limit can forbid it
@@ -530,7 +633,7 @@ class Engine:
             elif order.post_only and self._crosses(book, order.side, price):
                 code = Reject.POST_ONLY_WOULD_TRADE
             else:
-                code = self._replace_risk(order, qty)
+                code = self._replace_risk(order, price, qty)
         if code:
             return [acct.seen.add(Rejected(account, cl_ord_id, code, cmd.order_id))]
 
@@ -552,8 +655,13 @@ class Engine:
         events: list[Event] = [replaced]
         book_side = book.bids if side == BUY else book.asks
         if keep:
-            book_side.levels[book_side.sign * price].qty -= old_qty - qty
-            order.holding.open[side] -= old_qty - qty
+            cut = old_qty - qty
+            book_side.levels[book_side.sign * price].qty -= cut
+            order.holding.open[side] -= cut
+            if side == BUY:
+                acct.open_buy_value -= price * cut
+            else:
+                acct.open_sell_qty -= cut
             order.leaves = qty
             return events
         book_side.unlink(order)
@@ -597,6 +705,8 @@ class Engine:
                 ],
                 a.seen.items(),  # arrival order is the command order: deterministic
                 a.blocked,
+                a.open_buy_value,
+                a.open_sell_qty,
             ]
             for _, a in sorted(self.accounts.items())
         ]
@@ -606,6 +716,9 @@ class Engine:
                 book.last_price,
                 book.band_lo,
                 book.band_hi,
+                book.dyn_lo,
+                book.dyn_hi,
+                book.paused,
                 [
                     [o.order_id, o.account, o.price, o.leaves, int(o.stp)]
                     for o in book.bids.live_orders()

@@ -40,6 +40,7 @@ from services.common.protocol import (
     ReadRange,
     Record,
     Reject,
+    Reopen,
     StateInfo,
     StateQuery,
 )
@@ -101,6 +102,9 @@ class Matcher:
         self.verified = 0  # the last seq at which the whole state matched the primary's
         self._next_verify = 0.0
         self._applied_at = 0.0
+        self.journal_full = False  # the journal's beats say it cannot write: refuse work
+        self.pause_s = cfg.risk.pause_ms / 1000
+        self.paused_since: dict[str, float] = {}  # symbol -> when this primary saw it pause
 
     # -- standby ------------------------------------------------------------
 
@@ -232,9 +236,12 @@ class Matcher:
                 return
             if topic != TOPIC_BEAT:
                 continue
-            seq = beat_decoder.decode(payload).seq
-            if seq > self.committed:
-                self.committed = seq
+            beat = beat_decoder.decode(payload)
+            if beat.seq > self.committed:
+                self.committed = beat.seq
+            if beat.disk_full != self.journal_full:
+                self.journal_full = beat.disk_full
+                self.log.warning("journal_full" if beat.disk_full else "journal_writable")
 
     def _serve_read(self, ident: bytes, request: ReadRange) -> None:
         """Retransmit from the bounded buffer, so the journal can fill a gap."""
@@ -254,6 +261,8 @@ class Matcher:
         if self.router in ready:
             self._serve()
         now = time.monotonic()
+        if self.engine.paused or self.paused_since:
+            self._reopen_due(now)
         if now - self.last_publish >= self.heartbeat_ms / 2000:  # idle: say where we are
             self.pub.send_multipart([TOPIC_BEAT, encode(Beat(self.seq, self.epoch))])
             self.last_publish = now
@@ -288,8 +297,9 @@ class Matcher:
                 info = StateInfo(self.role, self.epoch, seq, self.engine.state_hash())
                 router.send_multipart([ident, encode(info)])
             elif isinstance(msg, CommandBatch):
-                if seq - self.committed >= self.window:
-                    router.send_multipart([ident, encode(MatcherBusy(msg.commands, Reject.BUSY))])
+                if self.journal_full or seq - self.committed >= self.window:
+                    code = Reject.JOURNAL_FULL if self.journal_full else Reject.BUSY
+                    router.send_multipart([ident, encode(MatcherBusy(msg.commands, code))])
                     continue
                 commands = msg.commands
                 for cmd, events in zip(commands, apply_batch(commands), strict=True):
@@ -299,10 +309,37 @@ class Matcher:
                     break  # publish and beat before taking more
         if records:
             self.seq = seq
-            raws = [encode(record) for record in records]
-            self.retransmit.extend(raws)
-            send_pair(self.pub, TOPIC_RECORDS, join_batch(raws))
-            self.last_publish = time.monotonic()
+            self._publish(records)
+
+    def _publish(self, records: list[Record]) -> None:
+        raws = [encode(record) for record in records]
+        self.retransmit.extend(raws)
+        send_pair(self.pub, TOPIC_RECORDS, join_batch(raws))
+        self.last_publish = time.monotonic()
+
+    def _reopen_due(self, now: float) -> None:
+        """End volatility pauses that have lasted ``[risk] pause_ms``. The engine has no
+        clock, so the primary sequences a Reopen, journaled like any command; a new
+        primary starts the clock of a pause it inherits at its promotion."""
+        paused = self.engine.paused
+        for symbol in [s for s in self.paused_since if s not in paused]:
+            del self.paused_since[symbol]  # reopened (an operator's resume)
+        due = []
+        for symbol in sorted(paused):
+            since = self.paused_since.setdefault(symbol, now)
+            if now - since >= self.pause_s:
+                due.append(symbol)
+        if not due or self.journal_full:
+            return
+        records = []
+        for symbol in due:
+            self.seq += 1
+            records.append(
+                Record(self.seq, self.epoch, Reopen(symbol), self.engine.apply(Reopen(symbol)))
+            )
+            del self.paused_since[symbol]
+        self._publish(records)
+        self.log.info("reopened", symbols=due)
 
     # -- loop ---------------------------------------------------------------
 

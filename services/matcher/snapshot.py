@@ -47,6 +47,9 @@ class SnapshotBook(msgspec.Struct, array_like=True):
     band_lo: int
     band_hi: int
     orders: list[SnapshotOrder]  # bids then asks, each in priority order
+    dyn_lo: int = 0  # the dynamic band and the volatility pause
+    dyn_hi: int = 0
+    paused: bool = False
 
 
 class Snapshot(msgspec.Struct, array_like=True):
@@ -86,7 +89,18 @@ def capture(engine: Engine, seq: int, epoch: int) -> Snapshot:
             for side in (book.bids, book.asks)
             for o in side.live_orders()
         ]
-        books.append(SnapshotBook(symbol, book.last_price, book.band_lo, book.band_hi, orders))
+        books.append(
+            SnapshotBook(
+                symbol,
+                book.last_price,
+                book.band_lo,
+                book.band_hi,
+                orders,
+                book.dyn_lo,
+                book.dyn_hi,
+                book.paused,
+            )  # fmt: skip
+        )
     return Snapshot(
         seq, epoch, engine.state_hash(), engine.next_account, engine.next_order,
         engine.next_trade, accounts, books, sorted(engine.halted),
@@ -108,6 +122,9 @@ def restore(snap: Snapshot, symbols: dict[str, SymbolSpec], risk: RiskLimits) ->
     for b in snap.books:
         book = engine.books[b.symbol]
         book.last_price, book.band_lo, book.band_hi = b.last_price, b.band_lo, b.band_hi
+        book.dyn_lo, book.dyn_hi, book.paused = b.dyn_lo, b.dyn_hi, b.paused
+        if b.paused:
+            engine.paused.add(b.symbol)
         for o in b.orders:
             owner = engine.accounts[o.account]
             order = Order(
@@ -124,6 +141,10 @@ def restore(snap: Snapshot, symbols: dict[str, SymbolSpec], risk: RiskLimits) ->
             )
             book.side(o.side).add(order)
             engine.orders[o.order_id] = order
+            if o.side == 1:  # open buy value and open sell size are the book's, derived
+                owner.open_buy_value += o.price * o.leaves
+            else:
+                owner.open_sell_qty += o.leaves
     engine.next_account, engine.next_order = snap.next_account, snap.next_order
     engine.next_trade = snap.next_trade
     engine.halted = set(snap.halted)

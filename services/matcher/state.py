@@ -79,6 +79,8 @@ class Account:
         "open_orders",
         "seen",
         "blocked",
+        "open_buy_value",
+        "open_sell_qty",
     )
 
     def __init__(self, account: int, name: str, password_hash: str, stp: int) -> None:
@@ -91,6 +93,10 @@ class Account:
         self.open_orders = 0
         self.seen = ExactlyOnce()
         self.blocked = False  # an operator's kill switch: no new orders
+        # buying power and the cash ceiling: price * open size of resting buys, and
+        # the open size of resting sells (derived from the book; not in snapshots)
+        self.open_buy_value = 0
+        self.open_sell_qty = 0
 
 
 class Order(msgspec.Struct, gc=False):
