@@ -9,6 +9,12 @@ next update, so a subscriber that has heard nothing for ``check_ms`` compares it
 sequence number with a snapshot's (asked for without blocking) and resyncs if it is
 behind.
 
+A subscriber that does not read for a while loses messages at marketdata's end
+(``[marketdata] pub_hwm`` per subscriber) or at its own (``rcvhwm``): it sees the gap,
+or the quiet check does, and resyncs the same way. A snapshot the service refuses (an
+unknown symbol, say) leaves the book unsynced with the reason in ``error``, and the
+next attempt waits ``timeout_ms``.
+
 Call ``poll`` often: besides taking messages, it is where ZeroMQ gets to resend the
 subscription after a reconnect (a restarted marketdata), and where checks complete.
 
@@ -29,6 +35,7 @@ import zmq
 from services.common.codec import DecodeError, encode, feed_decoder
 from services.common.protocol import (
     Bbo,
+    FeedError,
     L2Update,
     Snapshot,
     SnapshotRequest,
@@ -64,6 +71,7 @@ class BookSubscriber:
         timeout_ms: int = 2_000,
         check_ms: int = 1_000,
         max_trades: int = 10_000,
+        rcvhwm: int = 100_000,
     ) -> None:
         self.symbol = symbol
         self.depth = depth
@@ -76,7 +84,7 @@ class BookSubscriber:
         self._bbo = bbo_topic(symbol)
         self.sub = ctx.socket(zmq.SUB)
         self.sub.setsockopt(zmq.LINGER, 0)
-        self.sub.setsockopt(zmq.RCVHWM, 100_000)
+        self.sub.setsockopt(zmq.RCVHWM, rcvhwm)
         self.sub.setsockopt(zmq.SUBSCRIBE, self._l2)  # before any snapshot is asked for
         if trades:
             self.sub.setsockopt(zmq.SUBSCRIBE, self._trade)
@@ -99,6 +107,9 @@ class BookSubscriber:
         self._probe: zmq.Socket | None = None  # a quiet-feed check awaiting its answer
         self._probe_seq = 0
         self._probe_until = 0.0
+        self._feed_depth = 0  # levels the feed keeps, from the last snapshot (0: not known)
+        self.error: FeedError | None = None  # the last refusal from the snapshot endpoint
+        self._retry_at = 0.0  # no snapshot asked before this after a refusal
 
     def close(self) -> None:
         self._drop_probe()
@@ -115,7 +126,8 @@ class BookSubscriber:
         sock = self._ctx.socket(zmq.DEALER)
         sock.setsockopt(zmq.LINGER, 0)
         sock.connect(self._snapshot_endpoint)
-        sock.send(encode(SnapshotRequest(self.symbol)))
+        # only the levels the feed keeps are needed (all the service sends until known)
+        sock.send(encode(SnapshotRequest(self.symbol, self._feed_depth)))
         return sock
 
     def _answer(self, sock: zmq.Socket) -> Snapshot | None:
@@ -125,8 +137,13 @@ class BookSubscriber:
             return None
         finally:
             sock.close(0)
+        if type(snap) is FeedError:
+            self.error = snap
+            self._retry_at = time.monotonic() + self.timeout_ms / 1000
+            return None
         if type(snap) is not Snapshot or snap.symbol != self.symbol:
             return None
+        self.error = None
         return snap
 
     def request_snapshot(self) -> Snapshot | None:
@@ -144,6 +161,9 @@ class BookSubscriber:
         they are all at or below its sequence number: dropped before asking."""
         self._drop_probe()
         self._receive(discard_l2=True)
+        if time.monotonic() < self._retry_at:  # refused a moment ago: do not hammer
+            self.synced = False
+            return False
         snap = self.request_snapshot()
         if snap is None:
             self.synced = False
@@ -156,6 +176,7 @@ class BookSubscriber:
         # level below our depth moves up without an update when a better one leaves
         self._bids = dict(snap.bids[: snap.depth])
         self._asks = dict(snap.asks[: snap.depth])
+        self._feed_depth = snap.depth
         self.seq = snap.seq
         self.journal_seq = snap.journal_seq
         self.synced = True

@@ -10,21 +10,29 @@ from __future__ import annotations
 import random
 from collections import Counter
 
+import pytest
+
 from services.common.config import RiskLimits, SymbolSpec
 from services.common.protocol import (
+    TRADES_KEPT,
     Bbo,
     Cancelled,
     CancelOrder,
+    CancelReason,
+    CashAdjusted,
     CreateAccount,
     Fill,
     L2Update,
     NewOrder,
     Record,
+    Reopen,
     Replaced,
     ReplaceOrder,
     Rested,
     Side,
+    Snapshot,
     Trade,
+    TradingPause,
 )
 from services.marketdata.book import MarketData, diff
 from services.matcher.engine import Engine
@@ -237,8 +245,55 @@ def test_symbols_and_topics_keep_separate_sequences():
         ("L2Update", "AAPL", 2),
         ("Bbo", "AAPL", 2),
     ]
-    assert md.snapshot("TSLA").seq == 1 and md.snapshot("NOPE").seq == 0
-    assert md.snapshot("NOPE").bids == [] and md.snapshot("NOPE").journal_seq == 2
+    assert md.snapshot("TSLA").seq == 1 and md.snapshot("TSLA").journal_seq == 2
+    # a symbol with no book has no snapshot and no tape (the service answers an error)
+    assert md.snapshot("NOPE") is None and md.recent_trades("NOPE", 5) is None
+
+
+def test_snapshots_are_capped_and_say_what_they_left_out():
+    md = MarketData(["AAPL"], depth=2, max_depth=3)
+    md.apply([rec(1, *(Rested(1, n, "AAPL", BUY, 100 - n, n) for n in range(1, 6)))])
+    md.apply([rec(2, Rested(1, 9, "AAPL", SELL, 200, 4))])
+    whole = md.snapshot("AAPL")  # no depth asked: the cap
+    assert whole.bids == [(99, 1), (98, 2), (97, 3)] and whole.asks == [(200, 4)]
+    assert (whole.depth, whole.bids_omitted, whole.asks_omitted) == (2, 2, 0)
+    two = md.snapshot("AAPL", 2)
+    assert two.bids == [(99, 1), (98, 2)] and (two.bids_omitted, two.asks_omitted) == (3, 0)
+    assert md.snapshot("AAPL", 10_000).bids == whole.bids  # asking for more gets the cap
+    assert md.snapshot("AAPL", -5).bids == whole.bids
+    with pytest.raises(ValueError):  # a snapshot must hold every level the feed keeps
+        MarketData(["AAPL"], depth=10, max_depth=9)
+
+
+def test_the_tape_is_capped_whatever_the_limit():
+    md = MarketData(["AAPL"])
+    md.apply([rec(1, Rested(1, 1, "AAPL", SELL, 101, 10 * TRADES_KEPT))])
+    fills = [Fill(n, "AAPL", BUY, 101, 1, 2, 100 + n, 0, 1, 1, 1) for n in range(1, 300)]
+    md.apply([rec(2, *fills)])
+    assert len(md.recent_trades("AAPL", 10**9).trades) == TRADES_KEPT
+    assert md.recent_trades("AAPL", 10**9).trades[-1].trade_id == 299
+    assert md.recent_trades("AAPL", 0).trades == [] and md.recent_trades("AAPL", -1).trades == []
+
+
+def test_pauses_cash_and_reopens_publish_nothing_and_pause_cancels_move_levels():
+    """A volatility pause is not on the feed (docs/protocol.md): the book stands; what
+    the pause cancels from the book arrives as cancelled events and moves levels."""
+    md = MarketData(["AAPL"])
+    md.apply([rec(1, Rested(1, 1, "AAPL", BUY, 100, 10), Rested(1, 2, "AAPL", BUY, 99, 5))])
+    before = md.snapshot("AAPL")
+    quiet = [
+        Record(2, 1, Reopen("AAPL"), [TradingPause("AAPL", False, 100, 90, 110)]),
+        rec(3, TradingPause("AAPL", True, 100, 90, 110), CashAdjusted(1, 500, 1500)),
+        rec(4, CashAdjusted(2, -5, 0), TradingPause("NEW", True, 1, 1, 1)),
+        rec(5, Cancelled(1, 3, "AAPL", SELL, 101, 5, CancelReason.VOLATILITY_PAUSE, False)),
+    ]
+    assert md.apply(quiet) == []
+    assert md.snapshot("AAPL") == Snapshot("AAPL", 1, 10, [(100, 10), (99, 5)], [], 5)
+    assert md.snapshot("AAPL").seq == before.seq and md.snapshot("NEW") is None
+    out = md.apply(
+        [rec(6, Cancelled(1, 2, "AAPL", BUY, 99, 5, CancelReason.VOLATILITY_PAUSE, True))]
+    )
+    assert out == [L2Update("AAPL", 2, [(99, 0)], [])] and md.anomalies() == 0
 
 
 def test_sequences_do_not_depend_on_batching():

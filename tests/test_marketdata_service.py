@@ -19,18 +19,22 @@ import zmq
 
 from clients.client import snapshot
 from clients.feed import BookSubscriber
-from services.common.codec import DecodeError, bus_decoder, encode
+from services.common.codec import DecodeError, bus_decoder, encode, feed_decoder
 from services.common.protocol import (
     TOPIC_BEAT,
     TOPIC_RECORDS,
     Bbo,
     Beat,
+    FeedError,
     Fill,
     L2Update,
     ReadRange,
     Record,
+    Reject,
     Snapshot,
+    SnapshotRequest,
     Trade,
+    TradesRequest,
 )
 from services.marketdata.book import MarketData
 from tests.mesh import Service, load, wait_for, write_config
@@ -359,7 +363,9 @@ def test_restart_keeps_the_numbering_and_sigterm_is_clean(world):
         sub.close()
 
 
-def test_hostile_snapshot_requests_are_ignored(world):
+def test_hostile_snapshot_requests_get_errors(world):
+    """Junk is answered MALFORMED and an unknown symbol UNKNOWN_SYMBOL, never with an
+    empty book; a frame past the size limit only costs its sender the connection."""
     cfg, journal, flow, service = world
     journal.commit(flow.more(50))
     start(service, cfg, len(flow.records))
@@ -367,12 +373,29 @@ def test_hostile_snapshot_requests_are_ignored(world):
     sock.setsockopt(zmq.LINGER, 0)
     sock.connect(cfg.endpoints["marketdata_snapshot"])
     try:
-        for junk in (b"", b"\xc1", encode([1, 2, 3]), encode(ReadRange(1, 5)), b"x" * 10_000):
-            sock.send(junk)
-        assert not sock.poll(200)
+        junk = (
+            b"",
+            b"\xc1",
+            encode([1, 2, 3]),
+            encode(ReadRange(1, 5)),
+            encode(Trade("A", 1, 1, 1, 1, 1)),
+        )
+        for frame in junk:
+            sock.send(frame)
+        answers = []
+        for _ in junk:
+            assert sock.poll(5_000), f"no answer after {answers}"
+            answers.append(feed_decoder.decode(sock.recv()))
+        assert [(type(a), a.code) for a in answers] == [(FeedError, Reject.MALFORMED)] * 5
+        for request in (SnapshotRequest("NOPE"), TradesRequest("NOPE", 5)):
+            sock.send(encode(request))
+            assert sock.poll(5_000)
+            assert feed_decoder.decode(sock.recv()) == FeedError(
+                Reject.UNKNOWN_SYMBOL, "unknown symbol", "NOPE"
+            )
+        sock.send(b"x" * 10_000)  # past MAXMSGSIZE: ZeroMQ drops the connection
+        assert not sock.poll(300)
         assert service.alive()
-        snap = snapshot(cfg.endpoints["marketdata_snapshot"], "NOPE")
-        assert (snap.seq, snap.bids, snap.asks) == (0, [], [])
         assert snapshot(cfg.endpoints["marketdata_snapshot"], "AAPL").journal_seq == len(
             flow.records
         )

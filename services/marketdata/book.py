@@ -2,7 +2,9 @@
 
 Pure logic, no sockets: the service feeds it records and publishes what it returns,
 and tests drive it directly. Only aggregated price levels are public; who posted what
-never leaves the exchange.
+never leaves the exchange. Every other event (accounts, cash, rejects, halts,
+volatility pauses...) moves no level and is passed over: a pause leaves the book as it
+stands, and the orders it cancels come as ``cancelled`` events like any other.
 
 Messages are computed record by record, never per batch, so every topic's sequence
 numbers are a pure function of the journal: a restarted marketdata that replays the
@@ -124,9 +126,19 @@ class PublicBook:
         """(bid_px, bid_qty, ask_px, ask_qty); zeros for an empty side."""
         return (*self.bids.best(), *self.asks.best())
 
-    def snapshot(self, depth: int, journal_seq: int) -> Snapshot:
-        bids, asks = self.top()
-        return Snapshot(self.symbol, self.l2_seq, depth, bids, asks, journal_seq)
+    def snapshot(self, depth: int, levels: int, journal_seq: int) -> Snapshot:
+        """The best ``levels`` of each side; ``depth`` is the feed's, for the reader."""
+        bids, asks = self.top(levels)
+        return Snapshot(
+            self.symbol,
+            self.l2_seq,
+            depth,
+            bids,
+            asks,
+            journal_seq,
+            len(self.bids) - len(bids),
+            len(self.asks) - len(asks),
+        )
 
 
 def diff(before: Levels, after: Levels) -> Levels:
@@ -164,10 +176,13 @@ _state_decoder = msgspec.msgpack.Decoder(MarketState)
 class MarketData:
     """Every symbol's public book; ``apply`` returns the feed messages to publish."""
 
-    def __init__(self, symbols: Iterable[str], depth: int = 10) -> None:
+    def __init__(self, symbols: Iterable[str], depth: int = 10, max_depth: int = 1000) -> None:
         if depth < 1:
             raise ValueError("marketdata depth must be at least 1")
+        if max_depth < depth:  # a subscriber's snapshot must hold every level the feed keeps
+            raise ValueError("marketdata snapshot_max_depth must be at least depth")
         self.depth = depth
+        self.max_depth = max_depth
         self.books = {s: PublicBook(s) for s in symbols}
         self.journal_seq = 0  # last record applied
 
@@ -232,19 +247,25 @@ class MarketData:
                 book.bbo_seq += 1
                 out.append(Bbo(symbol, book.bbo_seq, *bbo1))
 
-    def snapshot(self, symbol: str) -> Snapshot:
-        """The full book of ``symbol``; an unknown symbol is an empty book at seq 0."""
+    def snapshot(self, symbol: str, depth: int = 0) -> Snapshot | None:
+        """The best ``depth`` levels per side of ``symbol`` (0, or more than
+        ``max_depth``: ``max_depth``); None for a symbol with no book."""
         book = self.books.get(symbol)
         if book is None:
-            return Snapshot(symbol, 0, self.depth, [], [], self.journal_seq)
-        return book.snapshot(self.depth, self.journal_seq)
+            return None
+        levels = self.max_depth if depth <= 0 else min(depth, self.max_depth)
+        return book.snapshot(self.depth, levels, self.journal_seq)
 
-    def recent_trades(self, symbol: str, limit: int) -> RecentTrades:
-        """The last ``limit`` trades of ``symbol``, oldest first."""
+    def recent_trades(self, symbol: str, limit: int) -> RecentTrades | None:
+        """The last ``limit`` trades of ``symbol`` (at most TRADES_KEPT), oldest first;
+        None for a symbol with no book."""
         book = self.books.get(symbol)
-        if book is None or limit <= 0:
-            return RecentTrades(symbol, book.trade_seq if book else 0, [])
-        return RecentTrades(symbol, book.trade_seq, list(book.recent)[-limit:])
+        if book is None:
+            return None
+        if limit <= 0:
+            return RecentTrades(symbol, book.trade_seq, [])
+        recent = book.recent  # a deque of at most TRADES_KEPT: the limit needs no cap
+        return RecentTrades(symbol, book.trade_seq, list(recent)[-limit:])
 
     def state(self) -> bytes:
         return msgspec.msgpack.encode(
