@@ -25,7 +25,14 @@ from services.common.protocol import (
 from services.matcher.engine import Engine
 
 TICK = 100  # $0.01
-BENCH_RISK = RiskLimits(max_order_qty=1_000, max_position=10**9, max_open_orders=10**6)
+# a large opening balance: the flow measures matching, not buying-power rejects
+BENCH_RISK = RiskLimits(
+    max_order_qty=1_000,
+    max_position=10**7,
+    short_limit=10**7,
+    max_open_orders=10**6,
+    opening_cash=10**16,
+)
 
 
 def bench_symbols(count: int = 10) -> dict[str, SymbolSpec]:

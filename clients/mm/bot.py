@@ -289,7 +289,7 @@ class MarketMaker:
                 )
             position = self.view.positions.get(symbol, 0)
             q.centre, wanted = ladder(
-                q.spec, self.params, q.fair, position, q.draws, q.last_trade or q.reference
+                q.spec, self.params, q.fair, position, q.draws, q.spec.reference
             )
             for action in plan(wanted, self._live(q), self.params.refill):
                 if q.backoff.get(action.key, 0) > now:
@@ -392,7 +392,7 @@ class MarketMaker:
                 "position": self.view.positions.get(symbol, 0),
                 "bids": sum(1 for (side, _), s in live.items() if side == BUY and s.order_id),
                 "asks": sum(1 for (side, _), s in live.items() if side == SELL and s.order_id),
-                "band": [p / 10_000 for p in band(q.spec, q.last_trade or q.reference)],
+                "band": [p / 10_000 for p in band(q.spec, q.spec.reference)],
             }
         return {
             "account": self.view.account,

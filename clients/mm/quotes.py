@@ -101,7 +101,7 @@ def round_to_tick(price: int, tick: int) -> int:
 
 
 def band(spec: SymbolSpec, around: int) -> tuple[int, int]:
-    """The engine's price band around the last trade (or the reference)."""
+    """The engine's static price band around the reference (trades do not move it)."""
     return (
         -(-around * (10_000 - spec.band_bps) // 10_000),
         around * (10_000 + spec.band_bps) // 10_000,
