@@ -57,10 +57,10 @@ DEFAULTS = {
     "snapshot_rate": 50,
     "snapshot_burst": 100,
     "snapshot_peers": 10_000,
-    "snapshot_queue": 16,
+    "snapshot_queue": 128,
 }
 STALL_S = 1.0  # a peer whose reply queue was full is not served for this long
-REFUSED_LOG_S = 10.0
+REFUSED_LOG_S = 1.0  # while requests are being refused, one log line a second
 
 
 def error(code: Reject, symbol: str = "", text: str = "") -> bytes:
