@@ -18,23 +18,56 @@ def test_token_bucket_allows_bursts_then_the_rate():
     assert sum(bucket.take(100.0) for _ in range(30)) == 20  # refills only to the burst
 
 
-def test_login_backoff_doubles_past_the_free_tries_and_is_capped():
-    guard = LoginGuard(free=2, cap=5.0, max_names=3)
+def test_login_backoff_per_connection_doubles_past_the_free_tries_and_is_capped():
+    guard = LoginGuard(free=2, cap=5.0, name_threshold=1000, max_entries=3)
     for _ in range(2):
-        guard.failed("alice", 0.0)
-        assert guard.allowed("alice", 0.0)
-    guard.failed("alice", 0.0)  # past the free tries: locked 2 s
-    assert not guard.allowed("alice", 1.9) and guard.allowed("alice", 2.0)
-    guard.failed("alice", 2.0)  # 4 s
-    assert not guard.allowed("alice", 5.9) and guard.allowed("alice", 6.0)
-    guard.failed("alice", 6.0)  # 8 s, capped at 5
-    assert guard.allowed("alice", 11.0)
-    assert guard.allowed("bob", 0.0)  # per name
-    guard.succeeded("alice")
-    assert guard.failures.get("alice") is None
-    for name in ("a", "b", "c", "d"):  # bounded: the oldest name is forgotten
-        guard.failed(name, 0.0)
-    assert len(guard.failures) == 3 and "a" not in guard.failures
+        guard.failed(b"c1", "alice", 0.0)
+        assert guard.check(b"c1", "alice", 0.0) == 0
+    guard.failed(b"c1", "alice", 0.0)  # past the free tries: locked 2 s
+    assert guard.check(b"c1", "alice", 1.5) == 0.5 and guard.check(b"c1", "alice", 2.0) == 0
+    guard.failed(b"c1", "alice", 2.0)  # 4 s
+    assert guard.check(b"c1", "alice", 5.9) > 0 and guard.check(b"c1", "alice", 6.0) == 0
+    guard.failed(b"c1", "alice", 6.0)  # 8 s, capped at 5
+    assert guard.check(b"c1", "alice", 11.0) == 0
+    # the lock is this connection's for this name: not the owner's, not another name's
+    assert guard.check(b"owner", "alice", 6.0) == 0
+    assert guard.check(b"c1", "bob", 6.0) == 0
+    guard.succeeded(b"c1", "alice")
+    assert (b"c1", "alice") not in guard.pairs
+    for name in ("a", "b", "c", "d"):  # bounded: the oldest entry is forgotten
+        guard.failed(b"c2", name, 0.0)
+    assert len(guard.pairs) == 3 and (b"c2", "a") not in guard.pairs
+    assert len(guard.names) == 3 and "a" not in guard.names
+
+
+def test_a_name_under_attack_is_throttled_but_its_owner_goes_first():
+    """Past the threshold a name gets ``name_rate`` hashes a second; guessers'
+    connections (they failed before) may take one only while another is left, so a
+    connection that never failed is hashed at once. (The per-connection back-off is
+    lifted here, ``free`` huge, to see the name's throttle alone.)"""
+    guard = LoginGuard(free=10**6, cap=60.0, name_threshold=10, name_rate=2.0)
+    now = 100.0
+    guessers = [b"g%d" % i for i in range(10)]
+    for g in guessers:  # ten guessers fail once each: the name is throttled
+        guard.failed(g, "victim", now)
+    assert guard.check(b"g0", "victim", now) == 0.5  # guessers wait for two slots banked
+    assert guard.check(b"owner", "victim", now) == 0  # the owner takes the one kept
+    assert guard.check(b"owner2", "victim", now) == 0.5  # then the name's rate applies
+    assert guard.check(b"other", "bob", now) == 0  # other names are not throttled
+    hashed, newcomers_waited, t = 0, 0, now
+    for step in range(1, 1001):  # for 10 s the guessers ask every 10 ms ...
+        t = now + step / 100
+        for g in guessers:
+            if guard.check(g, "victim", t) == 0:
+                hashed += 1
+                guard.failed(g, "victim", t)
+        if step % 100 == 50:  # ... and every second a newcomer asks once
+            newcomers_waited += guard.check(b"n%d" % step, "victim", t) > 0
+    assert 0 < hashed <= 2 * 10  # the name's rate, however hard the guessers push
+    assert newcomers_waited == 0  # a connection that never failed found its slot at once
+    assert 0 < guard.check(b"g1", "victim", t) <= 1.0  # guessers are told how long to wait
+    assert guard.check(b"g1", "victim", t + 60) == 0  # quiet for ``cap`` s: forgiven
+    assert "victim" not in guard.names
 
 
 def table(**limits) -> SessionTable:
@@ -83,6 +116,9 @@ def test_connections_not_logged_in_have_their_own_bounded_buckets():
     now = 100.0
     assert all(table.allow_anonymous(b"flood", now) for _ in range(20))  # a 2 s burst
     assert not table.allow_anonymous(b"flood", now)
+    # requests that only earn NOT_LOGGED_IN cannot use up the way to log in
+    assert all(table.allow_anonymous(b"flood", now, session_request=True) for _ in range(20))
+    assert not table.allow_anonymous(b"flood", now, session_request=True)
     assert table.allow_anonymous(b"other", now)  # another connection is not charged
     assert table.allow_anonymous(b"flood", now + 0.15)  # a request per 1/rate s again
     for i in range(sessions.ANONYMOUS_KEPT + 5):  # many new connections: memory is bounded

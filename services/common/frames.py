@@ -39,3 +39,18 @@ def recv_frames(sock: zmq.Socket, flags: int = NOBLOCK) -> list[bytes]:
         frame = _recv(sock, flags, False)
         frames.append(frame.bytes)
     return frames
+
+
+def recv_bounded(sock: zmq.Socket, keep: int, flags: int = NOBLOCK) -> tuple[list[bytes], int]:
+    """The next message's first ``keep`` frames and how many it had: frames past
+    ``keep`` are received one at a time and dropped, never copied or kept, so a peer's
+    message of many frames costs the caller no memory beyond ``keep`` of them."""
+    frame = _recv(sock, flags, False)
+    frames = [frame.bytes]
+    parts = 1
+    while frame.more:
+        frame = _recv(sock, flags, False)
+        parts += 1
+        if parts <= keep:
+            frames.append(frame.bytes)
+    return frames, parts

@@ -605,7 +605,11 @@ class GetPositions(Request, tag="positions"):
 
 
 class GetOrders(Request, tag="orders"):
-    pass
+    """One page of the account's open orders, by order id: those above ``after``, at
+    most ``limit`` (capped at ORDERS_PAGE); ``orders.more`` says whether more follow."""
+
+    after: int = 0
+    limit: int = 1_000
 
 
 class GetFills(Request, tag="fills"):
@@ -721,6 +725,7 @@ class Orders(Reply, tag="orders"):
     account: int
     orders: list[OpenOrder]
     seq: int
+    more: bool = False  # open orders past this page: ask again with ``after`` the last id
 
 
 class OwnFill(msgspec.Struct, array_like=True, frozen=True, gc=False):
@@ -743,6 +748,7 @@ class Fills(Reply, tag="fills"):
 
 
 FILLS_KEPT = 1_000  # per account, in the gateway's view
+ORDERS_PAGE = 1_000  # open orders in one ``orders`` answer at most
 
 
 class Pong(Reply, tag="pong"):

@@ -15,6 +15,7 @@ from services.common.protocol import (
     FILLS_KEPT,
     AccountCreated,
     Cancelled,
+    CashAdjusted,
     CreateAccount,
     Fill,
     OpenOrder,
@@ -71,6 +72,8 @@ class AccountView:
                     book[event.order_id] = OpenOrder(
                         event.order_id, event.symbol, event.side, event.price, event.qty
                     )
+            elif kind is CashAdjusted:  # an opening balance, a deposit or a withdrawal
+                self.cash[event.account] = event.cash
             elif kind is PasswordChanged:
                 self.hashes[event.account] = record.command.password_hash
             elif kind is AccountCreated and isinstance(record.command, CreateAccount):
@@ -140,5 +143,10 @@ class AccountView:
         chosen = [f for f in kept if f.symbol == symbol] if symbol else list(kept)
         return chosen[-limit:] if limit > 0 else []
 
-    def open_orders(self, account: int) -> list[OpenOrder]:
-        return [order for _, order in sorted(self.orders.get(account, {}).items())]
+    def open_orders(
+        self, account: int, after: int = 0, limit: int | None = None
+    ) -> list[OpenOrder]:
+        """The account's open orders with ids above ``after``, by id, at most ``limit``."""
+        book = self.orders.get(account, {})
+        ids = sorted(i for i in book if i > after)
+        return [book[i] for i in (ids if limit is None else ids[:limit])]

@@ -21,10 +21,11 @@ from services.common import curve, snapfile
 from services.common.beats import BeatSender
 from services.common.codec import DecodeError, bus_decoder, encode, request_decoder
 from services.common.config import Config, matcher_endpoints
-from services.common.frames import NOBLOCK, recv_frames, send_pair
+from services.common.frames import NOBLOCK, recv_bounded, send_pair
 from services.common.protocol import (
     ACCOUNT_NAME_RE,
     FILLS_KEPT,
+    ORDERS_PAGE,
     REJECT_TEXT,
     Admin,
     AdminRequest,
@@ -32,7 +33,6 @@ from services.common.protocol import (
     ChangePassword,
     CommandBatch,
     CreateAccount,
-    Fill,
     Fills,
     GetFills,
     GetOrders,
@@ -62,14 +62,29 @@ from services.common.protocol import (
 from services.common.runtime import tune_gc
 from services.common.status import current_primary, latest_status, status_socket
 from services.common.stream import Follower
-from services.gateway import passwords, validate
+from services.gateway import passwords, reports, validate
 from services.gateway.accounts import AccountView
+from services.gateway.security import FairShares
 from services.gateway.sessions import Limits, SessionTable
 
 DRAIN_FRAMES = 512
 MAX_INFLIGHT = 20_000
 MAX_FRAME = 64 * 1024
 MAX_HASHING = 64  # password hashes queued for the pool; past it, BUSY
+# fair shares of that queue: no name (an account under attack) may hold more than a
+# quarter of it, no connection more than a few; past them, BUSY
+HASHING_PER_NAME = MAX_HASHING // 4
+HASHING_PER_CONNECTION = 4
+# a client whose reply queue is full (it does not read) is choked: its requests are
+# dropped unread for this long, or until a send to it goes through again
+CHOKE_S = 1.0
+CHOKE_LOG_S = 60.0  # a client choked again within this long is not logged again
+# a message's frames kept (identity, request); more are received one by one and dropped
+FRAMES_KEPT = 2
+# the message tags of requests a connection needs to get a session: before log-in
+# they draw on a bucket of their own (msgpack: a short array, then the tag as a
+# short string), found without decoding
+SESSION_TAGS = (b"\xa5login", b"\xa6signup", b"\xa6resume", b"\xa4ping")
 # the answer to a connection not logged in past its rate: made once, so refusing a
 # flood costs a receive and a send per frame, no decoding and no encoding
 RATE_LIMITED_ANONYMOUS = encode(
@@ -85,9 +100,13 @@ class Gateway:
         self.front = self.ctx.socket(zmq.ROUTER)
         self.front.setsockopt(zmq.LINGER, 0)
         self.front.setsockopt(zmq.MAXMSGSIZE, MAX_FRAME)
-        self.front.setsockopt(zmq.SNDHWM, 100_000)
+        limits = Limits.from_config(cfg.security)
+        # per peer: a client that does not read cannot make us queue without bound
+        self.front.setsockopt(zmq.SNDHWM, limits.client_sndhwm)
         self.front.setsockopt(zmq.RCVHWM, 100_000)
-        self.front.setsockopt(zmq.ROUTER_MANDATORY, 0)
+        # a send to a full queue raises EAGAIN (the peer is then choked) instead of
+        # being dropped without a word; to a peer gone, EHOSTUNREACH
+        self.front.setsockopt(zmq.ROUTER_MANDATORY, 1)
         # clients must hold an authorized key when CURVE is on (docs/security.md)
         self.auth = curve.serve(self.ctx, self.front, cfg) if curve.enabled(cfg) else None
         self.front.bind(cfg.endpoints["gateway"])
@@ -111,13 +130,17 @@ class Gateway:
         # how often silent sessions are looked for: a session goes between three and
         # four client heartbeats after it fell silent (at most a second late)
         self.expiry_every = min(1.0, client_beat)
-        security = cfg.security
-        self.sessions = SessionTable(
-            Limits.from_config(security), frozenset(security.get("operators", ()))
-        )
+        self.sessions = SessionTable(limits, frozenset(cfg.security.get("operators", ())))
         self.inflight: OrderedDict[tuple, tuple[bytes, object]] = OrderedDict()
+        self.max_inflight = int(cfg.gateway.get("max_in_flight", MAX_INFLIGHT))
+        self.account_inflight: dict[int, int] = {}  # account -> its commands in flight
+        self.max_account_inflight = limits.max_in_flight_per_account
+        self.choked: dict[bytes, float] = {}  # client -> until when its requests drop
+        self.choke_logged: dict[bytes, float] = {}  # client -> when its choke was logged
         self.pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="passwords")
-        self.hashing: list[tuple[Future, bytes, object]] = []
+        # (future, connection, request, name): the name the hash is for
+        self.hashing: list[tuple[Future, bytes, object, str]] = []
+        self.hashing_shares = FairShares(MAX_HASHING, HASHING_PER_NAME, HASHING_PER_CONNECTION)
         self.outbox: list = []  # commands to forward at the end of this loop turn
         self.running = True
 
@@ -126,11 +149,26 @@ class Gateway:
     def reply(self, ident: bytes, message) -> None:
         self.reply_raw(ident, encode(message))
 
-    def reply_raw(self, ident: bytes, frame: bytes) -> None:
+    def reply_raw(self, ident: bytes, frame: bytes) -> bool:
+        """Send one frame to a client; False if it could not be queued."""
         try:
             send_pair(self.front, ident, frame, NOBLOCK)
-        except zmq.Again:
-            self.log.warning("client_queue_full")  # a client that does not read
+        except zmq.Again:  # its queue is full: it does not read
+            self._choke(ident)
+            return False
+        except zmq.ZMQError:  # EHOSTUNREACH: the connection is gone
+            return False
+        if self.choked:
+            self.choked.pop(ident, None)  # it reads again
+        return True
+
+    def _choke(self, ident: bytes) -> None:
+        now = time.monotonic()
+        if ident not in self.choke_logged:
+            session = self.sessions.get(ident)
+            self.log.warning("client_choked", account=session.account if session else None)
+            self.choke_logged[ident] = now
+        self.choked[ident] = now + CHOKE_S
 
     def reject(self, ident: bytes, code: int, ref: str = "", detail: str = "") -> None:
         text = REJECT_TEXT[code] + (f": {detail}" if detail else "")
@@ -143,7 +181,9 @@ class Gateway:
             self.reject(ident, Reject.MALFORMED, detail=f"frame over {MAX_FRAME} bytes")
             return
         session = self.sessions.get(ident)
-        if session is None and not self.sessions.allow_anonymous(ident, now):
+        if session is None and not self.sessions.allow_anonymous(
+            ident, now, payload.startswith(SESSION_TAGS, 1)
+        ):
             self.reply_raw(ident, RATE_LIMITED_ANONYMOUS)
             return
         try:
@@ -189,11 +229,11 @@ class Gateway:
                     self.view.seq,
                 ),
             )
-        elif kind is GetOrders:
-            self.reply(
-                ident,
-                Orders(session.account, self.view.open_orders(session.account), self.view.seq),
-            )
+        elif kind is GetOrders:  # in pages by order id, so an answer stays small
+            limit = min(max(req.limit, 1), ORDERS_PAGE)
+            page = self.view.open_orders(session.account, req.after, limit + 1)
+            more = len(page) > limit
+            self.reply(ident, Orders(session.account, page[:limit], self.view.seq, more))
         elif kind is GetFills:
             account = session.account
             fills = self.view.recent_fills(account, req.symbol, min(req.limit, FILLS_KEPT))
@@ -213,40 +253,65 @@ class Gateway:
             self.reject(ident, Reject.WEAK_PASSWORD, req.name)
         elif req.name in self.view.names:
             self.reject(ident, Reject.NAME_TAKEN, req.name)
-        else:
-            self._hash_later(ident, req, passwords.hash_password, req.password)
+        elif self._hashing_room(ident, req.name, ""):
+            self._hash_later(ident, req, req.name, passwords.hash_password, req.password)
 
-    def _hash_later(self, ident: bytes, req, fn, *args) -> None:
-        """Run a slow hash on the pool; a bounded queue, so a flood gets BUSY."""
-        if len(self.hashing) >= MAX_HASHING:
-            self.reject(ident, Reject.BUSY, getattr(req, "cl_ord_id", ""))
-            return
-        self.hashing.append((self.pool.submit(fn, *args), ident, req))
+    def _hashing_room(self, ident: bytes, name: str, ref: str) -> bool:
+        """Room in the hashing queue for one more of this connection's and this name's
+        (each gets a fair share of it); if not, the sender is told BUSY."""
+        if self.hashing_shares.room(ident, name):
+            return True
+        self.reject(ident, Reject.BUSY, ref)
+        return False
+
+    def _hash_later(self, ident: bytes, req, name: str, fn, *args) -> None:
+        """Run a slow hash on the pool (after ``_hashing_room`` said yes)."""
+        self.hashing.append((self.pool.submit(fn, *args), ident, req, name))
+        self.hashing_shares.take(ident, name)
+
+    def _guarded(self, ident: bytes, name: str, ref: str, now: float) -> bool:
+        """The log-in guard lets this attempt be hashed now; if not, the sender is told
+        TOO_MANY_ATTEMPTS with how long to wait."""
+        wait = self.sessions.guard.check(ident, name, now)
+        if wait > 0:
+            self.reject(ident, Reject.TOO_MANY_ATTEMPTS, ref, f"retry in {wait:.1f} s")
+            return False
+        return True
 
     def _login(self, ident: bytes, req: Login, now: float) -> None:
-        if not self.sessions.guard.allowed(req.name, now):
-            self.reject(ident, Reject.TOO_MANY_ATTEMPTS, req.name[:40])
+        # cheap checks first: a name that cannot exist or an over-long password is
+        # refused before it touches the guard's tables or the hashing queue
+        if not ACCOUNT_NAME_RE.fullmatch(req.name) or len(req.password) > passwords.MAX_PASSWORD:
+            self.reject(ident, Reject.BAD_CREDENTIALS, req.name[:40])
+            return
+        if not self._hashing_room(ident, req.name, req.name) or not self._guarded(
+            ident, req.name, req.name, now
+        ):
             return
         account = self.view.names.get(req.name)
         stored = self.view.hashes.get(account, passwords.DUMMY_HASH)
-        if len(req.password) > passwords.MAX_PASSWORD:
-            self.reject(ident, Reject.BAD_CREDENTIALS, req.name[:40])
-            return
-        self._hash_later(ident, req, passwords.verify, req.password, stored)
+        self._hash_later(ident, req, req.name, passwords.verify, req.password, stored)
 
     def _change_password(self, ident: bytes, session, req: ChangePassword, now: float) -> None:
-        if not validate.cl_ord_id_ok(req.cl_ord_id):
+        ref = req.cl_ord_id
+        if not validate.cl_ord_id_ok(ref):
             self.reject(ident, Reject.BAD_CL_ORD_ID)
         elif not passwords.policy_ok(req.new_password):
-            self.reject(ident, Reject.WEAK_PASSWORD, req.cl_ord_id)
-        elif not self.sessions.guard.allowed(session.name, now):
-            self.reject(ident, Reject.TOO_MANY_ATTEMPTS, req.cl_ord_id)
+            self.reject(ident, Reject.WEAK_PASSWORD, ref)
         elif len(req.old_password) > passwords.MAX_PASSWORD:
-            self.reject(ident, Reject.BAD_CREDENTIALS, req.cl_ord_id)
-        else:
+            self.reject(ident, Reject.BAD_CREDENTIALS, ref)
+        elif self._hashing_room(ident, session.name, ref) and self._guarded(
+            ident, session.name, ref, now
+        ):
             stored = self.view.hashes.get(session.account, passwords.DUMMY_HASH)
             self._hash_later(
-                ident, req, passwords.change, req.old_password, stored, req.new_password
+                ident,
+                req,
+                session.name,
+                passwords.change,
+                req.old_password,
+                stored,
+                req.new_password,
             )
 
     def _admin(self, ident: bytes, session, req: AdminRequest) -> None:
@@ -255,22 +320,34 @@ class Gateway:
         code, target = 0, 0
         if not session.operator:
             code = Reject.NOT_AUTHORIZED
-        elif req.action in ("kill", "unkill"):
+        elif req.action in ("kill", "unkill", "deposit"):
             target = self.view.names.get(req.account, 0)
             code = 0 if target else Reject.UNKNOWN_ACCOUNT
+            if not code and req.action == "deposit":
+                code = validate.check_amount(self.cfg, req.amount)
         elif req.symbol not in self.cfg.symbols:
             code = Reject.UNKNOWN_SYMBOL
         elif req.action == "reference" and not 0 < req.price <= validate.MAX_PRICE:
             code = Reject.BAD_PRICE
-        cmd = Admin(session.account, req.cl_ord_id, req.action, req.symbol, target, req.price)
+        cmd = Admin(
+            session.account,
+            req.cl_ord_id,
+            req.action,
+            req.symbol,
+            target,
+            req.price,
+            req.amount if req.action == "deposit" else 0,
+        )
         self._forward(ident, session, req, code or validate.check_cl_ord_id(req), cmd)
 
     def _finish_hashing(self, now: float) -> None:
         still: list = []
-        for future, ident, req in self.hashing:
+        for entry in self.hashing:
+            future, ident, req, name = entry
             if not future.done():
-                still.append((future, ident, req))
+                still.append(entry)
                 continue
+            self.hashing_shares.give_back(ident, name)
             if isinstance(req, Signup):
                 key = ("signup", req.name)
                 if key in self.inflight:
@@ -280,13 +357,15 @@ class Gateway:
                 self.inflight[key] = (ident, cmd)
                 self.outbox.append(cmd)
                 continue
+            guard = self.sessions.guard
             if isinstance(req, ChangePassword):
                 session = self.sessions.get(ident)
                 new_hash = future.result()
+                if not new_hash:
+                    guard.failed(ident, name, now)
                 if session is None:
                     self.reject(ident, Reject.NOT_LOGGED_IN, req.cl_ord_id)
                 elif not new_hash:
-                    self.sessions.guard.failed(session.name, now)
                     self.reject(ident, Reject.BAD_CREDENTIALS, req.cl_ord_id)
                 else:
                     cmd = SetPassword(session.account, req.cl_ord_id, new_hash)
@@ -294,10 +373,10 @@ class Gateway:
                 continue
             account = self.view.names.get(req.name)
             if not (future.result() and account is not None):
-                self.sessions.guard.failed(req.name, now)
+                guard.failed(ident, req.name, now)
                 self.reject(ident, Reject.BAD_CREDENTIALS, req.name[:40])
                 continue
-            self.sessions.guard.succeeded(req.name)
+            guard.succeeded(ident, req.name)
             answer = self.sessions.open(ident, account, req.name, now)
             if isinstance(answer, LoggedIn):
                 self.reply(ident, answer)
@@ -313,14 +392,32 @@ class Gateway:
         if code:
             self.reject(ident, code, ref if validate.cl_ord_id_ok(ref) else "")
             return
-        if len(self.inflight) >= MAX_INFLIGHT:
+        if len(self.inflight) >= self.max_inflight:
             self.reject(ident, Reject.BUSY, ref)
             return
-        cmd = cmd or validate.to_command(session.account, req)
-        key = (session.account, req.cl_ord_id)
-        if key not in self.inflight:  # a repeat in flight is answered once, when committed
-            self.inflight[key] = (ident, cmd)
-            self.outbox.append(cmd)
+        account = session.account
+        key = (account, req.cl_ord_id)
+        if key in self.inflight:  # a repeat in flight is answered once, when committed
+            return
+        held = self.account_inflight.get(account, 0)
+        if held >= self.max_account_inflight:  # one account cannot fill the table
+            self.reject(ident, Reject.TOO_MANY_IN_FLIGHT, ref)
+            return
+        self.account_inflight[account] = held + 1
+        cmd = cmd or validate.to_command(account, req)
+        self.inflight[key] = (ident, cmd)
+        self.outbox.append(cmd)
+
+    def _take_inflight(self, key: tuple):
+        """Drop a command from the in-flight table: (ident, command), or None."""
+        entry = self.inflight.pop(key, None)
+        if entry is not None and type(key[0]) is int:  # not a sign-up
+            left = self.account_inflight[key[0]] - 1
+            if left:
+                self.account_inflight[key[0]] = left
+            else:
+                del self.account_inflight[key[0]]
+        return entry
 
     # -- matcher side ---------------------------------------------------------
 
@@ -344,7 +441,7 @@ class Gateway:
                 if isinstance(cmd, CreateAccount)
                 else (cmd.account, cmd.cl_ord_id)
             )
-            entry = self.inflight.pop(key, None)
+            entry = self._take_inflight(key)
             if entry is not None:
                 self.reject(entry[0], code, key[1])
 
@@ -394,36 +491,26 @@ class Gateway:
         for record in records:
             self.view.apply(record)
             cmd = record.command
-            if isinstance(cmd, CreateAccount):
+            if type(cmd) is CreateAccount:
                 entry = self.inflight.pop(("signup", cmd.name), None)
                 if entry is not None:
                     self.reply(entry[0], Report(record.seq, record.epoch, record.events))
                 continue
-            entry = self.inflight.pop((cmd.account, cmd.cl_ord_id), None)
-            by_account: dict[int, list] = {}
-            for event in record.events:
-                if type(event) is Fill:
-                    by_account.setdefault(event.taker_account, []).append(event)
-                    if event.maker_account != event.taker_account:
-                        by_account.setdefault(event.maker_account, []).append(event)
-                else:  # an operator's symbol events go to the operator
-                    by_account.setdefault(getattr(event, "account", cmd.account), []).append(event)
-            if type(cmd) is Admin:  # the operator sees everything the action did
-                by_account[cmd.account] = list(record.events)
-            if type(record.events[0]) is PasswordChanged:  # end every other session
-                self.sessions.end_others(cmd.account, entry[0] if entry else None)
-            for account, events in by_account.items():
-                idents = self.sessions.by_account.get(account)
+            # a command the matcher made itself (reopen) has no sender to answer
+            account = getattr(cmd, "account", None)
+            entry = None if account is None else self._take_inflight((account, cmd.cl_ord_id))
+            if record.events and type(record.events[0]) is PasswordChanged:
+                self.sessions.end_others(account, entry[0] if entry else None)
+            for told, events in reports.route(record).items():
+                idents = self.sessions.by_account.get(told)
                 if idents:
                     report = Report(record.seq, record.epoch, events)
                     for ident in idents:
                         outgoing.setdefault(ident, []).append(report)
-        for ident, reports in outgoing.items():
-            try:
-                message = reports[0] if len(reports) == 1 else Reports(reports)
-                send_pair(self.front, ident, encode(message), NOBLOCK)
-            except zmq.Again:
-                self.log.warning("client_queue_full", reports=len(reports))
+        for ident, sent in outgoing.items():
+            message = sent[0] if len(sent) == 1 else Reports(sent)
+            if not self.reply_raw(ident, encode(message)):
+                self.log.warning("reports_dropped", reports=len(sent))
 
     # -- loop -----------------------------------------------------------------
 
@@ -460,13 +547,16 @@ class Gateway:
                 if self.front in ready:
                     for _ in range(DRAIN_FRAMES):
                         try:
-                            frames = recv_frames(self.front)
+                            frames, parts = recv_bounded(self.front, FRAMES_KEPT)
                         except zmq.Again:
                             break
-                        if len(frames) != 2:
-                            self.reject(frames[0], Reject.MALFORMED, detail="one frame expected")
+                        ident = frames[0]
+                        if self.choked and now < self.choked.get(ident, 0.0):
+                            continue  # it does not read its answers: not worth making any
+                        if parts != 2:
+                            self.reject(ident, Reject.MALFORMED, detail="one frame expected")
                             continue
-                        self._handle(frames[0], frames[1], now)
+                        self._handle(ident, frames[1], now)
                 if self.hashing:
                     self._finish_hashing(now)
                 self._send_outbox()
@@ -480,6 +570,12 @@ class Gateway:
                     self.beats.send("gateway", self.epoch, self.view.seq, self.follower.source_seq)
                 if now >= next_expiry:
                     self._expire_sessions(now)
+                    for ident in [i for i, until in self.choked.items() if until <= now]:
+                        del self.choked[ident]  # its time is up: its requests count again
+                    for ident in [
+                        i for i, at in self.choke_logged.items() if at + CHOKE_LOG_S <= now
+                    ]:
+                        del self.choke_logged[ident]
                     if self.auth is not None and now >= next_keys:
                         curve.reload(self.auth, self.cfg)  # keys added since take effect
                         next_keys = now + 5.0

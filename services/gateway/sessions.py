@@ -34,13 +34,21 @@ class Limits:
     session_rate: float = 10_000  # requests/s per session, bursts of 2 s worth
     account_rate: float = 20_000  # requests/s over all of an account's sessions
     anonymous_rate: float = 100  # requests/s per connection not logged in, bursts of 2 s
-    login_free_tries: int = 3
+    login_free_tries: int = 3  # per (connection, name), then 2, 4, 8 ... s locked out
     login_max_backoff_s: float = 60
+    login_name_threshold: int = 20  # failures for a name from all connections ...
+    login_name_rate: float = 2.0  # ... past which it gets this many hashes a second
+    max_in_flight_per_account: int = 1_000  # commands awaiting their commit, per account
+    client_sndhwm: int = 10_000  # replies queued per client connection; past it, choked
 
     @classmethod
     def from_config(cls, raw: dict) -> Limits:
         known = {k: raw[k] for k in cls.__dataclass_fields__ if k in raw}
         return cls(**known)
+
+    def __post_init__(self) -> None:
+        if self.login_name_rate <= 0 or self.max_in_flight_per_account < 1:
+            raise ValueError("security: login_name_rate > 0, max_in_flight_per_account >= 1")
 
 
 class SessionTable:
@@ -50,11 +58,17 @@ class SessionTable:
         self.by_ident: dict[bytes, Session] = {}
         self.by_account: dict[int, set[bytes]] = {}
         self.tokens = Tokens(limits.token_ttl_s, limits.max_sessions_per_account)
-        self.guard = LoginGuard(limits.login_free_tries, limits.login_max_backoff_s)
+        self.guard = LoginGuard(
+            limits.login_free_tries,
+            limits.login_max_backoff_s,
+            limits.login_name_threshold,
+            limits.login_name_rate,
+        )
         self.account_buckets: dict[int, TokenBucket] = {}
         # connections with no session, oldest first: bounded, so a stream of new
-        # connections costs memory only up to ANONYMOUS_KEPT buckets
-        self.anonymous: OrderedDict[bytes, TokenBucket] = OrderedDict()
+        # connections costs memory only up to ANONYMOUS_KEPT pairs of buckets (one for
+        # sign-up, log-in, resume and ping, one for everything else)
+        self.anonymous: OrderedDict[bytes, tuple[TokenBucket, TokenBucket]] = OrderedDict()
 
     def get(self, ident: bytes) -> Session | None:
         return self.by_ident.get(ident)
@@ -130,17 +144,22 @@ class SessionTable:
             bucket = self.account_buckets[session.account] = TokenBucket(rate, 2 * rate, now)
         return session.bucket.take(now) and bucket.take(now)
 
-    def allow_anonymous(self, ident: bytes, now: float) -> bool:
-        """A connection that is not logged in has its own token bucket: sign-up, log-in
-        and pings need a few requests, and a flood from one is refused before it is
-        even decoded, so it cannot crowd out everyone else's orders."""
-        bucket = self.anonymous.get(ident)
-        if bucket is None:
+    def allow_anonymous(self, ident: bytes, now: float, session_request: bool = False) -> bool:
+        """A connection that is not logged in has its own token buckets: sign-up,
+        log-in and pings need a few requests, and a flood from one is refused before it
+        is even decoded, so it cannot crowd out everyone else's orders. Session requests
+        (``session_request``: sign-up, log-in, resume, ping) have a bucket of their own,
+        so requests that only earn NOT_LOGGED_IN cannot use up the way to log in."""
+        buckets = self.anonymous.get(ident)
+        if buckets is None:
             if len(self.anonymous) >= ANONYMOUS_KEPT:
                 self.anonymous.popitem(last=False)
             rate = self.limits.anonymous_rate
-            bucket = self.anonymous[ident] = TokenBucket(rate, 2 * rate, now)
-        return bucket.take(now)
+            buckets = self.anonymous[ident] = (
+                TokenBucket(rate, 2 * rate, now),
+                TokenBucket(rate, 2 * rate, now),
+            )
+        return buckets[0 if session_request else 1].take(now)
 
     def expire(self, now: float, idle_s: float) -> list[bytes]:
         """Silent connections lose their session; expired tokens end theirs."""

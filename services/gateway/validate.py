@@ -32,6 +32,11 @@ def check_cl_ord_id(req) -> int:
     return 0 if cl_ord_id_ok(req.cl_ord_id) else Reject.BAD_CL_ORD_ID
 
 
+def check_amount(cfg: Config, amount: int) -> int:
+    """An operator's deposit (> 0) or withdrawal (< 0) in price units."""
+    return 0 if 0 < abs(amount) <= cfg.risk.max_cash else Reject.BAD_AMOUNT
+
+
 def _price_ok(price: int, tick: int) -> bool:
     return 0 < price <= MAX_PRICE and price % tick == 0
 
