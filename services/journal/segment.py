@@ -6,7 +6,12 @@ the first sequence number they hold and roll over before ``segment_bytes``. A se
 begins life as a preallocated spare (``spare.py``): zeros past the last entry, which
 a zero length marks, are room to write, not data. Opening a store checks every CRC
 and the sequence continuity; a torn or corrupt tail of the *last* segment (a write
-cut short by a crash) is truncated, anything else is refused.
+cut short by a crash) is truncated, anything else is refused. What a crashed journal
+left may still be only in the page cache, so opening syncs the last segment and the
+directory before it counts a record in them as committed.
+
+Files are created 0600 and the directory kept 0700: the journal holds every account's
+orders and password hashes.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 from services.common.codec import head_decoder
 from services.common.snapfile import sync_data
@@ -28,6 +34,8 @@ SUFFIX = ".seg"
 INDEX_EVERY = 256  # records between sparse index points
 CACHE_RECORDS = 50_000  # recent records kept in memory for followers' range reads
 MAX_ENTRY = 64 * 1024 * 1024
+FILE_MODE = 0o600
+DIR_MODE = 0o700
 
 
 class CorruptJournal(RuntimeError):
@@ -42,12 +50,28 @@ class Entry:
     offset: int  # of the entry's header in its segment
 
 
+class Durable(NamedTuple):
+    """Where the journal stood after its last successful sync."""
+
+    path: Path | None  # the open segment
+    size: int  # bytes of entries in it
+    last_seq: int
+    last_epoch: int
+
+
 def segment_name(first_seq: int) -> str:
     return f"{first_seq:020d}{SUFFIX}"
 
 
 def segment_paths(directory: Path) -> list[Path]:
     return sorted(directory.glob(f"*{SUFFIX}"))
+
+
+def private_dir(directory: Path) -> None:
+    """Create ``directory`` (0700), or take group and other access off an existing one."""
+    directory.mkdir(mode=DIR_MODE, parents=True, exist_ok=True)
+    if directory.stat().st_mode & 0o077:
+        os.chmod(directory, DIR_MODE)
 
 
 def sync_dir(directory: Path) -> None:
@@ -64,7 +88,11 @@ def read_entries(path: Path) -> Iterator[Entry | tuple[int, str]]:
     A zero length ends the entries: what follows is a spare's unused zeros."""
     with path.open("rb") as fh:
         data = fh.read()
-    offset = 0
+    return parse_entries(data)
+
+
+def parse_entries(data: bytes, offset: int = 0) -> Iterator[Entry | tuple[int, str]]:
+    """``read_entries`` over a segment's bytes, from ``offset``."""
     while offset < len(data):
         if offset + HEADER.size > len(data):
             if any(data[offset:]):
@@ -91,13 +119,23 @@ def read_entries(path: Path) -> Iterator[Entry | tuple[int, str]]:
 
 
 class JournalStore:
-    """Appends records, fsyncs on demand, and reads ranges by sequence number."""
+    """Appends records, fsyncs on demand, and reads ranges by sequence number.
+
+    Appends collect in memory and reach the file in one write at ``sync``. A failed
+    write or sync (a full disk) is undone by ``rollback``: the store goes back to
+    where its last successful sync left it, on disk and in memory, so the caller can
+    fetch the same records again later and nothing is ever written twice."""
 
     def __init__(
-        self, directory: Path, segment_bytes: int = 64 * 1024 * 1024, preallocate: bool = True
+        self,
+        directory: Path,
+        segment_bytes: int = 64 * 1024 * 1024,
+        preallocate: bool = True,
+        reserve_bytes: int = 0,
+        retry_s: float = 1.0,
     ) -> None:
         self.directory = Path(directory)
-        self.directory.mkdir(parents=True, exist_ok=True)
+        private_dir(self.directory)
         self.segment_bytes = segment_bytes
         self.last_seq = 0
         self.last_epoch = 0
@@ -108,20 +146,25 @@ class JournalStore:
         # contiguous, so no seq is stored: a tuple per record would be tracked by the
         # garbage collector, and 50,000 of them made each young collection a 6 ms pause)
         self.cache: deque[bytes] = deque(maxlen=CACHE_RECORDS)
-        self._file = None
+        self._fd: int | None = None
         self._path: Path | None = None
-        self._size = 0
+        self._size = 0  # entries in the open segment, pending ones included
+        self._pending = bytearray()  # appended, not yet written: the file's last bytes
         self._preallocated = False  # the open segment was a spare: zeros past _size
-        self.spare = Spare(self.directory, segment_bytes) if preallocate else None
+        self.spare = (
+            Spare(self.directory, segment_bytes, reserve_bytes, retry_s) if preallocate else None
+        )
         self._open()
+        self.durable = Durable(self._path, self._size, self.last_seq, self.last_epoch)
         if self.spare is not None:
             self.spare.prepare()
 
     def _open(self) -> None:
         paths = segment_paths(self.directory)
+        end = 0  # of the last whole entry in the segment being read
         for i, path in enumerate(paths):
             last = i == len(paths) - 1
-            end = 0  # of the last whole entry
+            end = 0
             for item in read_entries(path):
                 if isinstance(item, tuple):
                     offset, reason = item
@@ -133,16 +176,20 @@ class JournalStore:
                     raise CorruptJournal(f"{path.name}: seq {item.seq} follows {self.last_seq}")
                 self._note(item.seq, item.epoch, item.payload, path, item.offset)
                 end = item.offset + HEADER.size + len(item.payload)
-            if last and path.stat().st_size > end:
-                # a torn write or a spare's unused zeros: appending goes on from ``end``
-                with path.open("r+b") as fh:
-                    fh.truncate(end)
-                    os.fsync(fh.fileno())
+            if path.stat().st_mode & 0o077:  # written by a version that made them 0644
+                os.chmod(path, FILE_MODE)
         if paths:
             self.first_seq = int(paths[0].stem)
             self._path = paths[-1]
-            self._file = self._path.open("ab")
-            self._size = self._path.stat().st_size
+            self._fd = os.open(self._path, os.O_WRONLY)
+            if os.fstat(self._fd).st_size > end:
+                # a torn write or a spare's unused zeros: appending goes on from ``end``
+                os.ftruncate(self._fd, end)
+            # a crashed journal's last writes may be in the page cache only: they count
+            # as committed (beats, range reads, a new primary's catch-up) once on disk
+            os.fsync(self._fd)
+            self._size = end
+        sync_dir(self.directory)
 
     def _note(self, seq: int, epoch: int, payload: bytes, path: Path, offset: int) -> None:
         if seq % INDEX_EVERY == 1 or not self.index or self.index[-1][1] != path:
@@ -155,11 +202,11 @@ class JournalStore:
         """Buffered append; durable only after ``sync``."""
         if self.last_seq and seq != self.last_seq + 1:
             raise ValueError(f"seq {seq} does not follow {self.last_seq}")
-        if self._file is None or self._full(HEADER.size + len(payload)):
+        if self._fd is None or self._full(HEADER.size + len(payload)):
             self._roll(seq)
         offset = self._size
-        self._file.write(HEADER.pack(len(payload), zlib.crc32(payload)))
-        self._file.write(payload)
+        self._pending += HEADER.pack(len(payload), zlib.crc32(payload))
+        self._pending += payload
         self._size += HEADER.size + len(payload)
         self._note(seq, epoch, payload, self._path, offset)
 
@@ -173,31 +220,73 @@ class JournalStore:
         return not self._preallocated and self.spare is not None and self.spare.ready()
 
     def _roll(self, first_seq: int) -> None:
-        if self._file is not None:
+        if self._fd is not None:
             self._seal()
         self._path = self.directory / segment_name(first_seq)
-        self._preallocated = self.spare is not None and self.spare.take(self._path)
-        self._file = self._path.open("r+b" if self._preallocated else "ab")
         self._size = 0
+        self._preallocated = self.spare is not None and self.spare.take(self._path)
+        self._fd = os.open(self._path, os.O_WRONLY | os.O_CREAT, FILE_MODE)
         sync_dir(self.directory)
+
+    def _write(self) -> None:
+        """Write the pending entries at the end of the open segment's entries."""
+        pending = self._pending
+        if not pending:
+            return
+        offset = self._size - len(pending)
+        done = os.pwrite(self._fd, pending, offset)
+        if done < len(pending):  # cut short (a nearly full disk): write the rest
+            with memoryview(pending) as view:
+                while done < len(view):
+                    done += os.pwrite(self._fd, view[done:], offset + done)
+        pending.clear()
 
     def _seal(self) -> None:
         """Sync and close the open segment, cut to its entries (a spare's unused zeros
         go, so a finished segment holds records only)."""
-        self._file.flush()
+        self._write()
         if self._preallocated:
-            self._file.truncate(self._size)
-        os.fsync(self._file.fileno())
-        self._file.close()
-        self._file = None
+            os.ftruncate(self._fd, self._size)
+        os.fsync(self._fd)
+        os.close(self._fd)
+        self._fd = None
 
     def sync(self, fsync: bool = True) -> None:
-        """Write out buffered entries; with ``fsync``, make them durable. Only the data
+        """Write out pending entries; with ``fsync``, make them durable. Only the data
         needs flushing: a preallocated segment's size never changes."""
-        if self._file is not None:
-            self._file.flush()
+        if self._fd is not None:
+            self._write()
             if fsync:
-                sync_data(self._file.fileno())
+                sync_data(self._fd)
+        self.durable = Durable(self._path, self._size, self.last_seq, self.last_epoch)
+
+    def rollback(self) -> None:
+        """Undo everything appended since the last ``sync`` that succeeded: after a
+        failed write or sync (ENOSPC, EIO). Segments begun since are removed and the
+        open one is cut back to its synced entries, durably, so whatever a failed
+        write left can never be read as records; the records themselves are fetched
+        again from their source once the disk has room. The kernel may have dropped
+        pages a failed sync could not write, so nothing is retried from the page
+        cache: the next attempt writes every byte again."""
+        durable = self.durable
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+        self._pending.clear()
+        for path in segment_paths(self.directory):
+            if durable.path is None or path.name > durable.path.name:
+                path.unlink()
+        self._path, self._size, self._preallocated = durable.path, durable.size, False
+        if durable.path is not None:
+            self._fd = os.open(durable.path, os.O_WRONLY)
+            os.ftruncate(self._fd, durable.size)  # frees blocks: needs no space
+            os.fsync(self._fd)
+        sync_dir(self.directory)
+        dropped = self.last_seq - durable.last_seq
+        for _ in range(min(dropped, len(self.cache))):
+            self.cache.pop()
+        self.index = [entry for entry in self.index if entry[0] <= durable.last_seq]
+        self.last_seq, self.last_epoch = durable.last_seq, durable.last_epoch
 
     def archived(self, seq: int) -> bool:
         """True when record ``seq`` was archived: this journal can no longer serve it."""
@@ -216,7 +305,7 @@ class JournalStore:
         if not moved:
             return []
         archive = self.directory / "archive"
-        archive.mkdir(exist_ok=True)
+        private_dir(archive)
         for path in moved:
             os.replace(path, archive / path.name)
         for where in (archive, self.directory):  # both renames durable
@@ -226,17 +315,18 @@ class JournalStore:
         return moved
 
     def read(self, first: int, count: int) -> list[bytes]:
-        """Encoded records ``first`` .. ``first + count - 1`` that exist."""
-        if first < 1 or count <= 0 or first > self.last_seq:
+        """Encoded records ``first`` .. ``first + count - 1`` that exist and are synced:
+        a reader never gets a record a failed sync may yet take back."""
+        top = self.durable.last_seq
+        if first < 1 or count <= 0 or first > top:
             return []
-        last = min(self.last_seq, first + count - 1)
+        last = min(top, first + count - 1)
         base = self.last_seq - len(self.cache) + 1  # seq of the oldest cached record
         if self.cache and base <= first:
             return [self.cache[i] for i in range(first - base, last - base + 1)]
         return self._read_disk(first, last)
 
     def _read_disk(self, first: int, last: int) -> list[bytes]:
-        self.sync(fsync=False)
         start = max((i for i in self.index if i[0] <= first), key=lambda i: i[0])
         out: list[bytes] = []
         paths = [p for p in segment_paths(self.directory) if p >= start[1]]
@@ -260,7 +350,7 @@ class JournalStore:
         return out
 
     def close(self) -> None:
-        if self._file is not None:
+        if self._fd is not None:
             self._seal()
         if self.spare is not None:
             self.spare.close()
