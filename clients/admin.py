@@ -1,4 +1,4 @@
-"""`exchange admin halt|resume|reference|kill|unkill` and `exchange password`.
+"""`exchange admin halt|resume|reference|kill|unkill|deposit` and `exchange password`.
 
 Operator commands need an account named in ``[security] operators``; everyone else
 gets NOT_AUTHORIZED (exit 1). Each is sequenced and journaled like an order.
@@ -10,23 +10,34 @@ import argparse
 import getpass
 import json
 import os
+import sys
 
 from clients import trading
-from services.common.money import to_units
+from services.common.money import to_dollars, to_units
+from services.common.protocol import CashAdjusted
 
 
-def _admin(action: str, symbol: str, account: str, price: str, as_json: bool) -> int:
+def _admin(action: str, symbol: str, account: str, price: str, amount: str, as_json: bool) -> int:
+    try:
+        units = to_units(price) if price else 0
+        cash = to_units(amount) if amount else 0
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return trading.EXIT_USAGE
+
     def action_() -> int:
         with trading.logged_in_session(None) as session:
-            units = to_units(price) if price else 0
-            result = session.admin(action, symbol.upper(), account, units)
+            result = session.admin(action, symbol.upper(), account, units, cash)
         events = [trading.event_dict(e) for e in result.events]
         if as_json:
             print(json.dumps({"ok": True, "seq": result.seq, "events": events}))
-        else:
-            print(f"{action} done (seq {result.seq})")
-            for event in events[1:]:
-                print(f"  {event}")
+            return 0
+        print(f"{action} done (seq {result.seq})")
+        for event in result.events[1:]:
+            if type(event) is CashAdjusted:
+                print(f"  {account} cash now {to_dollars(event.cash)} ({to_dollars(event.amount)})")
+            else:
+                print(f"  {trading.event_dict(event)}")
         return 0
 
     return trading.run_action(action_, as_json)
@@ -60,6 +71,11 @@ def register(sub) -> None:
         ("reference", ["symbol", "price"], "set a symbol's reference price (dollars)"),
         ("kill", ["account"], "cancel every open order of an account and block it"),
         ("unkill", ["account"], "unblock an account"),
+        (
+            "deposit",
+            ["account", "amount"],
+            "move cash into an account (dollars; negative: a withdrawal)",
+        ),
     ):
         p = actions.add_parser(name, help=text)
         for arg in needs:
@@ -77,5 +93,6 @@ def _run_admin(args: argparse.Namespace) -> int:
         getattr(args, "symbol", ""),
         getattr(args, "account", ""),
         getattr(args, "price", ""),
+        getattr(args, "amount", ""),
         args.json,
     )

@@ -5,10 +5,13 @@ One reader task takes every frame off the socket and hands each reply to whoever
 waits for it (an order's answer by its ``cl_ord_id``, a query by its reply type);
 every execution report also goes to ``reports()``, and notices to ``notices``. A
 heartbeat task pings the gateway so an idle session is not dropped, and when the
-gateway answers NOT_LOGGED_IN (it restarted, or the session expired) the client
-logs in again and resends: orders carry their ``cl_ord_id``, so a resend is answered
-once (exactly-once entry). A matcher failover needs nothing from the caller: the
-gateway resends and a ``notice`` says so.
+session is gone (the connection was made again, as after a gateway restart, or the
+gateway answers NOT_LOGGED_IN because it went silent too long) the client holds new
+requests, resumes its session by token or logs in again, then resends whatever is
+unanswered: orders carry their ``cl_ord_id``, so a resend is answered once
+(exactly-once entry). An order answered NOT_LEADER is resent until its timeout. A
+matcher failover needs nothing from the caller: the gateway resends and a ``notice``
+says so.
 
     async with AsyncClient("tcp://127.0.0.1:5555") as c:
         await c.login("alice", "Secret.pw1")
@@ -26,8 +29,10 @@ from collections.abc import AsyncIterator
 
 import zmq
 import zmq.asyncio
+from zmq.utils.monitor import parse_monitor_message
 
 from clients.client import (
+    RETRY_S,
     ExchangeError,
     NoAnswer,
     OrderResult,
@@ -58,6 +63,7 @@ from services.common.protocol import (
     Report,
     Reports,
     RequestRejected,
+    Resume,
     Side,
     Signup,
     Stp,
@@ -65,6 +71,20 @@ from services.common.protocol import (
 )
 
 HEARTBEAT_S = 1.0  # well inside the gateway's 3 x client_heartbeat_ms (6 s by default)
+# rejects that answer a log-in or resume (the gateway's ``ref`` is the name or empty)
+SESSION_REJECTS = frozenset(
+    {
+        Reject.BAD_CREDENTIALS,
+        Reject.TOO_MANY_ATTEMPTS,
+        Reject.TOO_MANY_SESSIONS,
+        Reject.BAD_TOKEN,
+        Reject.BAD_NAME,
+        Reject.BUSY,
+        Reject.RATE_LIMITED,
+    }
+)
+# a log-in again that met these is tried again after a pause; others are final
+RETRY_LOGIN = frozenset({Reject.BUSY, Reject.RATE_LIMITED, Reject.TOO_MANY_ATTEMPTS})
 
 
 class AsyncClient:
@@ -82,6 +102,9 @@ class AsyncClient:
         self.socket.setsockopt(zmq.LINGER, 0)
         if curve_keys is not None:
             curve.connect(self.socket, curve_keys)
+        # sessions are per connection: a remade connection has none (see ``_watch``)
+        self.monitor = self.socket.get_monitor_socket(zmq.EVENT_CONNECTED)
+        self._connects = 0
         self.socket.connect(endpoint)
         self.timeout = timeout
         self.account: int | None = None
@@ -92,8 +115,18 @@ class AsyncClient:
         self._queries: dict[type, deque[tuple[asyncio.Future, object]]] = defaultdict(deque)
         self._signups: dict[str, asyncio.Future] = {}
         self._credentials: tuple[str, str] | None = None
+        self._token = ""  # the session's, to resume it without the password
         self._relogin: asyncio.Task | None = None
-        self._tasks = [asyncio.create_task(self._read()), asyncio.create_task(self._beat())]
+        # clear while the session is being restored: new requests wait for it, rather
+        # than earn NOT_LOGGED_IN and spend the gateway's budget for connections
+        # that are not logged in
+        self._ready = asyncio.Event()
+        self._ready.set()
+        self._tasks = [
+            asyncio.create_task(self._read()),
+            asyncio.create_task(self._beat()),
+            asyncio.create_task(self._watch()),
+        ]
 
     async def __aenter__(self) -> AsyncClient:
         return self
@@ -104,9 +137,14 @@ class AsyncClient:
     async def close(self) -> None:
         for task in self._tasks:
             task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        if self._relogin is not None:
+            self._relogin.cancel()
+        for task in [*self._tasks, self._relogin]:
+            if task is not None:
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
+        self.socket.disable_monitor()
+        self.monitor.close(0)
         self.socket.close(0)
 
     # -- plumbing -------------------------------------------------------------
@@ -153,30 +191,96 @@ class AsyncClient:
                 self._answer_orders(Report(report.seq, report.epoch, [event.original]))
 
     def _rejected(self, reply: RequestRejected) -> None:
-        if reply.code == Reject.NOT_LOGGED_IN and self._credentials is not None:
-            if self._relogin is None or self._relogin.done():
-                self._relogin = asyncio.create_task(self._login_again())
-            return
+        if reply.code == Reject.NOT_LOGGED_IN:
+            if self._credentials is not None:
+                self._log_in_again(restart=False)
+            return  # an answer to a request sent before the session was restored
         target = None
         if reply.ref in self._orders:
             target = self._orders.pop(reply.ref)[0]
         elif reply.ref in self._signups:
             target = self._signups.pop(reply.ref)
-        elif reply.code == Reject.BAD_CREDENTIALS and self._queries[LoggedIn]:
+        elif reply.code in SESSION_REJECTS and self._queries[LoggedIn]:
             target = self._queries[LoggedIn].popleft()[0]
         if target is not None and not target.done():
             target.set_result(reply)
         else:
             self.notices.put_nowait(reply)
 
+    async def _watch(self) -> None:
+        """Every connection after the first is a new one, without a session."""
+        while True:
+            event = parse_monitor_message(await self.monitor.recv_multipart())
+            if event["event"] == zmq.EVENT_CONNECTED:
+                self._connects += 1
+                if self._connects > 1 and self._credentials is not None:
+                    self._log_in_again(restart=True)
+
+    def _log_in_again(self, restart: bool) -> None:
+        """Hold new requests and restore the session; ``restart``: start over if a
+        restore is under way (it was talking over the connection just replaced)."""
+        self._ready.clear()
+        if self._relogin is not None and not self._relogin.done():
+            if not restart:
+                return
+            self._relogin.cancel()
+        self._relogin = asyncio.create_task(self._login_again())
+
     async def _login_again(self) -> None:
-        """The gateway forgot the session: log in again and resend what is unanswered."""
-        await self.login(*self._credentials)
-        for _, request in list(self._orders.values()):
-            await self._send(request)
-        for kind, waiting in self._queries.items():
-            for _, request in list(waiting) if kind is not LoggedIn else ():
+        """Resume the session (or log in again if the gateway forgot it), then resend
+        what is unanswered. Refusals that pass (BUSY, RATE_LIMITED, TOO_MANY_ATTEMPTS)
+        are waited out; a final one answers every waiting request with it."""
+        pause = RETRY_S
+        try:
+            while self._credentials is not None:
+                try:
+                    await self._restore()
+                    break
+                except ExchangeError as exc:
+                    if exc.code not in RETRY_LOGIN:
+                        self._answer_waiting(RequestRejected(exc.code, exc.text))
+                        return
+                except NoAnswer:
+                    pass
+                await asyncio.sleep(pause)
+                pause = min(2 * pause, 1.0)
+            for _, request in list(self._orders.values()):
                 await self._send(request)
+            for kind, waiting in self._queries.items():
+                for _, request in list(waiting) if kind is not LoggedIn else ():
+                    await self._send(request)
+        finally:
+            if self._relogin is asyncio.current_task():
+                self._ready.set()
+
+    async def _restore(self) -> None:
+        if self._token:
+            try:
+                await self.resume(self._token)
+                return
+            except ExchangeError as exc:
+                if exc.code != Reject.BAD_TOKEN:
+                    raise
+        await self.login(*self._credentials)
+
+    def _answer_waiting(self, reply: RequestRejected) -> None:
+        for future, _ in self._orders.values():
+            if not future.done():
+                future.set_result(reply)
+        for kind, waiting in self._queries.items():
+            for future, _ in waiting if kind is not LoggedIn else ():
+                if not future.done():
+                    future.set_result(reply)
+
+    async def _held(self, deadline: float) -> None:
+        """Wait, until ``deadline``, while the session is being restored."""
+        if self._ready.is_set():
+            return
+        remaining = deadline - asyncio.get_running_loop().time()
+        try:
+            await asyncio.wait_for(self._ready.wait(), max(remaining, 0))
+        except TimeoutError:
+            raise NoAnswer("not logged in again in time") from None
 
     async def _beat(self) -> None:
         while True:
@@ -186,15 +290,22 @@ class AsyncClient:
 
     async def _wait(self, future: asyncio.Future, timeout: float | None):
         try:
-            return await asyncio.wait_for(future, timeout or self.timeout)
+            wait = self.timeout if timeout is None else max(timeout, 0.0)
+            return await asyncio.wait_for(future, wait)
         except TimeoutError:
             raise NoAnswer("no answer from the gateway") from None
 
-    async def _query(self, request, kind: type, timeout: float | None = None):
-        future = asyncio.get_running_loop().create_future()
+    async def _query(self, request, kind: type, timeout: float | None = None, hold: bool = True):
+        """``hold``: wait first while the session is being restored (not for the
+        requests that restore it)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + (timeout or self.timeout)
+        if hold:
+            await self._held(deadline)
+        future = loop.create_future()
         self._queries[kind].append((future, request))
         await self._send(request)
-        reply = await self._wait(future, timeout)
+        reply = await self._wait(future, deadline - loop.time())
         raise_for(reply)
         return reply
 
@@ -210,15 +321,23 @@ class AsyncClient:
         return reply.events[0].account
 
     async def login(self, name: str, password: str) -> LoggedIn:
-        reply = await self._query(Login(name, password), LoggedIn)
+        reply = await self._query(Login(name, password), LoggedIn, hold=False)
         self.account = reply.account
         self._credentials = (name, password)
+        self._token = reply.token
+        return reply
+
+    async def resume(self, token: str) -> LoggedIn:
+        """Attach this connection to a session by its token (no password sent)."""
+        reply = await self._query(Resume(token), LoggedIn, hold=False)
+        self.account = reply.account
+        self._token = token
         return reply
 
     async def alive(self, timeout: float = 2.0) -> bool:
         """Ping and wait for the pong: False means the gateway is gone or stalled."""
         try:
-            await self._query(Ping(1), Pong, timeout)
+            await self._query(Ping(1), Pong, timeout, hold=False)
         except NoAnswer:
             return False
         return True
@@ -226,13 +345,24 @@ class AsyncClient:
     # -- orders ---------------------------------------------------------------
 
     async def _order(self, request, timeout: float | None) -> OrderResult:
-        future = asyncio.get_running_loop().create_future()
-        self._orders[request.cl_ord_id] = (future, request)
-        await self._send(request)
-        try:
-            reply = await self._wait(future, timeout)
-        finally:
-            self._orders.pop(request.cl_ord_id, None)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + (timeout or self.timeout)
+        while True:
+            await self._held(deadline)
+            future = loop.create_future()
+            self._orders[request.cl_ord_id] = (future, request)
+            await self._send(request)
+            try:
+                reply = await self._wait(future, deadline - loop.time())
+            finally:
+                self._orders.pop(request.cl_ord_id, None)
+            if not (
+                type(reply) is RequestRejected
+                and reply.code == Reject.NOT_LEADER
+                and loop.time() + RETRY_S < deadline
+            ):
+                break
+            await asyncio.sleep(RETRY_S)  # a failover under way: the same id again
         raise_for(reply)
         ack = first_answer(reply, request.cl_ord_id)
         return OrderResult(ack, reply.seq, list(reply.events))
@@ -269,7 +399,15 @@ class AsyncClient:
         return await self._query(GetPositions(), Positions)
 
     async def orders(self) -> Orders:
-        return await self._query(GetOrders(), Orders)
+        """Every open order, by order id, a page at a time (see ``Client.orders``)."""
+        listed: list = []
+        after = 0
+        while True:
+            page = await self._query(GetOrders(after), Orders)
+            listed += page.orders
+            if not (page.more and page.orders):
+                return Orders(page.account, listed, page.seq)
+            after = page.orders[-1].order_id
 
     async def fills(self, symbol: str = "", limit: int = 100) -> Fills:
         return await self._query(GetFills(symbol, limit), Fills)

@@ -19,6 +19,7 @@ from collections import deque
 from dataclasses import dataclass, field
 
 import zmq
+from zmq.utils.monitor import recv_monitor_message
 
 from services.common import curve
 from services.common.codec import encode, feed_decoder, reply_decoder
@@ -83,6 +84,30 @@ class OrderResult:
 
 
 _ids = itertools.count(1)
+WATCH_S = 0.1  # how often a wait for an answer looks whether the connection was remade
+RETRY_S = 0.05  # between resends of an order answered NOT_LEADER (a failover under way)
+RELOGINS = 3  # log-ins again for one request answered NOT_LOGGED_IN, at most
+
+
+class _Reconnected(Exception):
+    """The connection to the gateway was made again: the session it had is gone."""
+
+
+def session_reply(name: str = ""):
+    """``accept`` for a log-in's or resume's answer: ``logged_in``, or a reject of it
+    (its ``ref`` is the name, or empty). A NOT_LOGGED_IN is never one: it answers a
+    request sent before, on a connection that had lost its session."""
+
+    def accept(reply) -> bool:
+        if isinstance(reply, LoggedIn):
+            return True
+        return (
+            isinstance(reply, RequestRejected)
+            and reply.code != Reject.NOT_LOGGED_IN
+            and reply.ref in ("", name[:40])
+        )
+
+    return accept
 
 
 def first_answer(report: Report, cl_ord_id: str):
@@ -124,6 +149,12 @@ class Client:
         self.socket.setsockopt(zmq.LINGER, 0)
         if curve_keys is not None:
             curve.connect(self.socket, curve_keys)
+        # the gateway keeps a session per connection: when the connection is made
+        # again (the gateway restarted, or the network dropped) the session is gone,
+        # and the next request must wait until this client has logged in again
+        self.monitor = self.socket.get_monitor_socket(zmq.EVENT_CONNECTED)
+        self._connects = 0
+        self._stale = False  # remade since the last log-in: log in before sending
         self.socket.connect(endpoint)
         self.timeout = timeout
         self.reports: deque[Report] = deque()
@@ -133,8 +164,11 @@ class Client:
         self._unpacked: deque[Report] = deque()  # the rest of a Reports frame, unread
         self.account: int | None = None
         self._credentials: tuple[str, str] | None = None  # to log in again if forgotten
+        self._token = ""  # the session's, to resume it without the password
 
     def close(self) -> None:
+        self.socket.disable_monitor()
+        self.monitor.close(0)
         self.socket.close(0)
 
     def __enter__(self) -> Client:
@@ -156,19 +190,42 @@ class Client:
             return reply.reports[0]
         return reply
 
-    def _recv(self, deadline: float):
+    def _recv(self, deadline: float, watch: bool = False):
         if self._unpacked:
             return self._unpacked.popleft()
-        remaining = deadline - time.monotonic()
-        if remaining <= 0 or not self.socket.poll(int(remaining * 1000) + 1):
-            raise NoAnswer("no answer from the gateway")
-        return self._decode()
-
-    def _await(self, accept, timeout: float | None = None):
-        """The first reply for which ``accept(reply)`` is true; reports are queued."""
-        deadline = time.monotonic() + (timeout or self.timeout)
         while True:
-            reply = self._recv(deadline)
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise NoAnswer("no answer from the gateway")
+            wait = min(remaining, WATCH_S) if watch else remaining
+            if self.socket.poll(int(wait * 1000) + 1):
+                return self._decode()
+            if watch and self._remade():
+                raise _Reconnected
+
+    def _remade(self) -> bool:
+        """Whether the connection was made again since the last log-in (read from the
+        socket's monitor: every connection after the first)."""
+        while self.monitor.poll(0):
+            if recv_monitor_message(self.monitor)["event"] == zmq.EVENT_CONNECTED:
+                self._connects += 1
+                if self._connects > 1 and self._credentials is not None:
+                    self._stale = True
+        return self._stale
+
+    def _await(
+        self,
+        accept,
+        timeout: float | None = None,
+        deadline: float | None = None,
+        watch: bool = False,
+    ):
+        """The first reply for which ``accept(reply)`` is true; reports are queued.
+        With ``watch``, raises _Reconnected if the connection is remade meanwhile."""
+        if deadline is None:
+            deadline = time.monotonic() + (timeout or self.timeout)
+        while True:
+            reply = self._recv(deadline, watch)
             if accept(reply):
                 return reply
             if isinstance(reply, Report):
@@ -215,10 +272,11 @@ class Client:
 
     def login(self, name: str, password: str) -> LoggedIn:
         self.send(Login(name, password))
-        reply = self._await(lambda r: isinstance(r, LoggedIn | RequestRejected))
+        reply = self._await(session_reply(name))
         raise_for(reply)
         self.account = reply.account
         self._credentials = (name, password)
+        self._token = reply.token
         return reply
 
     def open_account(self, name: str, password: str, create: bool = False) -> LoggedIn:
@@ -233,28 +291,59 @@ class Client:
 
     def _request(self, request, accept, timeout: float | None = None):
         """Send ``request`` and return the reply ``accept`` picks (raising if it is a
-        reject). If the gateway forgot the session (it restarted, or the session went
-        silent too long) log in again and resend once: an order's cl_ord_id makes the
-        resend exactly-once."""
+        reject). When the session is gone (the connection was remade: the gateway
+        restarted; or it went silent too long: NOT_LOGGED_IN) log in again first, then
+        send or resend: nothing is sent on a connection without a session, and an
+        order's cl_ord_id makes a resend exactly-once. An order answered NOT_LEADER (a
+        failover under way) is resent until the timeout."""
+        deadline = time.monotonic() + (timeout or self.timeout)
+        watch = self._credentials is not None
+        if watch and self._remade():
+            self._restore()
         self.send(request)
-        reply = self._await(accept, timeout)
-        if (
-            type(reply) is RequestRejected
-            and reply.code == Reject.NOT_LOGGED_IN
-            and self._credentials is not None
-        ):
-            self.login(*self._credentials)
-            self.send(request)
-            reply = self._await(accept, timeout)
-        raise_for(reply)
-        return reply
+        relogins = 0
+        while True:
+            try:
+                reply = self._await(accept, deadline=deadline, watch=watch)
+            except _Reconnected:
+                self._restore()
+                self.send(request)
+                continue
+            if type(reply) is RequestRejected:
+                code = reply.code
+                if code == Reject.NOT_LOGGED_IN and watch and relogins < RELOGINS:
+                    relogins += 1
+                    self._restore()
+                    self.send(request)
+                    continue
+                if code == Reject.NOT_LEADER and time.monotonic() + RETRY_S < deadline:
+                    time.sleep(RETRY_S)
+                    self.send(request)
+                    continue
+            raise_for(reply)
+            return reply
+
+    def _restore(self) -> None:
+        """A session on this connection again: resume the token (no password to hash,
+        no log-in guard), or, if the gateway forgot it (a restart), log in."""
+        self._remade()  # the connections made so far are covered by this log-in
+        self._stale = False
+        if self._token:
+            try:
+                self.resume(self._token)
+                return
+            except ExchangeError as exc:
+                if exc.code != Reject.BAD_TOKEN:
+                    raise
+        self.login(*self._credentials)
 
     def resume(self, token: str) -> LoggedIn:
         """Attach this connection to a session by its token (no password sent)."""
         self.send(Resume(token))
-        reply = self._await(lambda r: isinstance(r, LoggedIn | RequestRejected))
+        reply = self._await(session_reply())
         raise_for(reply)
         self.account = reply.account
+        self._token = token
         return reply
 
     def change_password(self, old: str, new: str, cl_ord_id: str | None = None) -> OrderResult:
@@ -265,11 +354,12 @@ class Client:
         return result
 
     def admin(
-        self, action: str, symbol: str = "", account: str = "", price: int = 0
+        self, action: str, symbol: str = "", account: str = "", price: int = 0, amount: int = 0
     ) -> OrderResult:
         """Operators only: ``halt``/``resume`` a symbol, ``reference`` (a symbol's new
-        reference price), ``kill``/``unkill`` an account by name."""
-        request = AdminRequest(new_cl_ord_id(), action, symbol, account, price)
+        reference price), ``kill``/``unkill`` an account by name, ``deposit`` ``amount``
+        price units into an account by name (negative: a withdrawal)."""
+        request = AdminRequest(new_cl_ord_id(), action, symbol, account, price, amount)
         return self._answer_for(request, None)
 
     def logout(self) -> None:
@@ -280,6 +370,7 @@ class Client:
         self._await(lambda r: isinstance(r, LoggedOut))
         self.account = None
         self._credentials = None
+        self._token = ""
 
     def ping(self, nonce: int = 0) -> None:
         """Keeps the session alive: the gateway drops sessions silent for three
@@ -341,7 +432,19 @@ class Client:
         return self._request(GetPositions(), lambda r: isinstance(r, Positions | RequestRejected))
 
     def orders(self) -> Orders:
-        return self._request(GetOrders(), lambda r: isinstance(r, Orders | RequestRejected))
+        """Every open order of the account, by order id. The gateway answers in pages
+        (``ORDERS_PAGE`` at most); this asks for each in turn, so with orders changing
+        meanwhile each page is as of its own ``seq`` (the one returned is the last)."""
+        listed: list = []
+        after = 0
+        while True:
+            page = self._request(
+                GetOrders(after), lambda r: isinstance(r, Orders | RequestRejected)
+            )
+            listed += page.orders
+            if not (page.more and page.orders):
+                return Orders(page.account, listed, page.seq)
+            after = page.orders[-1].order_id
 
     def fills(self, symbol: str = "", limit: int = 100) -> Fills:
         """This account's own last fills (of ``symbol`` if given), oldest first.

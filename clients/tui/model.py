@@ -89,9 +89,12 @@ def describe(event, account: int | None) -> str | None:
         ref = f" #{event.order_id}" if event.order_id else ""
         return f"REJECTED{ref}: {text}"
     if kind is Fill:
-        mine = event.taker_order if event.taker_account == account else event.maker_order
+        # a fill names only our own side (the other's fields are 0), or both for a
+        # self-trade: we took if the taker's order is there and is ours
+        took = event.taker_order != 0 and account in (None, event.taker_account)
+        mine = event.taker_order if took else event.maker_order
         side = Side(event.side)
-        if event.taker_account != account:  # we were the maker: our side is the other
+        if not took:  # we were the maker: our side is the other
             side = Side.SELL if side == Side.BUY else Side.BUY
         return (
             f"FILL #{mine} {side.name} {event.qty:,} {event.symbol} @ "
