@@ -55,12 +55,14 @@ def test_torn_tail_is_truncated_on_open(tmp_path, tail):
     size = last.stat().st_size
     with last.open("ab") as fh:
         fh.write(tail)  # a write cut short by a crash
-    assert not tools.verify(tmp_path)["ok"]
+    checked = tools.verify(tmp_path)  # usable as it is: opening drops the torn tail
+    assert checked["ok"] and checked["status"] == "torn-tail"
+    assert checked["torn_tail"]["offset"] == size and checked["last_seq"] == 20
     store = JournalStore(tmp_path)
     assert store.last_seq == 20 and store.truncated
     assert last.stat().st_size == size
     fill(store, 21, 25)
-    assert tools.verify(tmp_path)["ok"]
+    assert tools.verify(tmp_path)["status"] == "ok"
 
 
 def test_corruption_inside_is_detected(tmp_path):

@@ -14,7 +14,14 @@ import msgspec
 
 from services.common import config
 from services.common.codec import record_decoder
-from services.journal.segment import read_entries, segment_paths
+from services.journal.segment import (
+    HEADER,
+    SUFFIX,
+    Entry,
+    parse_entries,
+    read_entries,
+    segment_paths,
+)
 from services.matcher.engine import Engine
 
 
@@ -26,34 +33,112 @@ def history(directory: Path) -> list[Path]:
     )
 
 
+# `exchange journal verify` exit codes (docs/cli.md): a torn tail is no error, since
+# opening the journal drops it; corruption is
+VERIFY_OK = 0
+VERIFY_CORRUPT = 1
+VERIFY_NO_JOURNAL = 4
+AFTER_END = "data after the end of the entries"  # past a zero length: a spare's zeros
+TORN = ("torn header", "torn entry", "bad CRC", AFTER_END)  # what a cut-short write leaves
+
+
+def _whole_entry_after(data: bytes, offset: int) -> bool:
+    """True if a whole, CRC-valid, decodable entry starts anywhere after ``offset``:
+    then what is wrong at ``offset`` is not the tail of an interrupted write."""
+    if offset + HEADER.size <= len(data):  # first where the bad entry says it ends
+        length = HEADER.unpack_from(data, offset)[0]
+        after = offset + HEADER.size + length
+        if length > 0 and after < len(data) and _entry_at(data, after):
+            return True
+    end = len(data.rstrip(b"\0"))  # an entry's header is not all zeros
+    return any(_entry_at(data, at) for at in range(offset + 1, end))
+
+
+def _entry_at(data: bytes, offset: int) -> bool:
+    item = next(parse_entries(data, offset), None)
+    return isinstance(item, Entry) and item.offset == offset
+
+
 def verify(directory: Path) -> dict:
-    """CRCs and sequence continuity across every segment."""
+    """CRCs, sequence continuity and segment names across every segment, telling a
+    torn tail (the last live segment's partial last write, which opening the journal
+    drops) from corruption (anything wrong with whole records behind it)."""
     result = {
         "ok": True,
+        "status": "ok",
         "records": 0,
         "first_seq": 0,
         "last_seq": 0,
         "segments": 0,
         "epochs": [],
         "errors": [],
+        "torn_tail": None,
     }
+    directory = Path(directory)
+    if not directory.is_dir():
+        result.update(ok=False, status="no-journal", errors=[f"{directory}: no such directory"])
+        return result
+    paths = history(directory)
+    if not paths:
+        result.update(
+            ok=False,
+            status="no-journal",
+            errors=[f"{directory}: no journal here (no *{SUFFIX} files in it or in archive/)"],
+        )
+        return result
+    live = segment_paths(directory)
+    tail_segment = live[-1] if live else None
+    errors: list[str] = result["errors"]
     epochs: set[int] = set()
     last = 0
-    for path in history(directory):
+    for path in paths:
         result["segments"] += 1
-        for item in read_entries(path):
+        data = path.read_bytes()
+        end = 0  # of the last whole entry
+        problem: tuple[int, str] | None = None
+        for item in parse_entries(data):
             if isinstance(item, tuple):
-                result["errors"].append(f"{path.name}: {item[1]} at offset {item[0]}")
+                problem = item
                 break
+            if end == 0 and item.seq != int(path.stem):
+                errors.append(f"{path.name}: named for seq {int(path.stem)}, begins at {item.seq}")
             if last and item.seq != last + 1:
-                result["errors"].append(f"{path.name}: seq {item.seq} follows {last}")
+                errors.append(f"{path.name}: seq {item.seq} follows {last} at offset {item.offset}")
             last = item.seq
             result["first_seq"] = result["first_seq"] or item.seq
             result["records"] += 1
             epochs.add(item.epoch)
+            end = item.offset + HEADER.size + len(item.payload)
+        if problem is None and any(data[end:]):  # bytes after a zero length
+            problem = (end, AFTER_END)
+        if problem is None:
+            continue
+        offset, reason = problem
+        where = f"{path.name}: {reason} at offset {offset} (after seq {last})"
+        if path != tail_segment:
+            errors.append(f"{where}, not in the last segment")
+        elif _whole_entry_after(data, offset):
+            errors.append(
+                f"{where}, followed by whole records: not a torn write; opening the "
+                f"journal would drop everything from offset {offset} on"
+            )
+        elif reason not in TORN:
+            errors.append(where)  # a CRC-valid record that does not decode
+        else:
+            torn = len(data.rstrip(b"\0")) - offset
+            result["torn_tail"] = {
+                "segment": path.name,
+                "offset": offset,
+                "bytes": torn,
+                "after_seq": last,
+                "reason": reason,
+            }
     result["last_seq"] = last
     result["epochs"] = sorted(epochs)
-    result["ok"] = not result["errors"]
+    if errors:
+        result.update(ok=False, status="corrupt")
+    elif result["torn_tail"]:
+        result["status"] = "torn-tail"
     return result
 
 
@@ -102,15 +187,27 @@ def _verify_cmd(args: argparse.Namespace) -> int:
     result = verify(Path(args.path))
     if args.json:
         print(json.dumps(result))
+    elif result["status"] == "no-journal":
+        print(f"NO JOURNAL: {result['errors'][0]}")
     else:
+        verdict = {"ok": "OK", "torn-tail": "OK", "corrupt": "CORRUPT"}[result["status"]]
         print(
-            f"{'OK' if result['ok'] else 'FAILED'}: {result['records']} records "
+            f"{verdict}: {result['records']} records "
             f"(seq {result['first_seq']}..{result['last_seq']}) in {result['segments']} "
             f"segments, epochs {result['epochs']}"
         )
+        torn = result["torn_tail"]
+        if torn:
+            print(
+                f"  torn tail: {torn['bytes']} bytes after seq {torn['after_seq']} "
+                f"({torn['reason']} at offset {torn['offset']} of {torn['segment']}) will be "
+                f"dropped on open: the end of a write a crash cut short, never committed"
+            )
         for error in result["errors"]:
             print(f"  {error}")
-    return 0 if result["ok"] else 1
+    if result["status"] == "no-journal":
+        return VERIFY_NO_JOURNAL
+    return VERIFY_CORRUPT if result["status"] == "corrupt" else VERIFY_OK
 
 
 def _dump_cmd(args: argparse.Namespace) -> int:
@@ -143,7 +240,11 @@ def _replay_cmd(args: argparse.Namespace) -> int:
 
 
 def register(subparsers) -> None:
-    p = subparsers.add_parser("verify", help="check CRCs and sequence continuity")
+    p = subparsers.add_parser(
+        "verify",
+        help="check CRCs and sequence continuity: exit 0 intact (a torn tail is noted), "
+        "1 corrupt, 4 no journal there",
+    )
     p.add_argument("path", help="journal directory ($EXCHANGE_HOME/journal)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=_verify_cmd)
