@@ -60,6 +60,17 @@ def _bench_sustained(args: argparse.Namespace) -> int:
     return 0
 
 
+def _bench_abuse(args: argparse.Namespace) -> int:
+    import sys
+
+    from clients.bench import abuse
+
+    say = (lambda text: print(text, file=sys.stderr, flush=True)) if args.json else print
+    result = abuse.run(duration=args.duration, baseline=args.baseline, progress=say)
+    print(json.dumps(result) if args.json else abuse.render(result))
+    return 0 if result["ok"] else 1
+
+
 def _bench_all(args: argparse.Namespace) -> int:
     from pathlib import Path
 
@@ -163,6 +174,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sus.add_argument("--json", action="store_true", help="one JSON object on stdout")
     sus.set_defaults(func=_bench_sustained)
+    abuse = bench_sub.add_parser(
+        "abuse", help="an honest trader's latency beside hostile traders (exit 1 past 3x)"
+    )
+    abuse.add_argument("--duration", type=float, default=600.0, help="attack seconds")
+    abuse.add_argument("--baseline", type=float, help="seconds alone first (duration/5)")
+    abuse.add_argument("--json", action="store_true", help="one JSON object on stdout")
+    abuse.set_defaults(func=_bench_abuse)
     every = bench_sub.add_parser("all", help="every benchmark, JSON + Markdown report + plot")
     every.add_argument("--out", default="bench/results", help="directory for the results")
     every.add_argument("--quick", action="store_true", help="tiny runs to check the path")
