@@ -3,45 +3,37 @@
 It is the third party the zguide's Binary Star needs to avoid split brain: matchers
 never promote themselves. Every service beats here every heartbeat_ms; when no primary
 matcher has beaten for ``missed_beats`` intervals, the most caught-up live standby is
-promoted with epoch + 1, and a matcher still acting as primary at an older epoch is
-told to step down. The epoch is recovered from the beats (the journal reports the
-highest epoch it has fenced or committed), so a restart of this service loses nothing.
+promoted with a new epoch, and a matcher still acting as primary at an older epoch is
+told to step down. The decisions are ``elector.py``'s; this is the socket loop around
+them. Every epoch it promotes with is first stored in ``$EXCHANGE_HOME/heartbeat/epoch``
+(``epochfile.py``), so a restarted service never hands one out twice; the current
+epoch comes back with the beats (the journal reports the highest it has fenced).
 """
 
 from __future__ import annotations
 
 import signal
 import time
-from dataclasses import dataclass
 
 import zmq
 
 from services.common import curve
 from services.common.codec import encode
 from services.common.config import Config
-from services.common.protocol import (
-    Demote,
-    Promote,
-    ServiceBeat,
-    ServiceState,
-    Status,
-    StatusRequest,
-)
+from services.common.protocol import Promote, ServiceBeat, StatusRequest
 from services.common.router import bus_messages
-
-
-@dataclass
-class Seen:
-    ident: bytes
-    beat: ServiceBeat
-    at: float  # monotonic seconds
+from services.heartbeat.elector import Elector
+from services.heartbeat.epochfile import EpochFile
 
 
 class Heartbeat:
     def __init__(self, cfg: Config, log) -> None:
         self.log = log
         self.interval = cfg.timings.get("heartbeat_ms", 100) / 1000
-        self.timeout = self.interval * cfg.timings.get("missed_beats", 3)
+        timeout = self.interval * cfg.timings.get("missed_beats", 3)
+        self.epochs = EpochFile(cfg.home / "heartbeat" / "epoch")
+        issued = self.epochs.load()
+        self.elector = Elector(timeout, time.monotonic(), issued)
         self.ctx = zmq.Context.instance()
         self.router = self.ctx.socket(zmq.ROUTER)
         self.router.setsockopt(zmq.LINGER, 0)
@@ -49,72 +41,35 @@ class Heartbeat:
         self.pub = self.ctx.socket(zmq.PUB)
         self.pub.setsockopt(zmq.LINGER, 0)
         curve.bind(self.pub, cfg.endpoints["status_pub"])
-        self.services: dict[str, Seen] = {}
-        self.epoch = 0
-        self.started = time.monotonic()
-        self.pending: tuple[str, int, float] | None = None  # (matcher, epoch, deadline)
         self.changed = False
         self.running = True
-
-    def alive(self, seen: Seen, now: float) -> bool:
-        return now - seen.at <= self.timeout
-
-    def status(self, now: float) -> Status:
-        return Status(
-            self.epoch,
-            [
-                ServiceState(
-                    name,
-                    s.beat.role,
-                    s.beat.pid,
-                    s.beat.epoch,
-                    s.beat.seq,
-                    s.beat.committed,
-                    int((now - s.at) * 1000),
-                    self.alive(s, now),
-                )
-                for name, s in sorted(self.services.items())
-            ],
-        )
+        self.log.info("started", promoted_before=issued)
 
     def _receive(self, now: float) -> None:
         for ident, msg in bus_messages(self.router, limit=1_000):
             if isinstance(msg, ServiceBeat):
-                previous = self.services.get(msg.service)
-                if previous is None or previous.beat.role != msg.role:
+                if self.elector.observe(ident, msg, now):
                     self.changed = True  # tell everyone now, not at the next tick
-                self.services[msg.service] = Seen(ident, msg, now)
-                if msg.epoch > self.epoch and (msg.role == "primary" or msg.service == "journal"):
-                    self.epoch = msg.epoch
             elif isinstance(msg, StatusRequest):
-                self.router.send_multipart([ident, encode(self.status(now))])
+                self.router.send_multipart([ident, encode(self.elector.status(now))])
 
     def _decide(self, now: float) -> None:
-        """Promote a standby when no primary of the current epoch is alive; demote stale
-        primaries. Waits one timeout after start so beats (and the epoch) can arrive."""
-        if now - self.started < self.timeout:
-            return
-        matchers = {
-            name: s
-            for name, s in self.services.items()
-            if name.startswith("matcher") and self.alive(s, now)
-        }
-        for _name, seen in matchers.items():
-            if seen.beat.role == "primary" and seen.beat.epoch < self.epoch:
-                self.router.send_multipart([seen.ident, encode(Demote(self.epoch))])
-        if any(s.beat.role == "primary" and s.beat.epoch == self.epoch for s in matchers.values()):
-            self.pending = None
-            return
-        if self.pending and now < self.pending[2]:
-            return
-        standbys = [(s.beat.seq, name) for name, s in matchers.items() if s.beat.role == "standby"]
-        if not standbys or "journal" not in self.services:
-            return
-        _, chosen = min((-seq, name) for seq, name in standbys)  # most caught up, then a < b
-        epoch = self.epoch + 1
-        self.router.send_multipart([matchers[chosen].ident, encode(Promote(epoch))])
-        self.pending = (chosen, epoch, now + max(2.0, 4 * self.timeout))
-        self.log.info("promote", matcher=chosen, epoch=epoch, seq=matchers[chosen].beat.seq)
+        for ident, msg in self.elector.decide(now):
+            if isinstance(msg, Promote):
+                try:
+                    self.epochs.save(msg.epoch)  # on disk before anyone holds it
+                except OSError as exc:
+                    # unsent, the epoch is simply skipped: the next try takes a new one
+                    self.log.error("epoch_not_stored", epoch=msg.epoch, error=str(exc))
+                    continue
+                pending = self.elector.pending
+                self.log.info(
+                    "promote",
+                    matcher=pending.matcher,
+                    epoch=msg.epoch,
+                    seq=self.elector.services[pending.matcher].beat.seq,
+                )
+            self.router.send_multipart([ident, encode(msg)])
 
     def run(self) -> int:
         signal.signal(signal.SIGTERM, lambda *_: setattr(self, "running", False))
@@ -127,7 +82,7 @@ class Heartbeat:
                 self._decide(now)
                 if now >= next_publish or self.changed:
                     self.changed = False
-                    self.pub.send(encode(self.status(now)))
+                    self.pub.send(encode(self.elector.status(now)))
                     next_publish = now + self.interval
         finally:
             self.router.close(0)

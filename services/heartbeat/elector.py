@@ -1,0 +1,107 @@
+"""Who is primary: the heartbeat service's decisions, apart from its sockets.
+
+``Elector`` is fed the beats the services send and asked, now and then, what to send
+back (promotions and demotions); it keeps no clock and touches no socket, so tests
+drive it beat by beat. An epoch names one primary's reign, so no two Promotes ever
+carry the same one: a new promotion's epoch is above every epoch seen in any beat and
+every epoch ever promoted, persisted ones included (the service stores each before it
+sends it, ``epochfile.py``), whether the promotion before it took or not.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from services.common.protocol import Bus, Demote, Promote, ServiceBeat, ServiceState, Status
+
+
+@dataclass
+class Seen:
+    ident: bytes
+    beat: ServiceBeat
+    at: float  # monotonic seconds
+
+
+@dataclass(frozen=True)
+class Pending:
+    matcher: str
+    epoch: int
+    deadline: float  # monotonic seconds: past it, a new promotion (a new epoch)
+
+
+class Elector:
+    def __init__(self, timeout: float, started: float, issued: int = 0) -> None:
+        self.timeout = timeout  # seconds without a beat before a service counts as dead
+        self.started = started
+        self.services: dict[str, Seen] = {}
+        self.epoch = 0  # the current epoch: the highest a primary or the journal reported
+        self.highest = issued  # the highest epoch seen anywhere or ever promoted
+        self.pending: Pending | None = None
+
+    def alive(self, seen: Seen, now: float) -> bool:
+        return now - seen.at <= self.timeout
+
+    def observe(self, ident: bytes, beat: ServiceBeat, now: float) -> bool:
+        """Take a beat; True when a service appeared or changed role (publish now)."""
+        previous = self.services.get(beat.service)
+        self.services[beat.service] = Seen(ident, beat, now)
+        self.highest = max(self.highest, beat.epoch)
+        if beat.epoch > self.epoch and (beat.role == "primary" or beat.service == "journal"):
+            self.epoch = beat.epoch
+        return previous is None or previous.beat.role != beat.role
+
+    def decide(self, now: float) -> list[tuple[bytes, Bus]]:
+        """(identity, message) pairs to send: demote primaries of an older epoch, and
+        promote the most caught-up live standby when no primary of the current epoch
+        lives and no promotion is under way. Waits one timeout after start, so beats
+        (and the epoch) can arrive. The caller must store a Promote's epoch durably
+        before sending it."""
+        out: list[tuple[bytes, Bus]] = []
+        if now - self.started < self.timeout:
+            return out
+        matchers = {
+            name: s
+            for name, s in self.services.items()
+            if name.startswith("matcher") and self.alive(s, now)
+        }
+        primaries = [s.beat.epoch for s in matchers.values() if s.beat.role == "primary"]
+        for seen in matchers.values():
+            if seen.beat.role == "primary" and seen.beat.epoch < self.epoch:
+                out.append((seen.ident, Demote(self.epoch)))
+        if self.pending is not None:
+            # only a primary at the promised epoch (or later) ends a promotion: a late
+            # beat from the old primary must not, or its epoch could be promised again
+            if any(epoch >= self.pending.epoch for epoch in primaries):
+                self.pending = None
+                return out
+            if now < self.pending.deadline:
+                return out
+            self.pending = None  # it did not take: the next try gets a new epoch
+        if self.epoch in primaries:
+            return out
+        standbys = [(-s.beat.seq, name) for name, s in matchers.items() if s.beat.role == "standby"]
+        if not standbys or "journal" not in self.services:
+            return out
+        _, chosen = min(standbys)  # most caught up, then a before b
+        self.highest += 1
+        self.pending = Pending(chosen, self.highest, now + max(2.0, 4 * self.timeout))
+        out.append((matchers[chosen].ident, Promote(self.highest)))
+        return out
+
+    def status(self, now: float) -> Status:
+        return Status(
+            self.epoch,
+            [
+                ServiceState(
+                    name,
+                    s.beat.role,
+                    s.beat.pid,
+                    s.beat.epoch,
+                    s.beat.seq,
+                    s.beat.committed,
+                    int((now - s.at) * 1000),
+                    self.alive(s, now),
+                )
+                for name, s in sorted(self.services.items())
+            ],
+        )
