@@ -13,7 +13,8 @@ A subscriber that does not read for a while loses messages at marketdata's end
 (``[marketdata] pub_hwm`` per subscriber) or at its own (``rcvhwm``): it sees the gap,
 or the quiet check does, and resyncs the same way. A snapshot the service refuses (an
 unknown symbol, say) leaves the book unsynced with the reason in ``error``, and the
-next attempt waits ``timeout_ms``.
+next attempt waits ``timeout_ms``. ``paused`` says whether the symbol is in a volatility
+pause: from each snapshot, and (with ``bbo``) from the BBO feed as soon as it changes.
 
 Call ``poll`` often: besides taking messages, it is where ZeroMQ gets to resend the
 subscription after a reconnect (a restarted marketdata), and where checks complete.
@@ -102,6 +103,7 @@ class BookSubscriber:
         self.trade_seq = 0
         self.trade_gaps = 0  # trades lost: the trade feed has no replay, only a count
         self.last_bbo: Bbo | None = None
+        self.paused = False  # a volatility pause, as of the last snapshot or bbo
         self._drop = 0
         self._heard = time.monotonic()  # last L2 message or snapshot
         self._probe: zmq.Socket | None = None  # a quiet-feed check awaiting its answer
@@ -177,6 +179,7 @@ class BookSubscriber:
         self._bids = dict(snap.bids[: snap.depth])
         self._asks = dict(snap.asks[: snap.depth])
         self._feed_depth = snap.depth
+        self.paused = snap.paused
         self.seq = snap.seq
         self.journal_seq = snap.journal_seq
         self.synced = True
@@ -280,6 +283,7 @@ class BookSubscriber:
         if self.last_bbo is not None and bbo.seq <= self.last_bbo.seq:
             return 0
         self.last_bbo = bbo
+        self.paused = bbo.paused
         return 1
 
     def poll(self, timeout_ms: int = 0) -> int:

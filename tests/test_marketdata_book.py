@@ -275,25 +275,31 @@ def test_the_tape_is_capped_whatever_the_limit():
     assert md.recent_trades("AAPL", 0).trades == [] and md.recent_trades("AAPL", -1).trades == []
 
 
-def test_pauses_cash_and_reopens_publish_nothing_and_pause_cancels_move_levels():
-    """A volatility pause is not on the feed (docs/protocol.md): the book stands; what
-    the pause cancels from the book arrives as cancelled events and moves levels."""
+def test_a_pause_is_a_bbo_with_paused_set_and_cash_publishes_nothing():
+    """A volatility pause moves no level: a bbo says it began and another that it
+    ended; what it cancels from the book moves levels like any cancel."""
     md = MarketData(["AAPL"])
     md.apply([rec(1, Rested(1, 1, "AAPL", BUY, 100, 10), Rested(1, 2, "AAPL", BUY, 99, 5))])
-    before = md.snapshot("AAPL")
-    quiet = [
-        Record(2, 1, Reopen("AAPL"), [TradingPause("AAPL", False, 100, 90, 110)]),
-        rec(3, TradingPause("AAPL", True, 100, 90, 110), CashAdjusted(1, 500, 1500)),
-        rec(4, CashAdjusted(2, -5, 0), TradingPause("NEW", True, 1, 1, 1)),
-        rec(5, Cancelled(1, 3, "AAPL", SELL, 101, 5, CancelReason.VOLATILITY_PAUSE, False)),
-    ]
-    assert md.apply(quiet) == []
-    assert md.snapshot("AAPL") == Snapshot("AAPL", 1, 10, [(100, 10), (99, 5)], [], 5)
-    assert md.snapshot("AAPL").seq == before.seq and md.snapshot("NEW") is None
+    reopen = TradingPause("AAPL", False, 100, 90, 110)
+    assert md.apply([Record(2, 1, Reopen("AAPL"), [reopen])]) == []  # not paused: no news
+    out = md.apply(
+        [
+            rec(3, CashAdjusted(1, 500, 1500)),
+            rec(4, TradingPause("AAPL", True, 100, 90, 110), CashAdjusted(2, -5, 0)),
+            rec(5, Cancelled(1, 3, "AAPL", SELL, 101, 5, CancelReason.VOLATILITY_PAUSE, False)),
+        ]
+    )
+    assert out == [Bbo("AAPL", 2, 100, 10, 0, 0, True)]
+    snap = md.snapshot("AAPL")
+    assert snap == Snapshot("AAPL", 1, 10, [(100, 10), (99, 5)], [], 5, paused=True)
     out = md.apply(
         [rec(6, Cancelled(1, 2, "AAPL", BUY, 99, 5, CancelReason.VOLATILITY_PAUSE, True))]
     )
     assert out == [L2Update("AAPL", 2, [(99, 0)], [])] and md.anomalies() == 0
+    restored = MarketData(["AAPL"]).restore(md.state())  # a restart keeps the pause
+    assert restored.snapshot("AAPL").paused
+    out = md.apply([Record(7, 1, Reopen("AAPL"), [reopen])])
+    assert out == [Bbo("AAPL", 3, 100, 10, 0, 0, False)] and not md.snapshot("AAPL").paused
 
 
 def test_sequences_do_not_depend_on_batching():

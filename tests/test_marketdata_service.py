@@ -25,20 +25,26 @@ from services.common.protocol import (
     TOPIC_RECORDS,
     Bbo,
     Beat,
+    Cancelled,
+    CancelReason,
+    CashAdjusted,
     FeedError,
     Fill,
     L2Update,
     ReadRange,
     Record,
     Reject,
+    Reopen,
+    Rested,
     Snapshot,
     SnapshotRequest,
     Trade,
     TradesRequest,
+    TradingPause,
 )
 from services.marketdata.book import MarketData
 from tests.mesh import Service, load, wait_for, write_config
-from tests.test_marketdata_book import Flow
+from tests.test_marketdata_book import CMD, Flow
 
 SYMBOLS = ("AAPL", "TSLA", "MSFT")
 DEPTH = 5
@@ -448,3 +454,42 @@ def test_subscriber_takes_only_its_symbols_updates(short_home):
         sub.close()
         pub.close(0)
         router.close(0)
+
+
+def test_a_volatility_pause_reaches_the_bbo_feed_and_snapshots(world):
+    """Records with the pause, reopen and cash messages: marketdata carries on, a bbo
+    with ``paused`` tells subscribers when the pause begins and ends, and a snapshot
+    tells a late joiner."""
+    cfg, journal, flow, service = world
+    start(service, cfg, len(flow.records))
+    price = cfg.symbols["AAPL"].reference
+
+    def commit(command, *events) -> None:  # hand-made records, numbered after the flow's
+        journal.commit([Record(len(journal.records) + 1, 1, command, list(events))])
+
+    def add() -> None:
+        commit(CMD, Rested(1, 1, "AAPL", 1, price, 1))
+
+    sub = subscriber(cfg, "AAPL", bbo=True, check_ms=0)
+    late = None
+    try:
+        wait_live(sub, add)
+        assert not sub.paused and sub.last_bbo is not None and not sub.last_bbo.paused
+        commit(CMD, Cancelled(1, 2, "AAPL", 2, price, 5, CancelReason.VOLATILITY_PAUSE, False))
+        commit(CMD, TradingPause("AAPL", True, price, price - 100, price + 100))
+        commit(CMD, CashAdjusted(1, 1_000, 5_000))
+        wait_for(lambda: (sub.poll(20), sub.paused)[1], what="the pause on the bbo feed")
+        late = subscriber(cfg, "AAPL")  # no bbo feed: the snapshot says it
+        wait_for(lambda: (late.poll(20), late.synced)[1], what="a late joiner")
+        assert late.paused and snapshot(cfg.endpoints["marketdata_snapshot"], "AAPL").paused
+        bids = sub.bids()
+        commit(Reopen("AAPL"), TradingPause("AAPL", False, price, price - 100, price + 100))
+        wait_for(lambda: (sub.poll(20), not sub.paused)[1], what="the reopening")
+        assert not snapshot(cfg.endpoints["marketdata_snapshot"], "AAPL").paused
+        assert sub.bids() == bids and service.alive()  # the pause moved no level
+        add()
+        wait_for(lambda: (sub.poll(20), sub.bids() != bids)[1], what="the feed after it")
+    finally:
+        sub.close()
+        if late is not None:
+            late.close()

@@ -809,6 +809,7 @@ class Bbo(Feed, tag="bbo"):
     bid_qty: int
     ask_px: int
     ask_qty: int
+    paused: bool = False  # in a volatility pause (a bbo is sent when it begins and ends)
 
 
 class SnapshotRequest(Feed, tag="snapshot_req"):
@@ -829,6 +830,7 @@ class Snapshot(Feed, tag="snapshot"):
     journal_seq: int
     bids_omitted: int = 0  # levels of the book past the ones sent
     asks_omitted: int = 0
+    paused: bool = False  # in a volatility pause
 
 
 class TradesRequest(Feed, tag="trades_req"):

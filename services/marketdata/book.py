@@ -2,9 +2,10 @@
 
 Pure logic, no sockets: the service feeds it records and publishes what it returns,
 and tests drive it directly. Only aggregated price levels are public; who posted what
-never leaves the exchange. Every other event (accounts, cash, rejects, halts,
-volatility pauses...) moves no level and is passed over: a pause leaves the book as it
-stands, and the orders it cancels come as ``cancelled`` events like any other.
+never leaves the exchange. A volatility pause (``pause`` events) moves no level: it
+is published as a ``bbo`` with ``paused`` set when it begins and cleared when it ends,
+and the orders it cancels come as ``cancelled`` events like any other. Every other
+event (accounts, cash, rejects, halts...) is passed over.
 
 Messages are computed record by record, never per batch, so every topic's sequence
 numbers are a pure function of the journal: a restarted marketdata that replays the
@@ -34,6 +35,7 @@ from services.common.protocol import (
     Side,
     Snapshot,
     Trade,
+    TradingPause,
 )
 
 BUY = int(Side.BUY)
@@ -99,6 +101,7 @@ class PublicBook:
         "bbo_seq",
         "anomalies",
         "recent",
+        "paused",
     )
 
     def __init__(self, symbol: str) -> None:
@@ -110,6 +113,7 @@ class PublicBook:
         self.trade_seq = 0
         self.bbo_seq = 0
         self.anomalies = 0  # removals of more than a level held: a stream we misread
+        self.paused = False  # in a volatility pause
 
     def side(self, side: int) -> BookSide:
         return self.bids if side == BUY else self.asks
@@ -138,6 +142,7 @@ class PublicBook:
             journal_seq,
             len(self.bids) - len(bids),
             len(self.asks) - len(asks),
+            self.paused,
         )
 
 
@@ -160,6 +165,7 @@ class BookState(msgspec.Struct, array_like=True):
     bids: Levels
     asks: Levels
     recent: list[Trade]
+    paused: bool = False  # last: a snapshot file written before it still loads
 
 
 class MarketState(msgspec.Struct, array_like=True):
@@ -203,19 +209,24 @@ class MarketData:
 
     def _apply_record(self, record: Record, out: list[FeedMessage]) -> None:
         depth = self.depth
-        # symbol -> [bids top, asks top, bbo] before the record; a side's top is taken
-        # only when the record first touches that side (most records touch one side)
+        # symbol -> [bids top, asks top, bbo, paused] before the record; a side's top is
+        # taken only when the record first touches that side (most touch one side)
         before: dict[str, list] = {}
         for event in record.events:
             kind = type(event)
             if kind not in BOOK_EVENTS or (kind is Cancelled and not event.from_book):
+                if kind is TradingPause:
+                    book = self.book(event.symbol)
+                    if event.symbol not in before:
+                        before[event.symbol] = [None, None, book.bbo(), book.paused]
+                    book.paused = event.paused
                 continue  # acks, rejects... and IOC/FOK/STP remainders that never rested
             symbol = event.symbol
             book = self.books.get(symbol) or self.book(symbol)
             side = 3 - event.side if kind is Fill else event.side  # a fill takes from the maker
             seen = before.get(symbol)
             if seen is None:
-                seen = before[symbol] = [None, None, book.bbo()]
+                seen = before[symbol] = [None, None, book.bbo(), book.paused]
             i = 0 if side == BUY else 1
             if seen[i] is None:
                 seen[i] = (book.bids if i == 0 else book.asks).top(depth)
@@ -235,7 +246,7 @@ class MarketData:
                 book.change(side, event.old_price, -event.old_qty)
                 if event.kept_priority:
                     book.change(side, event.price, event.qty)
-        for symbol, (bids0, asks0, bbo0) in before.items():
+        for symbol, (bids0, asks0, bbo0, paused0) in before.items():
             book = self.books[symbol]
             bid_changes = [] if bids0 is None else diff(bids0, book.bids.top(depth))
             ask_changes = [] if asks0 is None else diff(asks0, book.asks.top(depth))
@@ -243,9 +254,9 @@ class MarketData:
                 book.l2_seq += 1
                 out.append(L2Update(symbol, book.l2_seq, bid_changes, ask_changes))
             bbo1 = book.bbo()
-            if bbo1 != bbo0:
+            if bbo1 != bbo0 or book.paused != paused0:
                 book.bbo_seq += 1
-                out.append(Bbo(symbol, book.bbo_seq, *bbo1))
+                out.append(Bbo(symbol, book.bbo_seq, *bbo1, book.paused))
 
     def snapshot(self, symbol: str, depth: int = 0) -> Snapshot | None:
         """The best ``depth`` levels per side of ``symbol`` (0, or more than
@@ -280,6 +291,7 @@ class MarketData:
                         b.bids.top(),
                         b.asks.top(),
                         list(b.recent),
+                        b.paused,
                     )
                     for b in self.books.values()
                 ],
@@ -292,6 +304,7 @@ class MarketData:
         for b in state.books:
             book = self.book(b.symbol)
             book.l2_seq, book.trade_seq, book.bbo_seq = b.l2_seq, b.trade_seq, b.bbo_seq
+            book.paused = b.paused
             for side, levels in ((BUY, b.bids), (3 - BUY, b.asks)):
                 for price, size in levels:
                     book.change(side, price, size)
