@@ -405,6 +405,13 @@ def test_hostile_snapshot_requests_get_errors(world):
         assert snapshot(cfg.endpoints["marketdata_snapshot"], "AAPL").journal_seq == len(
             flow.records
         )
+        # a subscriber to a made-up symbol stays unsynced and says why
+        nope = subscriber(cfg, "NOPE", timeout_ms=500)
+        try:
+            assert nope.poll(0) == 0 and not nope.synced
+            assert nope.error is not None and nope.error.code == Reject.UNKNOWN_SYMBOL
+        finally:
+            nope.close()
     finally:
         sock.close(0)
 

@@ -2,7 +2,7 @@
 
 Only committed records are published (durable before visible). Each topic carries
 its own sequence number so a subscriber can see a gap; the snapshot ROUTER gives the
-full book with the L2 sequence it is valid at (the zguide's Clone pattern). One
+book with the L2 sequence it is valid at (the zguide's Clone pattern). One
 thread does both, so a snapshot is always exactly at the last L2 message published.
 
 Nobody outside may make this loop do unbounded work or hold unbounded memory
@@ -83,7 +83,8 @@ def topic_of(message: FeedMessage) -> bytes:
 class MarketDataService:
     def __init__(self, cfg: Config, log) -> None:
         self.log = log
-        conf = {key: int(cfg.marketdata.get(key, value)) for key, value in DEFAULTS.items()}
+        conf = {key: cfg.marketdata.get(key, value) for key, value in DEFAULTS.items()}
+        conf = {k: float(v) if k == "snapshot_rate" else int(v) for k, v in conf.items()}
         depth, max_depth = conf["depth"], conf["snapshot_max_depth"]
         self.snapshots = snapfile.Snapshots(cfg.home, "marketdata", conf["snapshot_every"], log)
         self.md = self.snapshots.load(
