@@ -7,9 +7,11 @@ import os
 import subprocess
 import sys
 import time
+import xmlrpc.client
 from pathlib import Path
 
 import zmq
+from supervisor.xmlrpc import SupervisorTransport
 
 from services.common import config, curve
 from services.common.codec import bus_decoder, encode
@@ -18,6 +20,8 @@ from services.common.protocol import Status, StatusRequest
 ROOT = Path(__file__).resolve().parents[1]
 SUPERVISORD_CONF = ROOT / "supervisord.conf"
 EXPECTED = ("journal", "gateway", "marketdata")  # the heartbeat service answers itself
+LOG_LINES = 5  # of a service's log shown when it failed to start
+DISK_FULL = "disk-full"  # the journal's role in its beats while it cannot write
 
 
 def _env(cfg_path: Path, home: Path) -> dict[str, str]:
@@ -56,12 +60,56 @@ def mesh_ready(status: Status | None) -> bool:
     return has_primary and all(name in alive for name in EXPECTED)
 
 
+def _supervisor(home: Path):
+    """supervisord's XML-RPC interface, over its unix socket in ``home/run``."""
+    transport = SupervisorTransport(None, None, f"unix://{home}/run/supervisor.sock")
+    return xmlrpc.client.ServerProxy("http://127.0.0.1", transport=transport)
+
+
+def failed_services(home: Path) -> dict[str, list[str]]:
+    """Services supervisord gave up on (FATAL: they kept exiting at start), each with
+    the last lines of its log, which say why. Empty if supervisord does not answer."""
+    try:
+        infos = _supervisor(home).supervisor.getAllProcessInfo()
+    except (OSError, xmlrpc.client.Error):
+        return {}
+    failed: dict[str, list[str]] = {}
+    for info in infos:
+        if info.get("statename") != "FATAL":
+            continue
+        lines = [info["spawnerr"]] if info.get("spawnerr") else []
+        log = Path(info.get("stdout_logfile") or home / "log" / f"{info['name']}.log")
+        try:
+            text = log.read_text(errors="replace")
+        except OSError:
+            text = ""
+        lines += [line for line in text.splitlines() if line.strip()][-LOG_LINES:]
+        failed[info["name"]] = lines
+    return failed
+
+
+def _stop_supervisord(home: Path) -> bool:
+    """Shut down the supervisord ``up`` started, and every service with it."""
+    subprocess.run(
+        [sys.executable, "-m", "supervisor.supervisorctl", "-c", str(SUPERVISORD_CONF), "shutdown"],
+        env=_env(_config_path(), home),
+        capture_output=True,
+        text=True,
+    )
+    pidfile = home / "run" / "supervisord.pid"
+    deadline = time.monotonic() + 30
+    while pidfile.exists() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    return not pidfile.exists()
+
+
 def up(as_json: bool = False, timeout: float = 60.0) -> int:
     home = config.exchange_home()
     cfg_path = _config_path()
     cfg = config.load(cfg_path, home=home)
     for sub in ("log", "run", "journal"):
-        (home / sub).mkdir(parents=True, exist_ok=True)
+        (home / sub).mkdir(mode=0o700, parents=True, exist_ok=True)
+    started = False
     if (home / "run" / "supervisord.pid").exists() and query_status(cfg, 0.5):
         print(f"the exchange in {home} is already running", file=sys.stderr)
     else:
@@ -70,16 +118,15 @@ def up(as_json: bool = False, timeout: float = 60.0) -> int:
             env=_env(cfg_path, home),
             check=True,
         )
+        started = True
     deadline = time.monotonic() + timeout
     print(f"starting the exchange in {home} …", file=sys.stderr, flush=True)
     while not mesh_ready(query_status(cfg, 1.0)):
+        failed = failed_services(home)
+        if failed:
+            return _not_up(home, as_json, started, "failed to start: " + ", ".join(failed), failed)
         if time.monotonic() > deadline:
-            print(
-                f"the exchange did not come up in {timeout:.0f}s; see {home}/log/", file=sys.stderr
-            )
-            if as_json:
-                print(json.dumps({"ok": False, "home": str(home), "error": "not up in time"}))
-            return 1
+            return _not_up(home, as_json, started, f"not up in {timeout:.0f}s", {})
         time.sleep(0.2)
     if as_json:
         print(json.dumps({"ok": True, "home": str(home), "endpoints": cfg.endpoints}))
@@ -96,6 +143,33 @@ def up(as_json: bool = False, timeout: float = 60.0) -> int:
         f"  stop: .venv/bin/exchange down"
     )
     return 0
+
+
+def _not_up(
+    home: Path, as_json: bool, started: bool, error: str, failed: dict[str, list[str]]
+) -> int:
+    """Say why the mesh is not up and, if this ``up`` started it, stop it: no half
+    mesh is left behind (one that was running before is left alone)."""
+    print(f"the exchange did not come up: {error}", file=sys.stderr)
+    for name, lines in failed.items():
+        log = home / "log" / f"{name}.log"
+        print(f"  {name} kept exiting at start (FATAL); the end of {log}:", file=sys.stderr)
+        for line in lines:
+            print(f"    {line}", file=sys.stderr)
+    stopped = False
+    if started:
+        print("  stopping the services it started …", file=sys.stderr, flush=True)
+        stopped = _stop_supervisord(home)
+        print(
+            "  stopped" if stopped else f"  supervisord did not stop: see {home}/log/",
+            file=sys.stderr,
+        )
+    if not failed:
+        print(f"  see {home}/log/", file=sys.stderr)
+    if as_json:
+        said = {"ok": False, "home": str(home), "error": error}
+        print(json.dumps({**said, "failed": failed, "stopped": stopped}))
+    return 1
 
 
 def down(as_json: bool = False) -> int:
@@ -144,8 +218,15 @@ def status(as_json: bool) -> int:
         }
         for s in st.services
     ]
+    # the journal says "disk-full" as its role while it cannot write (a full disk or a
+    # failing one): nothing new is stored and the matcher refuses new orders meanwhile
+    disk_full = any(r["role"] == DISK_FULL and r["alive"] for r in rows)
     if as_json:
-        print(json.dumps({"running": True, "epoch": st.epoch, "services": rows}))
+        print(
+            json.dumps(
+                {"running": True, "epoch": st.epoch, "disk_full": disk_full, "services": rows}
+            )
+        )
         return 0
     print(f"epoch {st.epoch}")
     print(
@@ -157,5 +238,12 @@ def status(as_json: bool) -> int:
         print(
             f"{r['service']:<12} {r['role']:<9} {r['pid']:>7} {r['epoch']:>5} {r['seq']:>9} "
             f"{r['committed']:>9} {r['lag']:>6} {beat:>7}"
+        )
+    if disk_full:
+        journal = config.exchange_home() / "journal"
+        print(
+            f"\nJOURNAL DISK FULL: the journal cannot write to {journal}, so no new order is "
+            f"taken (traders get JOURNAL_FULL).\nFree space there: it resumes by itself, "
+            f"and nothing acknowledged is lost."
         )
     return 0
