@@ -65,7 +65,7 @@ def test_reopening_syncs_the_last_segment_and_directory_before_counting_it(
     last = segment_paths(tmp_path)[-1]
     recorder = SyncRecorder(monkeypatch)
     store = JournalStore(tmp_path, segment_bytes=4_000, preallocate=False)
-    assert store.durable.last_seq == 120
+    assert store.durable_seq == 120
     assert str(last) in recorder.synced and str(tmp_path) in recorder.synced
     assert last.stat().st_size == size  # the torn bytes, if any, were cut
 
@@ -94,7 +94,7 @@ def test_a_failed_write_is_undone_and_the_records_written_again(tmp_path, monkey
         store.sync()
     store.rollback()
     monkeypatch.undo()
-    assert store.last_seq == store.durable.last_seq == 30
+    assert store.last_seq == store.durable_seq == 30
     assert snapshot(tmp_path) == before  # the short write is gone from the disk
     assert store.read(29, 10) == [record(29), record(30)]
     fill(store, 31, 80)  # the same records, fetched again, are stored once

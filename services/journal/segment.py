@@ -23,7 +23,6 @@ from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import NamedTuple
 
 from services.common.codec import head_decoder
 from services.common.snapfile import sync_data
@@ -48,15 +47,6 @@ class Entry:
     epoch: int
     payload: bytes
     offset: int  # of the entry's header in its segment
-
-
-class Durable(NamedTuple):
-    """Where the journal stood after its last successful sync."""
-
-    path: Path | None  # the open segment
-    size: int  # bytes of entries in it
-    last_seq: int
-    last_epoch: int
 
 
 def segment_name(first_seq: int) -> str:
@@ -155,7 +145,7 @@ class JournalStore:
             Spare(self.directory, segment_bytes, reserve_bytes, retry_s) if preallocate else None
         )
         self._open()
-        self.durable = Durable(self._path, self._size, self.last_seq, self.last_epoch)
+        self._synced()
         if self.spare is not None:
             self.spare.prepare()
 
@@ -258,7 +248,15 @@ class JournalStore:
             self._write()
             if fsync:
                 sync_data(self._fd)
-        self.durable = Durable(self._path, self._size, self.last_seq, self.last_epoch)
+        self._synced()
+
+    def _synced(self) -> None:
+        """Note where the last successful sync left the store: ``rollback`` returns
+        here. Plain attributes: an object per commit would feed the garbage collector."""
+        self.durable_seq = self.last_seq  # the last record a reader may be given
+        self._durable_epoch = self.last_epoch
+        self._durable_path = self._path
+        self._durable_size = self._size
 
     def rollback(self) -> None:
         """Undo everything appended since the last ``sync`` that succeeded: after a
@@ -268,25 +266,24 @@ class JournalStore:
         again from their source once the disk has room. The kernel may have dropped
         pages a failed sync could not write, so nothing is retried from the page
         cache: the next attempt writes every byte again."""
-        durable = self.durable
+        path, size, seq = self._durable_path, self._durable_size, self.durable_seq
         if self._fd is not None:
             os.close(self._fd)
             self._fd = None
         self._pending.clear()
-        for path in segment_paths(self.directory):
-            if durable.path is None or path.name > durable.path.name:
-                path.unlink()
-        self._path, self._size, self._preallocated = durable.path, durable.size, False
-        if durable.path is not None:
-            self._fd = os.open(durable.path, os.O_WRONLY)
-            os.ftruncate(self._fd, durable.size)  # frees blocks: needs no space
+        for begun in segment_paths(self.directory):
+            if path is None or begun.name > path.name:
+                begun.unlink()
+        self._path, self._size, self._preallocated = path, size, False
+        if path is not None:
+            self._fd = os.open(path, os.O_WRONLY)
+            os.ftruncate(self._fd, size)  # frees blocks: needs no space
             os.fsync(self._fd)
         sync_dir(self.directory)
-        dropped = self.last_seq - durable.last_seq
-        for _ in range(min(dropped, len(self.cache))):
+        for _ in range(min(self.last_seq - seq, len(self.cache))):
             self.cache.pop()
-        self.index = [entry for entry in self.index if entry[0] <= durable.last_seq]
-        self.last_seq, self.last_epoch = durable.last_seq, durable.last_epoch
+        self.index = [entry for entry in self.index if entry[0] <= seq]
+        self.last_seq, self.last_epoch = seq, self._durable_epoch
 
     def archived(self, seq: int) -> bool:
         """True when record ``seq`` was archived: this journal can no longer serve it."""
@@ -317,7 +314,7 @@ class JournalStore:
     def read(self, first: int, count: int) -> list[bytes]:
         """Encoded records ``first`` .. ``first + count - 1`` that exist and are synced:
         a reader never gets a record a failed sync may yet take back."""
-        top = self.durable.last_seq
+        top = self.durable_seq
         if first < 1 or count <= 0 or first > top:
             return []
         last = min(top, first + count - 1)

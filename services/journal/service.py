@@ -147,7 +147,7 @@ class Journal:
         self.router.send_multipart([ident, encode(self._beat())])
 
     def _beat(self) -> Beat:
-        return Beat(self.store.durable.last_seq, self.min_epoch, self.disk_full)
+        return Beat(self.store.durable_seq, self.min_epoch, self.disk_full)
 
     def _on_status(self) -> None:
         """A restarted journal learns the current primary from the heartbeat service."""
@@ -233,7 +233,7 @@ class Journal:
         self.beats.send(*self._service_beat())
 
     def _service_beat(self) -> tuple[str, int, int, int]:
-        committed = self.store.durable.last_seq
+        committed = self.store.durable_seq
         return ("disk-full" if self.disk_full else "journal", self.min_epoch, committed, committed)
 
     def _prepare_spare(self) -> None:
