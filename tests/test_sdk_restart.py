@@ -1,0 +1,134 @@
+"""The SDK carries on through a gateway killed with SIGKILL and started again while it
+places orders in a loop: it logs in again before sending more, resends what was
+unanswered, and every order is entered exactly once (checked by cl_ord_id against
+the journal)."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections import Counter
+
+from clients.aio import AsyncClient
+from clients.client import Client
+from services.common.money import to_units
+from services.common.protocol import Accepted, Side
+from services.journal import tools as journal_tools
+from tests.mesh import wait_for
+
+PASSWORD = "Secret.pw1"
+AFTER = 40  # orders each loop still places once the gateway is back
+
+
+def while_restarting(mesh, loop) -> None:
+    """Run ``loop(restarted)`` on a thread while this thread SIGKILLs the gateway and
+    starts it again (the harness is its supervisor here; from this thread, since a
+    service started from a thread that ends is sent SIGTERM, see die_with_parent);
+    ``restarted`` is set once it is back. Re-raises what ``loop`` raised."""
+    restarted = threading.Event()
+    failed: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            loop(restarted)
+        except BaseException as exc:  # noqa: BLE001 - re-raised below
+            failed.append(exc)
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    time.sleep(0.5)  # orders under way
+    mesh["gateway"].kill()
+    time.sleep(0.3)  # the clients' connections go, and their orders wait
+    mesh["gateway"].start()
+    restarted.set()
+    thread.join(120)
+    assert not thread.is_alive(), "the client loop did not finish"
+    if failed:
+        raise failed[0]
+
+
+def price(i: int) -> int:
+    return to_units("160.00") - (i % 50) * 100  # buys that rest, on 50 price levels
+
+
+def entered_once(home, account: int, acks: dict[str, int], last_seq: int) -> None:
+    """Each cl_ord_id was accepted exactly once in the journal, as the order the
+    client was told; no other order of the account was entered."""
+    wait_for(
+        lambda: journal_tools.verify(home / "journal")["last_seq"] >= last_seq,
+        what="the journal to commit the orders",
+    )
+    accepted = Counter()
+    order_of: dict[str, int] = {}
+    for record in journal_tools.records(home / "journal"):
+        for event in record.events:
+            if isinstance(event, Accepted) and event.account == account:
+                accepted[event.cl_ord_id] += 1
+                order_of[event.cl_ord_id] = event.order_id
+    assert set(accepted) == set(acks)
+    assert all(n == 1 for n in accepted.values()), [c for c, n in accepted.items() if n > 1]
+    assert order_of == acks
+
+
+def test_sync_client_orders_through_a_gateway_restart(mesh, short_home):
+    client = Client(mesh.cfg.endpoints["gateway"], timeout=20)
+    client.signup("looper", PASSWORD)
+    client.login("looper", PASSWORD)
+    acks: dict[str, int] = {}
+    seqs: list[int] = []
+    slowest: list[float] = [0.0]
+
+    def loop(restarted: threading.Event) -> None:
+        after = 0
+        while after < AFTER:
+            cl = f"s{len(acks)}"
+            began = time.monotonic()
+            result = client.place("AAPL", Side.BUY, 1, price(len(acks)), cl_ord_id=cl)
+            slowest[0] = max(slowest[0], time.monotonic() - began)
+            assert result.ack.cl_ord_id == cl
+            acks[cl] = result.ack.order_id
+            seqs.append(result.seq)
+            after += restarted.is_set()
+
+    try:
+        while_restarting(mesh, loop)
+        assert client._connects >= 2  # it did lose its connection and make a new one
+        assert slowest[0] > 0.3  # an order waited out the restart ...
+        assert len(client.orders().orders) == len(acks)  # ... and none is missing
+        entered_once(short_home, client.account, acks, max(seqs))
+    finally:
+        client.close()
+
+
+def test_asyncio_client_orders_through_a_gateway_restart(mesh, short_home):
+    gateway = mesh.cfg.endpoints["gateway"]
+    outcome: list = []
+
+    async def scenario(restarted: threading.Event) -> None:
+        async with AsyncClient(gateway, timeout=20) as client:
+            await client.signup("aio-looper", PASSWORD)
+            await client.login("aio-looper", PASSWORD)
+            acks: dict[str, int] = {}
+            seqs: list[int] = []
+
+            async def worker(w: int) -> None:  # eight loops, each with an order in flight
+                after = n = 0
+                while after < AFTER:
+                    cl = f"a{w}-{n}"
+                    result = await client.place("AAPL", Side.BUY, 1, price(n), cl_ord_id=cl)
+                    assert result.ack.cl_ord_id == cl
+                    acks[cl] = result.ack.order_id
+                    seqs.append(result.seq)
+                    n += 1
+                    after += restarted.is_set()
+
+            await asyncio.gather(*(worker(w) for w in range(8)))
+            assert client._connects >= 2
+            assert len((await client.orders()).orders) == len(acks)
+            outcome.append((client.account, acks, max(seqs)))
+
+    while_restarting(mesh, lambda restarted: asyncio.run(scenario(restarted)))
+    account, acks, last_seq = outcome[0]
+    assert len(acks) >= 8 * AFTER
+    entered_once(short_home, account, acks, last_seq)
