@@ -39,7 +39,7 @@ def test_up_trade_book_status_down(short_home):
         sold = run("sell", "AAPL", "40", "170.00", **creds)  # human output this time
         assert sold.returncode == 0 and "SELF_TRADE" in sold.stdout, sold.stdout + sold.stderr
         positions = json.loads(run("positions", "--json", **creds).stdout)
-        assert positions == {"USD": 0.0}
+        assert positions == {"USD": 100_000_000.0}  # the demo config's opening balance
         cancelled = run("cancel", str(order["order_id"]), "--json", **creds)
         assert json.loads(cancelled.stdout)["ok"], cancelled.stdout + cancelled.stderr
         assert json.loads(run("book", "AAPL", "--json").stdout)["bids"] == []

@@ -69,7 +69,7 @@ def test_journal_sigkill_loses_no_acknowledged_order(mesh):
     try:
         for i in range(300):
             side = Side.BUY if i % 2 else Side.SELL
-            price = to_units("170.00") + (i % 7 - 3) * 100
+            price = to_units("160.00") + (i % 7 - 3) * 100
             (client if i % 3 else other).send(PlaceOrder(f"k{i}", "TSLA", side, 5, price))
             if i == 150:
                 mesh["journal"].kill()
