@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from services.common.protocol import (
     Accepted,
     Cancelled,
+    CashAdjusted,
     Fill,
     Orders,
     Positions,
@@ -73,6 +74,8 @@ class AccountView:
             self._fill(event)
         elif kind is Cancelled:
             self.orders.pop(event.order_id, None)
+        elif kind is CashAdjusted and event.account == self.account:
+            self.cash = event.cash  # a deposit or withdrawal (an operator sees others')
         elif kind is Replaced:
             working = self.orders.get(event.order_id)
             if working is None:
@@ -84,6 +87,8 @@ class AccountView:
             working.qty = event.qty if event.kept_priority else 0
 
     def _fill(self, fill: Fill) -> None:
+        """A fill names only this account's side (the other's fields are 0), or both
+        for a self-trade."""
         notional = fill.price * fill.qty
         sign = 1 if fill.side == Side.BUY else -1  # the aggressor's direction
         for account, order_id, leaves, direction in (

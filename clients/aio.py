@@ -137,12 +137,13 @@ class AsyncClient:
     async def close(self) -> None:
         for task in self._tasks:
             task.cancel()
-        if self._relogin is not None:
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        if self._relogin is not None:  # its outcome went to the requests it answered
             self._relogin.cancel()
-        for task in [*self._tasks, self._relogin]:
-            if task is not None:
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await task
+            with contextlib.suppress(asyncio.CancelledError, ExchangeError, NoAnswer):
+                await self._relogin
         self.socket.disable_monitor()
         self.monitor.close(0)
         self.socket.close(0)
