@@ -219,7 +219,7 @@ def test_whole_path_fuzz_with_an_honest_trader(short_home):
         for report in bob.drain_reports():
             fills.extend(e for e in report.events if type(e) is Fill)
         position: dict[str, int] = {}
-        cash = 0
+        cash = mesh.cfg.risk.opening_cash  # the account opened with it (a cash event)
         for f in {f.trade_id: f for f in fills}.values():
             bought = (f.side == Side.BUY) == (f.taker_account == bob.account)
             sign = 1 if bought else -1
