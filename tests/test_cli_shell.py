@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from clients.client import Client
+from services.common.money import to_dollars, to_units
 from tests.mesh import exchange_cli
 
 PASSWORD = "Secret.pw1"
@@ -47,7 +48,9 @@ def test_trade_prompt_session(mesh, short_home):
     assert "fill 10 @ 160.00" in out  # the taker's own execution
     assert "taker" in out.split("exchange> ")[6]  # fills TSLA: carol took dave's order
     positions = out.split("exchange> ")[7]
-    assert "TSLA" in positions and "-1600.00" in positions  # 10 bought at 160.00
+    # 10 bought at 160.00, from the opening balance
+    cash = to_dollars(mesh.cfg.risk.opening_cash - to_units("1600.00"))
+    assert "TSLA" in positions and cash in positions
     assert "170.50" in out.split("exchange> ")[8]  # the book shows carol's bid
     assert "aggressor" in out and "BUY" in out.split("exchange> ")[9]  # the tape
     # replace of an unknown order and cancel of dave's order: rejects, the prompt goes on
