@@ -30,6 +30,7 @@ from services.common.protocol import (
     CancelRequest,
     ChangePassword,
     Duplicate,
+    FeedError,
     Fills,
     GetFills,
     GetOrders,
@@ -465,9 +466,12 @@ def _ask_marketdata(endpoint: str, request, timeout: float, ctx):
         sock.send(encode(request))
         if not sock.poll(int(timeout * 1000)):
             raise NoAnswer("no answer from marketdata")
-        return feed_decoder.decode(sock.recv())
+        reply = feed_decoder.decode(sock.recv())
     finally:
         sock.close(0)
+    if isinstance(reply, FeedError):  # unknown symbol, malformed, over the rate
+        raise ExchangeError(reply.code, reply.text)
+    return reply
 
 
 def snapshot(endpoint: str, symbol: str, timeout: float = 5.0, ctx=None) -> Snapshot:

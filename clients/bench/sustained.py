@@ -327,7 +327,11 @@ def run_mesh(
     home = Path(tempfile.mkdtemp(prefix="exs-", dir="/tmp"))
     # the load's two sessions offer up to the exchange's ceiling: the per-session and
     # per-account rate limits (a policy, [security]) are lifted to measure capacity
-    unlimited = {"session_rate": 10**9, "account_rate": 10**9}
+    unlimited = {
+        "session_rate": 10**9,
+        "account_rate": 10**9,
+        "max_in_flight_per_account": 10**6,
+    }
     # the hot standby runs, as under `make run`: it applies every commit, so it takes
     # its share of the cores (about 10 us of CPU per order here) from the order path
     mesh = Mesh(home, standby=True, journal={"fsync": fsync}, security=unlimited)
