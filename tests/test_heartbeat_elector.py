@@ -132,3 +132,14 @@ def test_the_epoch_file_is_private_atomic_and_checked(tmp_path):
     epochs.path.write_text("garbage")
     with pytest.raises(EpochFileError, match="highest epoch ever promoted"):
         epochs.load()
+
+
+def test_a_standby_that_has_stood_is_preferred_to_one_restarted_a_moment_ago():
+    """The old primary killed and restarted at once replays to the committed seq and
+    beats as a standby before the heartbeat has noticed it died: the standby that has
+    been following all along is promoted, though a few records behind."""
+    run = Run()
+    journal = ("journal", "journal", 1)
+    run.tick(1.0, journal, ("matcher-a", "primary", 1, 500), ("matcher-b", "standby", 1, 490))
+    run.tick(0.1, journal, ("matcher-a", "standby", 1, 500), ("matcher-b", "standby", 1, 495))
+    assert run.promotes() == [("matcher-b", 2)]

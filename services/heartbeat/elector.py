@@ -20,6 +20,7 @@ class Seen:
     ident: bytes
     beat: ServiceBeat
     at: float  # monotonic seconds
+    since: float = 0.0  # when it took its current role (or first beat)
 
 
 @dataclass(frozen=True)
@@ -44,7 +45,9 @@ class Elector:
     def observe(self, ident: bytes, beat: ServiceBeat, now: float) -> bool:
         """Take a beat; True when a service appeared or changed role (publish now)."""
         previous = self.services.get(beat.service)
-        self.services[beat.service] = Seen(ident, beat, now)
+        same_role = previous is not None and previous.beat.role == beat.role
+        since = previous.since if same_role and previous.beat.pid == beat.pid else now
+        self.services[beat.service] = Seen(ident, beat, now, since)
         self.highest = max(self.highest, beat.epoch)
         if beat.epoch > self.epoch and (beat.role == "primary" or beat.service == "journal"):
             self.epoch = beat.epoch
@@ -79,10 +82,16 @@ class Elector:
             self.pending = None  # it did not take: the next try gets a new epoch
         if self.epoch in primaries:
             return out
-        standbys = [(-s.beat.seq, name) for name, s in matchers.items() if s.beat.role == "standby"]
+        # a standby that has stood for a timeout first (one restarted a moment ago,
+        # often the old primary itself, is the less proven), then the most caught up
+        standbys = [
+            (now - s.since < self.timeout, -s.beat.seq, name)
+            for name, s in matchers.items()
+            if s.beat.role == "standby"
+        ]
         if not standbys or "journal" not in self.services:
             return out
-        _, chosen = min(standbys)  # most caught up, then a before b
+        *_, chosen = min(standbys)
         self.highest += 1
         self.pending = Pending(chosen, self.highest, now + max(2.0, 4 * self.timeout))
         out.append((matchers[chosen].ident, Promote(self.highest)))
