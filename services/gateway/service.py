@@ -87,6 +87,14 @@ FRAMES_KEPT = 2
 SESSION_TAGS = (b"\xa5login", b"\xa6signup", b"\xa6resume", b"\xa4ping")
 # the answer to a connection not logged in past its rate: made once, so refusing a
 # flood costs a receive and a send per frame, no decoding and no encoding
+RATE_TELL_S = 0.1
+RATE_LIMITED_SESSION = encode(
+    RequestRejected(
+        Reject.RATE_LIMITED,
+        REJECT_TEXT[Reject.RATE_LIMITED]
+        + f": requests past the rate are dropped unanswered, told once per {RATE_TELL_S} s",
+    )
+)
 RATE_LIMITED_ANONYMOUS = encode(
     RequestRejected(Reject.RATE_LIMITED, REJECT_TEXT[Reject.RATE_LIMITED] + ": not logged in")
 )
@@ -142,6 +150,7 @@ class Gateway:
         self.hashing: list[tuple[Future, bytes, object, str]] = []
         self.hashing_shares = FairShares(MAX_HASHING, HASHING_PER_NAME, HASHING_PER_CONNECTION)
         self.outbox: list = []  # commands to forward at the end of this loop turn
+        self.rate_dropped = 0  # frames over a session's rate, dropped unanswered
         self.running = True
 
     # -- replies --------------------------------------------------------------
@@ -186,17 +195,21 @@ class Gateway:
         ):
             self.reply_raw(ident, RATE_LIMITED_ANONYMOUS)
             return
+        if session is not None:
+            session.last_seen = now
+            if not self.sessions.allow(session, now):
+                # over its rate: at most one answer per RATE_TELL_S, the rest dropped
+                # undecoded, so a flood costs a receive and two bucket checks a frame
+                if now - session.told_limited >= RATE_TELL_S:
+                    session.told_limited = now
+                    self.reply_raw(ident, RATE_LIMITED_SESSION)
+                self.rate_dropped += 1
+                return
         try:
             req = request_decoder.decode(payload)
         except DecodeError as exc:
             self.reject(ident, Reject.MALFORMED, detail=str(exc)[:200])
             return
-        if session is not None:
-            session.last_seen = now
-            if not self.sessions.allow(session, now):
-                ref = getattr(req, "cl_ord_id", "")
-                self.reject(ident, Reject.RATE_LIMITED, ref if validate.cl_ord_id_ok(ref) else "")
-                return
         kind = type(req)
         if kind is Ping:
             self.reply(ident, Pong(req.nonce))

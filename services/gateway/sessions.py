@@ -25,14 +25,17 @@ class Session:
     last_seen: float
     bucket: TokenBucket
     operator: bool = False
+    told_limited: float = -1.0  # when it was last answered RATE_LIMITED
 
 
 @dataclass(frozen=True)
 class Limits:
     token_ttl_s: float = 8 * 3600
     max_sessions_per_account: int = 16
-    session_rate: float = 10_000  # requests/s per session, bursts of 2 s worth
-    account_rate: float = 20_000  # requests/s over all of an account's sessions
+    # an account's fair share of the exchange, not its capacity: a flood from one
+    # account must leave room for everyone else (bench sustained lifts them)
+    session_rate: float = 2_000  # requests/s per session, bursts of 2 s worth
+    account_rate: float = 4_000  # requests/s over all of an account's sessions
     anonymous_rate: float = 100  # requests/s per connection not logged in, bursts of 2 s
     login_free_tries: int = 3  # per (connection, name), then 2, 4, 8 ... s locked out
     login_max_backoff_s: float = 60
