@@ -232,15 +232,18 @@ def test_snapshot_endpoint_caps_depth_rate_and_request_size(md):
     finally:
         req.close(0)
 
-    # rate: a connection past its burst is answered RATE_LIMITED, others are served
+    # rate: a connection past its burst is told RATE_LIMITED (once per 0.1 s; the
+    # rest of its flood is dropped unanswered), others are served
     greedy = dealer(cfg)
     try:
         for _ in range(40):
             greedy.send(encode(SnapshotRequest("AAPL", 1)))
-        got = answers(greedy, 40)
+        got = []
+        while greedy.poll(500):
+            got.append(feed_decoder.decode(greedy.recv()))
         served = sum(type(a) is Snapshot for a in got)
         limited = [a for a in got if type(a) is FeedError]
-        assert 5 <= served <= 8 and len(limited) == 40 - served
+        assert 5 <= served <= 8 and 1 <= len(limited) <= 3, (served, len(limited))
         assert {(a.code, a.text) for a in limited} == {
             (Reject.RATE_LIMITED, "too many requests; slow down")
         }

@@ -13,12 +13,13 @@ from collections import OrderedDict
 
 
 class Peer:
-    __slots__ = ("tokens", "stamp", "stalled_until")
+    __slots__ = ("tokens", "stamp", "stalled_until", "told_at")
 
     def __init__(self, tokens: float, now: float) -> None:
         self.tokens = tokens
         self.stamp = now
         self.stalled_until = 0.0
+        self.told_at = -1.0  # when it was last answered RATE_LIMITED
 
 
 class PeerTable:
@@ -56,6 +57,15 @@ class PeerTable:
             peer.tokens = tokens
             return False
         peer.tokens = tokens - 1
+        return True
+
+    def tell(self, ident: bytes, now: float, every: float) -> bool:
+        """True at most once per ``every`` seconds: whether an over-rate peer is told so
+        this time (the rest of a flood is dropped unanswered, costing no send)."""
+        peer = self._peer(ident, now)
+        if now - peer.told_at < every:
+            return False
+        peer.told_at = now
         return True
 
     def stalled(self, ident: bytes, now: float) -> bool:

@@ -68,6 +68,7 @@ def error(code: Reject, symbol: str = "", text: str = "") -> bytes:
 
 
 RATE_LIMITED = error(Reject.RATE_LIMITED)  # made once: a flood costs no encoding
+RATE_TELL_S = 0.1  # past its rate a peer is told once per this, the rest dropped
 TOO_BIG = error(Reject.MALFORMED, text=f"at most {MAX_PARTS} parts and {MAX_REQUEST_BYTES} bytes")
 NOT_A_REQUEST = error(Reject.MALFORMED, text="not a snapshot_req or trades_req")
 
@@ -194,6 +195,8 @@ class MarketDataService:
                 continue
             if not peers.allow(ident, now):
                 refused["rate"] += 1
+                if not peers.tell(ident, now, RATE_TELL_S):
+                    continue  # told already: dropped unanswered
                 reply = RATE_LIMITED
             elif not within:
                 refused["malformed"] += 1
