@@ -132,6 +132,8 @@ def test_fok_check_stops_at_the_order_size_and_kills_past_the_band():
     book = engine.books["AAPL"]
     # the check stops once the size is reached: it counts 5 shares, not the 2,000 on offer
     assert engine._fillable(book, 2, BUY, D(101), 5, 2) == 5
+    # and a size the book cannot fill is seen from the one level's size, no order walk
+    assert engine._fillable(book, 2, BUY, D(101), 100_000, 2) == 2_000
     events = order(engine, 2, BUY, 5, D(101), ord_type=OrdType.LIMIT, tif=Tif.FOK)
     assert sum(e.qty for e in events if isinstance(e, Fill)) == 5
     order(engine, 1, SELL, 10, D(107))  # past the dynamic band: a FOK that needs it is killed

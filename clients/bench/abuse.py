@@ -30,6 +30,12 @@ from clients.bench.cluster import Mesh
 
 PASSWORD = "Secret.pw1"
 HONEST_RATE = 100  # honest orders (and their cancels) per second
+# How fast the flooders send: ten times an account's allowed rate, and far past what any
+# client needs. A flooder on a 2-core host beside the exchange takes CPU from it by its
+# own sending; a remote one cannot, and these rates keep that cost near a remote one's.
+FLOOD_PER_S = 20_000  # order frames from one session
+SNAPSHOT_FLOOD_PER_S = 5_000  # snapshot requests from one connection
+LOGIN_FLOOD_PER_S = 2_000  # wrong-password log-ins over 20 connections
 ATTACKERS = ("flood", "fok_scan", "wash", "login_flood", "slow_subscribers", "snapshot_flood")
 
 
@@ -44,6 +50,22 @@ def _client(cfg, name: str, create: bool = True):
 # -- attackers: each runs in its own process until ``until`` (wall clock) -----------
 
 
+class _Pace:
+    """``rate`` steps a second, slept in 1 ms slices (bursts of up to 1 ms of steps)."""
+
+    def __init__(self, rate: float) -> None:
+        self.interval = 1.0 / rate
+        self.next = time.monotonic()
+
+    def wait(self) -> None:
+        self.next += self.interval
+        ahead = self.next - time.monotonic()
+        if ahead > 0.001:
+            time.sleep(ahead)
+        elif ahead < -0.1:  # fell behind (a stall): do not burst to catch up
+            self.next = time.monotonic()
+
+
 def _flood(cfg, until: float, counts: Counter) -> None:
     """Valid IOC orders as fast as the gateway lets one account send, never reading."""
     import zmq
@@ -55,6 +77,7 @@ def _flood(cfg, until: float, counts: Counter) -> None:
     sock = client.socket
     sock.setsockopt(zmq.SNDHWM, 1000)
     n = 0
+    pace = _Pace(FLOOD_PER_S)
     while time.time() < until:
         n += 1
         order = PlaceOrder(f"f{n}", "TSLA", Side.BUY, 1, 1_500_000, tif=Tif.IOC)
@@ -62,7 +85,8 @@ def _flood(cfg, until: float, counts: Counter) -> None:
             sock.send(encode(order), zmq.NOBLOCK)
             counts["sent"] += 1
         except zmq.Again:
-            time.sleep(0.001)
+            counts["blocked"] += 1
+        pace.wait()
     counts["unread_replies"] = 1  # it never read one
 
 
@@ -122,11 +146,12 @@ def _login_flood(cfg, until: float, counts: Counter) -> None:
         sock.connect(cfg.endpoints["gateway"])
         socks.append(sock)
     n = 0
+    pace = _Pace(LOGIN_FLOOD_PER_S / len(socks))
     while time.time() < until:
         for sock in socks:
             n += 1
             sock.send(encode(Login("honest", f"Wrong.pw{n}")))
-        time.sleep(0.005)
+        pace.wait()
         for sock in socks:
             while sock.poll(0):
                 reply = reply_decoder.decode(sock.recv())
@@ -167,12 +192,14 @@ def _snapshot_flood(cfg, until: float, counts: Counter) -> None:
     sock = zmq.Context.instance().socket(zmq.DEALER)
     sock.setsockopt(zmq.LINGER, 0)
     sock.connect(cfg.endpoints["marketdata_snapshot"])
+    pace = _Pace(SNAPSHOT_FLOOD_PER_S)
     while time.time() < until:
         try:
             sock.send(encode(SnapshotRequest("GOOG")), zmq.NOBLOCK)
             counts["sent"] += 1
         except zmq.Again:
-            time.sleep(0.001)
+            counts["blocked"] += 1
+        pace.wait()
         while sock.poll(0):
             sock.recv()
             counts["answers"] += 1

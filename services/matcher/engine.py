@@ -427,6 +427,16 @@ class Engine:
             opp, maximum = book.asks, min(price, book.dyn_hi)
         else:
             opp, maximum = book.bids, -max(price, book.dyn_lo)
+        # the levels' sizes first: when even they fall short (a FOK scan of a deep
+        # book of tiny orders), it is killed after one step per level, no order walk
+        levels = opp.levels
+        total = 0
+        for key in opp.keys_in_order(maximum):
+            total += levels[key].qty
+            if total >= qty:
+                break
+        else:
+            return total
         total = 0
         for order in opp.live_orders(maximum=maximum):
             if order.account == account:
