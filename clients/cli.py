@@ -66,7 +66,10 @@ def _bench_abuse(args: argparse.Namespace) -> int:
     from clients.bench import abuse
 
     say = (lambda text: print(text, file=sys.stderr, flush=True)) if args.json else print
-    result = abuse.run(duration=args.duration, baseline=args.baseline, progress=say)
+    kinds = tuple(args.attackers.split(",")) if args.attackers else abuse.ATTACKERS
+    result = abuse.run(
+        duration=args.duration, baseline=args.baseline, progress=say, attackers=kinds
+    )
     print(json.dumps(result) if args.json else abuse.render(result))
     return 0 if result["ok"] else 1
 
@@ -179,6 +182,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     abuse.add_argument("--duration", type=float, default=600.0, help="attack seconds")
     abuse.add_argument("--baseline", type=float, help="seconds alone first (duration/5)")
+    abuse.add_argument(
+        "--attackers",
+        help="comma-separated: flood,fok_scan,wash,login_flood,slow_subscribers,"
+        "snapshot_flood (default: all)",
+    )
     abuse.add_argument("--json", action="store_true", help="one JSON object on stdout")
     abuse.set_defaults(func=_bench_abuse)
     every = bench_sub.add_parser("all", help="every benchmark, JSON + Markdown report + plot")

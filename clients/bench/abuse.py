@@ -273,20 +273,28 @@ def _pcts(latencies: list[float]) -> dict:
     }
 
 
-def run(duration: float = 600.0, baseline: float | None = None, progress=print) -> dict:
+def run(
+    duration: float = 600.0,
+    baseline: float | None = None,
+    progress=print,
+    attackers: tuple[str, ...] = ATTACKERS,
+) -> dict:
     """``duration`` seconds of attack; the baseline runs for ``baseline`` seconds first
-    (by default a fifth of the attack, at least 5 s)."""
+    (by default a fifth of the attack, at least 5 s). ``attackers``: which kinds."""
+    unknown = set(attackers) - set(ATTACKERS)
+    if unknown:
+        raise ValueError(f"unknown attackers {sorted(unknown)}; known: {', '.join(ATTACKERS)}")
     baseline = baseline or max(5.0, duration / 5)
     with tempfile.TemporaryDirectory(prefix="ex-abuse-", dir="/tmp") as tmp:
         mesh = Mesh(Path(tmp), standby=True)
         try:
             mesh.start()
-            return _run(mesh, duration, baseline, progress)
+            return _run(mesh, duration, baseline, progress, attackers)
         finally:
             mesh.stop()
 
 
-def _run(mesh: Mesh, duration: float, baseline: float, progress) -> dict:
+def _run(mesh: Mesh, duration: float, baseline: float, progress, kinds: tuple) -> dict:
     pids = {name: service.pid for name, service in mesh.services.items()}
     honest = _client(mesh.cfg, "honest")
     _honest(honest, 1.0)  # warm up
@@ -303,12 +311,12 @@ def _run(mesh: Mesh, duration: float, baseline: float, progress) -> dict:
             args=(kind, str(mesh.config_path), str(mesh.home), until, results),
             daemon=True,
         )
-        for kind in ATTACKERS
+        for kind in kinds
     ]
     for proc in procs:
         proc.start()
     time.sleep(3)
-    progress(f"attack: {', '.join(ATTACKERS)} beside the honest trader for {duration:.0f} s")
+    progress(f"attack: {', '.join(kinds)} beside the honest trader for {duration:.0f} s")
     attacked: list[float] = []
     cpu2 = _cpu(mesh)
     started = time.monotonic()

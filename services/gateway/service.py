@@ -13,7 +13,7 @@ from __future__ import annotations
 import signal
 import time
 from collections import OrderedDict
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 
 import zmq
 
@@ -64,6 +64,7 @@ from services.common.status import current_primary, latest_status, status_socket
 from services.common.stream import Follower
 from services.gateway import passwords, reports, validate
 from services.gateway.accounts import AccountView
+from services.gateway.hashpool import HashPool
 from services.gateway.security import FairShares
 from services.gateway.sessions import Limits, SessionTable
 
@@ -145,7 +146,7 @@ class Gateway:
         self.max_account_inflight = limits.max_in_flight_per_account
         self.choked: dict[bytes, float] = {}  # client -> until when its requests drop
         self.choke_logged: dict[bytes, float] = {}  # client -> when its choke was logged
-        self.pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="passwords")
+        self.pool = HashPool()
         # (future, connection, request, name): the name the hash is for
         self.hashing: list[tuple[Future, bytes, object, str]] = []
         self.hashing_shares = FairShares(MAX_HASHING, HASHING_PER_NAME, HASHING_PER_CONNECTION)
@@ -279,7 +280,7 @@ class Gateway:
 
     def _hash_later(self, ident: bytes, req, name: str, fn, *args) -> None:
         """Run a slow hash on the pool (after ``_hashing_room`` said yes)."""
-        self.hashing.append((self.pool.submit(fn, *args), ident, req, name))
+        self.hashing.append((self.pool.submit(time.monotonic(), fn, *args), ident, req, name))
         self.hashing_shares.take(ident, name)
 
     def _guarded(self, ident: bytes, name: str, ref: str, now: float) -> bool:
@@ -397,6 +398,7 @@ class Gateway:
             else:
                 self.reject(ident, answer, req.name[:40])
         self.hashing = still
+        self.pool.tend(now, len(still))
 
     def _forward(self, ident: bytes, session, req, code: int, cmd=None) -> None:
         """Sequence ``cmd`` (by default the order command ``req`` makes) unless ``code``
@@ -594,7 +596,7 @@ class Gateway:
                         next_keys = now + 5.0
                     next_expiry = now + self.expiry_every
         finally:
-            self.pool.shutdown(wait=False, cancel_futures=True)
+            self.pool.shutdown()
             for sock in (self.front, self.back, self.status):
                 if sock is not None:
                     sock.close(0)
