@@ -247,6 +247,21 @@ def _honest(client, seconds: float, rate: float = HONEST_RATE) -> list[float]:
     return latencies
 
 
+def _owner_login_ms(cfg, within: float = 30.0) -> float | None:
+    """How long the owner of the flooded name takes to log in with the right password
+    (retrying as told while the log-in guard says wait), or None if it cannot."""
+    from clients.client import ExchangeError
+
+    start = time.perf_counter()
+    while time.perf_counter() - start < within:
+        try:
+            _client(cfg, "honest", create=False).close()
+            return round((time.perf_counter() - start) * 1000, 1)
+        except ExchangeError:
+            time.sleep(0.5)
+    return None
+
+
 def process_cpu_s(pid: int) -> float:
     """A process's CPU seconds so far (all its threads), from /proc; 0 if it is gone."""
     try:
@@ -336,10 +351,7 @@ def _run(mesh: Mesh, duration: float, baseline: float, progress, kinds: tuple) -
         proc.join(timeout=10)
         if proc.is_alive():
             proc.kill()
-    login_start = time.perf_counter()
-    fresh = _client(mesh.cfg, "honest", create=False)  # the owner logs in after the flood
-    login_ms = (time.perf_counter() - login_start) * 1000
-    fresh.close()
+    login_ms = _owner_login_ms(mesh.cfg)
     honest.close()
     alive = {name: service.proc.poll() is None for name, service in mesh.services.items()}
     restarted = sorted(name for name, service in mesh.services.items() if service.pid != pids[name])
@@ -353,7 +365,7 @@ def _run(mesh: Mesh, duration: float, baseline: float, progress, kinds: tuple) -
         "attack": hit,
         "p99_ratio": ratio,
         "p99_ratio_limit": 3.0,
-        "honest_login_ms": round(login_ms, 1),
+        "honest_login_ms": login_ms,
         # each service's share of one CPU in each phase, to see where an attack lands
         "service_cpu_share": {
             name: {
@@ -365,7 +377,13 @@ def _run(mesh: Mesh, duration: float, baseline: float, progress, kinds: tuple) -
         "attackers": attackers,
         "services_alive": alive,
         "restarted": restarted,
-        "ok": bool(ratio is not None and ratio <= 3.0 and all(alive.values()) and not restarted),
+        "ok": bool(
+            ratio is not None
+            and ratio <= 3.0
+            and login_ms is not None
+            and all(alive.values())
+            and not restarted
+        ),
     }
 
 
