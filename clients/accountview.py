@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from services.common.protocol import (
+from services.common.wire import (
     Accepted,
     Cancelled,
     CashAdjusted,

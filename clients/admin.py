@@ -14,7 +14,7 @@ import sys
 
 from clients import trading
 from services.common.money import to_dollars, to_units
-from services.common.protocol import CashAdjusted
+from services.common.wire import CashAdjusted
 
 
 def _admin(action: str, symbol: str, account: str, price: str, amount: str, as_json: bool) -> int:

@@ -42,7 +42,7 @@ from clients.client import (
 )
 from services.common import curve
 from services.common.codec import encode, reply_decoder
-from services.common.protocol import (
+from services.common.wire import (
     CancelRequest,
     Duplicate,
     Fills,

@@ -93,7 +93,7 @@ def _trade_shell() -> int:
 def build_parser() -> argparse.ArgumentParser:
     from clients import admin, keys, ops, trading, tui
     from clients.mm import bot as mm
-    from services.common.protocol import Side
+    from services.common.wire import Side
 
     parser = argparse.ArgumentParser(prog="exchange", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)

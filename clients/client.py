@@ -23,7 +23,7 @@ from zmq.utils.monitor import recv_monitor_message
 
 from services.common import curve
 from services.common.codec import encode, feed_decoder, reply_decoder
-from services.common.protocol import (
+from services.common.wire import (
     REJECT_TEXT,
     Accepted,
     AdminRequest,

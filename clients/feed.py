@@ -34,7 +34,7 @@ import msgspec
 import zmq
 
 from services.common.codec import DecodeError, encode, feed_decoder
-from services.common.protocol import (
+from services.common.wire import (
     Bbo,
     FeedError,
     L2Update,

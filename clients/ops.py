@@ -14,8 +14,8 @@ import zmq
 from supervisor.xmlrpc import SupervisorTransport
 
 from services.common import config, curve
+from services.common.bus import Status, StatusRequest
 from services.common.codec import bus_decoder, encode
-from services.common.protocol import Status, StatusRequest
 
 ROOT = Path(__file__).resolve().parents[1]
 SUPERVISORD_CONF = ROOT / "supervisord.conf"

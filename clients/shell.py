@@ -19,7 +19,7 @@ from clients import trading
 from clients.client import Client
 from services.common import config
 from services.common.money import to_dollars, to_units
-from services.common.protocol import Fill, Notice, Side
+from services.common.wire import Fill, Notice, Side
 
 HISTORY_LINES = 1_000
 

@@ -18,7 +18,7 @@ from pathlib import Path
 from clients.client import Client, ExchangeError, NoAnswer, recent_trades, snapshot
 from services.common import config, curve
 from services.common.money import to_dollars, to_units
-from services.common.protocol import PRICE_SCALE, CancelReason, Side
+from services.common.wire import PRICE_SCALE, CancelReason, Side
 
 EXIT_REJECTED = 1
 EXIT_USAGE = 2

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from services.common.protocol import Side
+from services.common.wire import Side
 from services.matcher.engine import Engine
 
 BUY, SELL = int(Side.BUY), int(Side.SELL)

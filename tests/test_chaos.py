@@ -11,7 +11,7 @@ import time
 from collections import Counter
 
 from clients.client import Client, ExchangeError, NoAnswer
-from services.common.protocol import Accepted, Fill, OrdType, Side, Tif
+from services.common.wire import Accepted, Fill, OrdType, Side, Tif
 from services.gateway.reports import fill_for
 from services.journal import tools as journal_tools
 from tests.mesh import Mesh, matcher_state, wait_for

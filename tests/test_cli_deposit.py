@@ -9,7 +9,7 @@ import json
 
 from clients.client import Client
 from services.common.money import to_units
-from services.common.protocol import PRICE_SCALE, CashAdjusted, Reject
+from services.common.wire import PRICE_SCALE, CashAdjusted, Reject
 from tests.mesh import Mesh, exchange_cli
 
 PASSWORD = "Secret.pw1"

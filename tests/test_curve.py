@@ -17,7 +17,7 @@ from clients.client import Client
 from services.common import curve
 from services.common.codec import encode
 from services.common.money import to_units
-from services.common.protocol import Ping, Side, Signup
+from services.common.wire import Ping, Side, Signup
 from tests.mesh import Mesh, exchange_cli
 
 PASSWORD = "Secret.pw1"

@@ -19,11 +19,12 @@ import zmq.auth
 
 from clients.client import Client, snapshot
 from services.common import curve
+from services.common.bus import TOPIC_RECORDS, StateQuery
 from services.common.codec import bus_decoder, encode
 from services.common.config import matcher_endpoints
 from services.common.money import to_units
-from services.common.protocol import TOPIC_RECORDS, Side, StateQuery
 from services.common.status import current_primary
+from services.common.wire import Side
 from tests.mesh import Mesh, exchange_cli, free_port, replay_journal
 from tests.test_curve import PLAIN_REFUSED, handshake_events
 

@@ -6,9 +6,9 @@ from __future__ import annotations
 
 import pytest
 
-from services.common.protocol import (
+from services.common.bus import Admin, ReplaceOrder, SetPassword
+from services.common.wire import (
     AccountBlocked,
-    Admin,
     AdminDone,
     Cancelled,
     CancelReason,
@@ -17,8 +17,6 @@ from services.common.protocol import (
     ReferenceSet,
     Reject,
     Rejected,
-    ReplaceOrder,
-    SetPassword,
     SymbolHalted,
 )
 from services.matcher import snapshot
@@ -124,8 +122,8 @@ def test_an_id_reused_across_request_kinds_is_a_duplicate_that_decodes(engine):
     change's or an operator action's id (or the other way round) is a duplicate, and
     its record must decode in every service (the whole-path fuzz test found one that
     did not: the journal kept it and no follower could read it)."""
+    from services.common.bus import CancelOrder, Record
     from services.common.codec import encode, record_decoder
-    from services.common.protocol import CancelOrder, Record
 
     resting = rest(engine, ALICE, "a0", BUY, 10, D("169.00"))
     firsts = [

@@ -11,22 +11,24 @@ import msgspec
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from services.common.config import RiskLimits, SymbolSpec
-from services.common.money import to_units
-from services.common.protocol import (
+from services.common.bus import (
     Admin,
     CancelOrder,
-    CancelReason,
-    CashAdjusted,
     CreateAccount,
-    Fill,
     NewOrder,
-    OrdType,
     Record,
-    Reject,
-    Rejected,
     Reopen,
     ReplaceOrder,
+)
+from services.common.config import RiskLimits, SymbolSpec
+from services.common.money import to_units
+from services.common.wire import (
+    CancelReason,
+    CashAdjusted,
+    Fill,
+    OrdType,
+    Reject,
+    Rejected,
     Side,
     Tif,
     TradingPause,

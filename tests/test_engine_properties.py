@@ -26,23 +26,20 @@ import msgspec
 from hypothesis import HealthCheck, event, given, note, settings
 from hypothesis import strategies as st
 
+from services.common.bus import CancelOrder, CreateAccount, NewOrder, ReplaceOrder
 from services.common.config import RiskLimits
-from services.common.protocol import (
+from services.common.wire import (
     Accepted,
     AccountCreated,
     Cancelled,
-    CancelOrder,
     CancelReason,
-    CreateAccount,
     Duplicate,
     Executed,
     Fill,
-    NewOrder,
     OrdType,
     Reject,
     Rejected,
     Replaced,
-    ReplaceOrder,
     Rested,
     Side,
     Stp,

@@ -13,24 +13,21 @@ import dataclasses
 
 import pytest
 
+from services.common.bus import CancelOrder, CreateAccount, NewOrder, ReplaceOrder
 from services.common.config import Config
 from services.common.money import to_units
-from services.common.protocol import (
+from services.common.wire import (
     Accepted,
     AccountCreated,
     Cancelled,
-    CancelOrder,
     CancelReason,
-    CreateAccount,
     Duplicate,
     Executed,
     Fill,
-    NewOrder,
     OrdType,
     Reject,
     Rejected,
     Replaced,
-    ReplaceOrder,
     Rested,
     Side,
     Stp,

@@ -10,19 +10,16 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from services.common import config
-from services.common.codec import encode, record_decoder
-from services.common.protocol import (
-    Accepted,
-    AccountBlocked,
+from services.common.bus import (
     Admin,
     CancelOrder,
     CreateAccount,
     NewOrder,
-    ReferenceSet,
     ReplaceOrder,
     SetPassword,
-    SymbolHalted,
 )
+from services.common.codec import encode, record_decoder
+from services.common.wire import Accepted, AccountBlocked, ReferenceSet, SymbolHalted
 from services.matcher import snapshot
 from services.matcher.engine import Engine
 
@@ -75,7 +72,7 @@ def fresh() -> Engine:
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.lists(commands, min_size=1, max_size=60), st.integers(0, 60))
 def test_mixed_streams_decode_snapshot_and_replay(cmds, cut):
-    from services.common.protocol import Record
+    from services.common.bus import Record
 
     engine = fresh()
     log: list[tuple[object, list]] = []

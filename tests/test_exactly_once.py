@@ -8,7 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from services.common.protocol import Reject, Rejected
+from services.common.wire import Reject, Rejected
 from services.matcher.state import SHARDS, ExactlyOnce
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -4,7 +4,7 @@ an account logs in."""
 
 from __future__ import annotations
 
-from services.common.protocol import LoggedIn, Reject
+from services.common.wire import LoggedIn, Reject
 from services.gateway import sessions
 from services.gateway.security import LoginGuard, TokenBucket
 from services.gateway.sessions import Limits, SessionTable

@@ -6,21 +6,17 @@ from __future__ import annotations
 
 import zmq
 
+from services.common.bus import Admin, CreateAccount, NewOrder, Record, Reopen
 from services.common.frames import recv_bounded, recv_frames
-from services.common.protocol import (
+from services.common.wire import (
     Accepted,
     AccountCreated,
-    Admin,
     AdminDone,
     Cancelled,
     CancelReason,
     CashAdjusted,
-    CreateAccount,
     Executed,
     Fill,
-    NewOrder,
-    Record,
-    Reopen,
     Rested,
     Side,
     SymbolHalted,

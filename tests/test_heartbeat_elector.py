@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from services.common.protocol import Demote, Promote, ServiceBeat
+from services.common.bus import Demote, Promote, ServiceBeat
 from services.heartbeat.elector import Elector
 from services.heartbeat.epochfile import EpochFile, EpochFileError
 

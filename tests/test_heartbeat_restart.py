@@ -9,8 +9,8 @@ import time
 
 import zmq
 
+from services.common.bus import Promote, ServiceBeat
 from services.common.codec import bus_decoder, encode
-from services.common.protocol import Promote, ServiceBeat
 from tests.mesh import FAST_TIMINGS, Mesh, matcher_state, trader, wait_for
 
 

@@ -6,8 +6,9 @@ import shutil
 
 import pytest
 
+from services.common.bus import NewOrder, Record
 from services.common.codec import encode, record_decoder
-from services.common.protocol import Accepted, NewOrder, Record, Side
+from services.common.wire import Accepted, Side
 from services.journal import tools
 from services.journal.segment import (
     HEADER,

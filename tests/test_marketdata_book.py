@@ -12,22 +12,17 @@ from collections import Counter
 
 import pytest
 
+from services.common.bus import CancelOrder, CreateAccount, NewOrder, Record, Reopen, ReplaceOrder
 from services.common.config import RiskLimits, SymbolSpec
-from services.common.protocol import (
+from services.common.wire import (
     TRADES_KEPT,
     Bbo,
     Cancelled,
-    CancelOrder,
     CancelReason,
     CashAdjusted,
-    CreateAccount,
     Fill,
     L2Update,
-    NewOrder,
-    Record,
-    Reopen,
     Replaced,
-    ReplaceOrder,
     Rested,
     Side,
     Snapshot,

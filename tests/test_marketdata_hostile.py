@@ -16,11 +16,10 @@ import time
 import pytest
 import zmq
 
+from services.common.bus import NewOrder, Record
 from services.common.codec import encode, feed_decoder
-from services.common.protocol import (
+from services.common.wire import (
     FeedError,
-    NewOrder,
-    Record,
     Reject,
     Rested,
     Side,

@@ -19,22 +19,17 @@ import zmq
 
 from clients.client import snapshot
 from clients.feed import BookSubscriber
+from services.common.bus import TOPIC_BEAT, TOPIC_RECORDS, Beat, ReadRange, Record, Reopen
 from services.common.codec import DecodeError, bus_decoder, encode, feed_decoder
-from services.common.protocol import (
-    TOPIC_BEAT,
-    TOPIC_RECORDS,
+from services.common.wire import (
     Bbo,
-    Beat,
     Cancelled,
     CancelReason,
     CashAdjusted,
     FeedError,
     Fill,
     L2Update,
-    ReadRange,
-    Record,
     Reject,
-    Reopen,
     Rested,
     Snapshot,
     SnapshotRequest,

@@ -18,10 +18,11 @@ import pytest
 import zmq
 
 from clients.client import ExchangeError, NoAnswer
+from services.common.bus import TOPIC_BEAT, NewOrder
 from services.common.codec import beat_decoder
 from services.common.frames import recv_frames
 from services.common.money import to_units
-from services.common.protocol import TOPIC_BEAT, Accepted, NewOrder, Reject, Side
+from services.common.wire import Accepted, Reject, Side
 from services.journal import tools as journal_tools
 from services.journal.segment import segment_paths
 from tests.mesh import FAST_TIMINGS, Mesh, exchange_cli, replay_journal, trader, wait_for

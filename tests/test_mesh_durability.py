@@ -10,8 +10,9 @@ from collections import Counter
 import zmq
 
 from clients.client import Client, NoAnswer
+from services.common.bus import NewOrder
 from services.common.money import to_units
-from services.common.protocol import Accepted, NewOrder, PlaceOrder, Reject, RequestRejected, Side
+from services.common.wire import Accepted, PlaceOrder, Reject, RequestRejected, Side
 from services.journal import tools as journal_tools
 from tests.mesh import exchange_cli, matcher_state, replay_journal, trader, wait_for
 

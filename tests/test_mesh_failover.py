@@ -6,7 +6,7 @@ import signal
 import time
 
 from services.common.money import to_units
-from services.common.protocol import Accepted, PlaceOrder, Side
+from services.common.wire import Accepted, PlaceOrder, Side
 from services.journal import tools as journal_tools
 from tests.mesh import Mesh, matcher_state, replay_journal, trader, wait_for
 

@@ -12,14 +12,7 @@ import zmq
 from clients.client import Client, ExchangeError
 from services.common.codec import encode, reply_decoder
 from services.common.money import to_units
-from services.common.protocol import (
-    LoggedIn,
-    Login,
-    PlaceOrder,
-    Reject,
-    RequestRejected,
-    Side,
-)
+from services.common.wire import LoggedIn, Login, PlaceOrder, Reject, RequestRejected, Side
 from tests.mesh import running, trader
 
 PASSWORD = "Secret.pw1"

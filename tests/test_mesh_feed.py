@@ -9,7 +9,7 @@ import zmq
 from clients.client import Client, snapshot
 from clients.feed import BookSubscriber
 from services.common.money import to_units
-from services.common.protocol import Side
+from services.common.wire import Side
 from tests.mesh import wait_for
 
 PASSWORD = "Secret.pw1"

@@ -19,7 +19,7 @@ from clients.client import Client
 from services.common import config
 from services.common.codec import DecodeError, encode, reply_decoder, request_decoder
 from services.common.money import to_units
-from services.common.protocol import (
+from services.common.wire import (
     REJECT_TEXT,
     AdminRequest,
     CancelRequest,

@@ -12,14 +12,7 @@ import zmq
 from clients.client import Client
 from services.common.codec import encode, reply_decoder
 from services.common.money import to_units
-from services.common.protocol import (
-    CancelRequest,
-    PlaceOrder,
-    Rejected,
-    Report,
-    RequestRejected,
-    Side,
-)
+from services.common.wire import CancelRequest, PlaceOrder, Rejected, Report, RequestRejected, Side
 from tests.mesh import running
 
 PASSWORD = "Secret.pw1"

@@ -11,7 +11,7 @@ from zmq.utils.monitor import recv_monitor_message
 
 from services.common.codec import encode, reply_decoder
 from services.common.money import to_units
-from services.common.protocol import Ping, Pong, Reject, RequestRejected, Side
+from services.common.wire import Ping, Pong, Reject, RequestRejected, Side
 from services.gateway.service import MAX_FRAME
 from tests.mesh import running, trader
 

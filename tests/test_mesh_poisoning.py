@@ -9,7 +9,7 @@ from collections import Counter
 
 from clients.client import Client, ExchangeError
 from services.common.money import to_units
-from services.common.protocol import Reject, Side, TradingPause
+from services.common.wire import Reject, Side, TradingPause
 from tests.mesh import matcher_state, replay_journal, running, trader, wait_for
 
 D = to_units

@@ -5,7 +5,7 @@ keeps both sides)."""
 from __future__ import annotations
 
 from services.common.money import to_units
-from services.common.protocol import Fill, Report, Side
+from services.common.wire import Fill, Report, Side
 from services.journal import tools as journal_tools
 from tests.mesh import trader, wait_for
 

@@ -10,7 +10,7 @@ import pytest
 from clients.client import Client, ExchangeError
 from services.common.codec import encode
 from services.common.money import to_units
-from services.common.protocol import (
+from services.common.wire import (
     AccountBlocked,
     Cancelled,
     CancelReason,

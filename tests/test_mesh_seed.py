@@ -7,7 +7,7 @@ import zmq
 from clients.client import Client, snapshot
 from clients.feed import BookSubscriber
 from services.common.money import to_units
-from services.common.protocol import Executed, Fill, Side
+from services.common.wire import Executed, Fill, Side
 from tests.mesh import wait_for
 from tests.test_seed_scenario import SCENARIO
 

@@ -9,7 +9,7 @@ import pytest
 
 from clients.client import Client
 from services.common.money import to_units
-from services.common.protocol import PlaceOrder, Reject, RequestRejected, Side
+from services.common.wire import PlaceOrder, Reject, RequestRejected, Side
 from tests.mesh import Mesh
 
 PASSWORD = "Secret.pw1"

@@ -15,7 +15,7 @@ import zmq
 
 from services.common.codec import encode, reply_decoder
 from services.common.money import to_units
-from services.common.protocol import (
+from services.common.wire import (
     ORDERS_PAGE,
     Accepted,
     GetOrders,

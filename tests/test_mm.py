@@ -27,7 +27,7 @@ from clients.mm.quotes import (
 )
 from services.common.config import SymbolSpec
 from services.common.money import to_units
-from services.common.protocol import Side, Tif
+from services.common.wire import Side, Tif
 from tests.mesh import Mesh, trader, wait_for
 
 AAPL = SymbolSpec("AAPL", tick=100, lot=1, reference=1_700_000, band_bps=1000)

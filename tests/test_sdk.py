@@ -20,8 +20,8 @@ from clients.bench.cluster import ROOT
 from clients.client import Client, snapshot
 from clients.feed import BookSubscriber
 from services.common.money import to_units
-from services.common.protocol import Fill, Reject, Side
 from services.common.status import current_primary
+from services.common.wire import Fill, Reject, Side
 from tests.mesh import Mesh, cli_env, matcher_state, wait_for
 from tests.test_mesh_feed import flow, in_step, traders
 

@@ -5,15 +5,14 @@ events. Pure, no sockets."""
 from __future__ import annotations
 
 from clients.accountview import AccountView
-from services.common.protocol import (
+from services.common.bus import NewOrder, Record
+from services.common.wire import (
     Accepted,
     CashAdjusted,
     Fill,
-    NewOrder,
     OpenOrder,
     Orders,
     Positions,
-    Record,
     Report,
     Rested,
     Side,

@@ -13,7 +13,7 @@ from collections import Counter
 from clients.aio import AsyncClient
 from clients.client import Client
 from services.common.money import to_units
-from services.common.protocol import Accepted, Side
+from services.common.wire import Accepted, Side
 from services.journal import tools as journal_tools
 from tests.mesh import wait_for
 

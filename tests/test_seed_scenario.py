@@ -4,14 +4,9 @@ from __future__ import annotations
 
 import pytest
 
+from services.common.bus import CreateAccount, NewOrder
 from services.common.money import to_units
-from services.common.protocol import (
-    CreateAccount,
-    Executed,
-    Fill,
-    NewOrder,
-    Side,
-)
+from services.common.wire import Executed, Fill, Side
 from services.matcher.engine import Engine
 
 D = to_units  # dollars -> price units

@@ -11,16 +11,7 @@ import pytest
 
 from services.common.config import SymbolSpec
 from services.common.money import to_units
-from services.common.protocol import (
-    Accepted,
-    Cancelled,
-    Executed,
-    Fill,
-    Report,
-    Rested,
-    Side,
-    Trade,
-)
+from services.common.wire import Accepted, Cancelled, Executed, Fill, Report, Rested, Side, Trade
 from tests.mesh import trader
 
 textual = pytest.importorskip("textual")

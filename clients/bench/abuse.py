@@ -71,7 +71,7 @@ def _flood(cfg, until: float, counts: Counter) -> None:
     import zmq
 
     from services.common.codec import encode
-    from services.common.protocol import PlaceOrder, Side, Tif
+    from services.common.wire import PlaceOrder, Side, Tif
 
     client = _client(cfg, "abuse-flood")
     sock = client.socket
@@ -93,7 +93,7 @@ def _flood(cfg, until: float, counts: Counter) -> None:
 def _fok_scan(cfg, until: float, counts: Counter) -> None:
     """A deep book of one-share asks, then large fill-or-kill buys that scan it."""
     from clients.client import ExchangeError
-    from services.common.protocol import Side, Tif
+    from services.common.wire import Side, Tif
 
     maker = _client(cfg, "abuse-fok-maker")
     for i in range(2_000):
@@ -115,7 +115,7 @@ def _fok_scan(cfg, until: float, counts: Counter) -> None:
 def _wash(cfg, until: float, counts: Counter) -> None:
     """Two accounts trading with each other, 4% up a step, to walk the price."""
     from clients.client import ExchangeError
-    from services.common.protocol import Side
+    from services.common.wire import Side
 
     seller, buyer = _client(cfg, "abuse-wash-s"), _client(cfg, "abuse-wash-b")
     price = 1_700_000
@@ -136,7 +136,7 @@ def _login_flood(cfg, until: float, counts: Counter) -> None:
     import zmq
 
     from services.common.codec import encode, reply_decoder
-    from services.common.protocol import Login, RequestRejected
+    from services.common.wire import Login, RequestRejected
 
     ctx = zmq.Context.instance()
     socks = []
@@ -187,7 +187,7 @@ def _snapshot_flood(cfg, until: float, counts: Counter) -> None:
     import zmq
 
     from services.common.codec import encode
-    from services.common.protocol import SnapshotRequest
+    from services.common.wire import SnapshotRequest
 
     sock = zmq.Context.instance().socket(zmq.DEALER)
     sock.setsockopt(zmq.LINGER, 0)
@@ -225,7 +225,7 @@ def _attacker(kind: str, config_path: str, home: str, until: float, results) -> 
 def _honest(client, seconds: float, rate: float = HONEST_RATE) -> list[float]:
     """Buy 1 MSFT well below the market and cancel it, ``rate`` orders a second;
     each request's time to its acknowledgement, in ms."""
-    from services.common.protocol import Side
+    from services.common.wire import Side
 
     latencies: list[float] = []
     interval = 1.0 / rate

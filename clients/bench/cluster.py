@@ -199,9 +199,9 @@ def matcher_state(cfg, instance: str = "a", timeout: float = 5.0):
     """Ask a primary matcher for its StateInfo (role, epoch, seq, state hash)."""
     import zmq
 
+    from services.common.bus import StateQuery
     from services.common.codec import bus_decoder, encode
     from services.common.config import matcher_endpoints
-    from services.common.protocol import StateQuery
 
     sock = zmq.Context.instance().socket(zmq.DEALER)
     sock.setsockopt(zmq.LINGER, 0)

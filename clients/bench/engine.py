@@ -13,8 +13,8 @@ import sys
 import time
 
 from clients.bench.flow import BENCH_RISK, bench_symbols, generate
-from services.common.protocol import Fill
 from services.common.runtime import tune_gc
+from services.common.wire import Fill
 from services.matcher.engine import Engine
 
 CHUNKS = 10

@@ -22,7 +22,7 @@ from pathlib import Path
 
 from clients.bench.cluster import Mesh, wait_for
 from clients.client import Client, NoAnswer
-from services.common.protocol import Accepted, Side
+from services.common.wire import Accepted, Side
 from services.journal import tools as journal_tools
 
 PASSWORD = "Bench.pw1"

@@ -11,17 +11,10 @@ import random
 
 import msgspec
 
+from services.common.bus import AnyCommand, CancelOrder, CreateAccount, NewOrder
 from services.common.codec import encode
 from services.common.config import RiskLimits, SymbolSpec
-from services.common.protocol import (
-    AnyCommand,
-    CancelOrder,
-    CreateAccount,
-    NewOrder,
-    Rested,
-    Side,
-    Tif,
-)
+from services.common.wire import Rested, Side, Tif
 from services.matcher.engine import Engine
 
 TICK = 100  # $0.01

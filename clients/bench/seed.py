@@ -22,7 +22,7 @@ from pathlib import Path
 from clients.bench.cluster import Mesh
 from clients.bench.together import run_together
 from clients.client import Client
-from services.common.protocol import Accepted, PlaceOrder, Rejected, Side
+from services.common.wire import Accepted, PlaceOrder, Rejected, Side
 
 PASSWORD = "Seed.pw1"
 SEED_PAPER = {

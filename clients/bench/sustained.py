@@ -44,7 +44,8 @@ from clients.bench.together import run_together
 from clients.client import Client
 from services.common.codec import encode, reply_decoder
 from services.common.frames import NOBLOCK, recv_frames, send_frame
-from services.common.protocol import (
+from services.common.runtime import batch_io_threads
+from services.common.wire import (
     Accepted,
     PlaceOrder,
     Reject,
@@ -55,7 +56,6 @@ from services.common.protocol import (
     Side,
     Stp,
 )
-from services.common.runtime import batch_io_threads
 
 PASSWORD = "Load.pw1"
 DEFAULT_RATES: tuple[int | None, ...] = (1_000, 5_000, 10_000, 20_000, None)  # None: max

@@ -25,7 +25,7 @@ from clients.aio import AsyncClient, ExchangeError
 from clients.feed import BookSubscriber
 from services.common import config
 from services.common.money import to_dollars, to_units
-from services.common.protocol import Fill, Side
+from services.common.wire import Fill, Side
 
 
 async def run(symbol: str, spread: int, size: int, duration: float, create: bool) -> dict:

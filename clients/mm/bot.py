@@ -40,7 +40,7 @@ from clients.mm.quotes import (
 )
 from services.common.config import Config, SymbolSpec
 from services.common.money import to_dollars
-from services.common.protocol import (
+from services.common.wire import (
     Accepted,
     Cancelled,
     CancelRequest,

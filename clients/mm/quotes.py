@@ -24,7 +24,7 @@ import random
 from dataclasses import dataclass, field
 
 from services.common.config import SymbolSpec
-from services.common.protocol import Side
+from services.common.wire import Side
 
 BUY, SELL = Side.BUY, Side.SELL
 Key = tuple[Side, int]  # (side, level)

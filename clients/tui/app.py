@@ -32,13 +32,7 @@ from clients.tui.widgets import (
 )
 from services.common.config import Config
 from services.common.money import to_dollars
-from services.common.protocol import (
-    CancelRequest,
-    PlaceOrder,
-    Reject,
-    RequestRejected,
-    Trade,
-)
+from services.common.wire import CancelRequest, PlaceOrder, Reject, RequestRejected, Trade
 
 POLL_S = 0.025
 TRADE_DECODER = msgspec.msgpack.Decoder(Trade)

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from clients.accountview import AccountView
 from services.common.config import SymbolSpec
 from services.common.money import to_dollars, to_units
-from services.common.protocol import (
+from services.common.wire import (
     REJECT_TEXT,
     Accepted,
     Cancelled,

@@ -9,8 +9,8 @@ import time
 import zmq
 
 from services.common import curve
+from services.common.bus import ServiceBeat
 from services.common.codec import encode
-from services.common.protocol import ServiceBeat
 
 
 class BeatSender:

@@ -1,5 +1,8 @@
 """MessagePack encoding of bus frames, shared so every service encodes the same way.
 
+The public messages' encoder and decoders are ``services.common.wire``'s (the client
+SDK uses them without this module); the ones here decode the internal bus.
+
 Record batches travel as one MessagePack array per frame. The journal splits a batch
 into raw record bytes without decoding the commands and events inside, and joins raw
 records back into a batch for readers, so a record is encoded once, by the matcher.
@@ -12,18 +15,15 @@ from typing import NamedTuple
 
 import msgspec
 
-from services.common.protocol import (
-    AnyBus,
-    AnyFeed,
-    AnyReply,
-    AnyRequest,
-    Beat,
-    Record,
-    RecordHead,
+from services.common.bus import AnyBus, Beat, Record, RecordHead
+from services.common.wire import (  # the public codec, shared with clients
+    DecodeError,
+    encode,
+    encoder,
+    feed_decoder,
+    reply_decoder,
+    request_decoder,
 )
-
-encoder = msgspec.msgpack.Encoder()
-encode = encoder.encode
 
 records_decoder = msgspec.msgpack.Decoder(list[Record])
 raw_batch_decoder = msgspec.msgpack.Decoder(list[msgspec.Raw])
@@ -31,13 +31,24 @@ head_decoder = msgspec.msgpack.Decoder(RecordHead)
 record_decoder = msgspec.msgpack.Decoder(Record)
 beat_decoder = msgspec.msgpack.Decoder(Beat)
 bus_decoder = msgspec.msgpack.Decoder(AnyBus)
-request_decoder = msgspec.msgpack.Decoder(AnyRequest)
-reply_decoder = msgspec.msgpack.Decoder(AnyReply)
-feed_decoder = msgspec.msgpack.Decoder(AnyFeed)
 
-# msgspec raises UnicodeDecodeError (not its own error) for a str that is not UTF-8:
-# the fuzz test found that one, which would have stopped the gateway.
-DecodeError = (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError)
+__all__ = [
+    "DecodeError",
+    "RawRecord",
+    "beat_decoder",
+    "bus_decoder",
+    "encode",
+    "encoder",
+    "feed_decoder",
+    "head_decoder",
+    "join_batch",
+    "raw_batch_decoder",
+    "raw_records",
+    "record_decoder",
+    "records_decoder",
+    "reply_decoder",
+    "request_decoder",
+]
 
 
 def join_batch(raws: list[bytes]) -> bytes:

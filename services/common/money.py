@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from decimal import Decimal, InvalidOperation
 
-from services.common.protocol import PRICE_SCALE
+from services.common.wire import PRICE_SCALE
 
 
 def to_units(text: str | int | float) -> int:

@@ -5,8 +5,8 @@ from __future__ import annotations
 import zmq
 
 from services.common import curve
+from services.common.bus import Status
 from services.common.codec import DecodeError, bus_decoder
-from services.common.protocol import Status
 
 
 def latest_status(sock: zmq.Socket) -> Status | None:

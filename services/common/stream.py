@@ -15,6 +15,7 @@ from collections.abc import Callable
 import zmq
 
 from services.common import curve
+from services.common.bus import TOPIC_BEAT, TOPIC_RECORDS, Archived, ReadRange, Record
 from services.common.codec import (
     DecodeError,
     RawRecord,
@@ -24,7 +25,6 @@ from services.common.codec import (
     records_decoder,
 )
 from services.common.frames import recv_frames
-from services.common.protocol import TOPIC_BEAT, TOPIC_RECORDS, Archived, ReadRange, Record
 
 FETCH_CHUNK = 2_000
 Sequenced = Record | RawRecord

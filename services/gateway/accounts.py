@@ -11,17 +11,16 @@ from collections import deque
 
 import msgspec
 
-from services.common.protocol import (
+from services.common.bus import CreateAccount, Record
+from services.common.wire import (
     FILLS_KEPT,
     AccountCreated,
     Cancelled,
     CashAdjusted,
-    CreateAccount,
     Fill,
     OpenOrder,
     OwnFill,
     PasswordChanged,
-    Record,
     Replaced,
     Rested,
     Side,

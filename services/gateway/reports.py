@@ -11,7 +11,8 @@ itself): the public learns of them from market data.
 
 from __future__ import annotations
 
-from services.common.protocol import Admin, Fill, Record
+from services.common.bus import Admin, Record
+from services.common.wire import Fill
 
 
 def fill_for(fill: Fill, account: int) -> Fill:

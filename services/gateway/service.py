@@ -19,20 +19,21 @@ import zmq
 
 from services.common import curve, snapfile
 from services.common.beats import BeatSender
+from services.common.bus import Admin, CommandBatch, CreateAccount, MatcherBusy, Record, SetPassword
 from services.common.codec import DecodeError, bus_decoder, encode, request_decoder
 from services.common.config import Config, matcher_endpoints
 from services.common.frames import NOBLOCK, recv_bounded, send_pair
-from services.common.protocol import (
+from services.common.runtime import tune_gc
+from services.common.status import current_primary, latest_status, status_socket
+from services.common.stream import Follower
+from services.common.wire import (
     ACCOUNT_NAME_RE,
     FILLS_KEPT,
     ORDERS_PAGE,
     REJECT_TEXT,
-    Admin,
     AdminRequest,
     CancelRequest,
     ChangePassword,
-    CommandBatch,
-    CreateAccount,
     Fills,
     GetFills,
     GetOrders,
@@ -41,7 +42,6 @@ from services.common.protocol import (
     LoggedOut,
     Login,
     Logout,
-    MatcherBusy,
     Notice,
     Orders,
     PasswordChanged,
@@ -49,19 +49,14 @@ from services.common.protocol import (
     PlaceOrder,
     Pong,
     Positions,
-    Record,
     Reject,
     ReplaceRequest,
     Report,
     Reports,
     RequestRejected,
     Resume,
-    SetPassword,
     Signup,
 )
-from services.common.runtime import tune_gc
-from services.common.status import current_primary, latest_status, status_socket
-from services.common.stream import Follower
 from services.gateway import passwords, reports, validate
 from services.gateway.accounts import AccountView
 from services.gateway.hashpool import HashPool

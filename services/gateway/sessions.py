@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections import OrderedDict
 from dataclasses import dataclass
 
-from services.common.protocol import LoggedIn, Reject
+from services.common.wire import LoggedIn, Reject
 from services.gateway.security import LoginGuard, TokenBucket, Tokens
 
 ANONYMOUS_KEPT = 10_000  # buckets of connections not logged in; past it the oldest goes

@@ -7,18 +7,9 @@ open-order limits, whose order it is), so a bug here can never let bad orders in
 
 from __future__ import annotations
 
+from services.common.bus import CancelOrder, NewOrder, ReplaceOrder
 from services.common.config import Config
-from services.common.protocol import (
-    CancelOrder,
-    CancelRequest,
-    NewOrder,
-    OrdType,
-    PlaceOrder,
-    Reject,
-    ReplaceOrder,
-    ReplaceRequest,
-    Tif,
-)
+from services.common.wire import CancelRequest, OrdType, PlaceOrder, Reject, ReplaceRequest, Tif
 
 MAX_PRICE = 10**15  # price units: a hundred billion dollars, far past any band
 MAX_ORDER_ID = 2**63

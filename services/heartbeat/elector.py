@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from services.common.protocol import Bus, Demote, Promote, ServiceBeat, ServiceState, Status
+from services.common.bus import Bus, Demote, Promote, ServiceBeat, ServiceState, Status
 
 
 @dataclass

@@ -18,9 +18,9 @@ import time
 import zmq
 
 from services.common import curve
+from services.common.bus import Promote, ServiceBeat, StatusRequest
 from services.common.codec import encode
 from services.common.config import Config
-from services.common.protocol import Promote, ServiceBeat, StatusRequest
 from services.common.router import bus_messages
 from services.heartbeat.elector import Elector
 from services.heartbeat.epochfile import EpochFile

@@ -24,17 +24,10 @@ import zmq
 
 from services.common import curve, snapfile
 from services.common.beats import BeatSender
+from services.common.bus import TOPIC_BEAT, TOPIC_RECORDS, Archived, Beat, Fence, ReadRange
 from services.common.codec import RawRecord, encode, join_batch, raw_records
 from services.common.config import Config, matcher_endpoints
 from services.common.frames import send_pair
-from services.common.protocol import (
-    TOPIC_BEAT,
-    TOPIC_RECORDS,
-    Archived,
-    Beat,
-    Fence,
-    ReadRange,
-)
 from services.common.router import bus_messages
 from services.common.runtime import tune_gc
 from services.common.status import current_primary, latest_status, status_socket

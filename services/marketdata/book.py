@@ -22,14 +22,14 @@ from itertools import islice
 import msgspec
 from sortedcontainers import SortedList
 
-from services.common.protocol import (
+from services.common.bus import Record
+from services.common.wire import (
     TRADES_KEPT,
     Bbo,
     Cancelled,
     Fill,
     L2Update,
     RecentTrades,
-    Record,
     Replaced,
     Rested,
     Side,

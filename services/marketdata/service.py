@@ -22,14 +22,16 @@ import zmq
 
 from services.common import snapfile
 from services.common.beats import BeatSender
+from services.common.bus import Record
 from services.common.codec import DecodeError, encode, feed_decoder
 from services.common.config import Config
 from services.common.frames import send_pair
-from services.common.protocol import (
+from services.common.runtime import tune_gc
+from services.common.stream import Follower
+from services.common.wire import (
     REJECT_TEXT,
     FeedError,
     L2Update,
-    Record,
     Reject,
     SnapshotRequest,
     Trade,
@@ -38,8 +40,6 @@ from services.common.protocol import (
     l2_topic,
     trade_topic,
 )
-from services.common.runtime import tune_gc
-from services.common.stream import Follower
 from services.marketdata.book import FeedMessage, MarketData
 from services.marketdata.guard import PeerTable
 

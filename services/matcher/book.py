@@ -17,7 +17,7 @@ from heapq import heapify, heappop, heappush
 from itertools import islice
 
 from services.common.config import SymbolSpec
-from services.common.protocol import Side
+from services.common.wire import Side
 from services.matcher.state import Order
 
 

@@ -16,34 +16,36 @@ import hashlib
 
 import msgspec
 
+from services.common.bus import (
+    Admin,
+    CancelOrder,
+    CreateAccount,
+    NewOrder,
+    Reopen,
+    ReplaceOrder,
+    SetPassword,
+)
 from services.common.config import RiskLimits, SymbolSpec
-from services.common.protocol import (
+from services.common.wire import (
     ACCOUNT_NAME_RE,
     Accepted,
     AccountBlocked,
     AccountCreated,
-    Admin,
     AdminDone,
     Cancelled,
-    CancelOrder,
     CancelReason,
     CashAdjusted,
-    CreateAccount,
     Duplicate,
     Event,
     Executed,
     Fill,
-    NewOrder,
     OrdType,
     PasswordChanged,
     ReferenceSet,
     Reject,
     Rejected,
-    Reopen,
     Replaced,
-    ReplaceOrder,
     Rested,
-    SetPassword,
     Side,
     Stp,
     SymbolHalted,

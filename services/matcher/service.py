@@ -19,16 +19,7 @@ import zmq
 
 from services.common import curve, snapfile
 from services.common.beats import BeatSender
-from services.common.codec import (
-    DecodeError,
-    beat_decoder,
-    bus_decoder,
-    encode,
-    join_batch,
-)
-from services.common.config import Config, matcher_endpoints
-from services.common.frames import recv_frames, send_pair
-from services.common.protocol import (
+from services.common.bus import (
     TOPIC_BEAT,
     TOPIC_RECORDS,
     Beat,
@@ -39,13 +30,22 @@ from services.common.protocol import (
     Promote,
     ReadRange,
     Record,
-    Reject,
     Reopen,
     StateInfo,
     StateQuery,
 )
+from services.common.codec import (
+    DecodeError,
+    beat_decoder,
+    bus_decoder,
+    encode,
+    join_batch,
+)
+from services.common.config import Config, matcher_endpoints
+from services.common.frames import recv_frames, send_pair
 from services.common.runtime import tune_gc
 from services.common.stream import Follower
+from services.common.wire import Reject
 from services.matcher import snapshot
 from services.matcher.engine import Engine
 

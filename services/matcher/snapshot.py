@@ -14,7 +14,7 @@ import msgspec
 
 from services.common import snapfile
 from services.common.config import RiskLimits, SymbolSpec
-from services.common.protocol import AnyEvent
+from services.common.wire import AnyEvent
 from services.matcher.engine import Engine
 from services.matcher.state import Account, ExactlyOnce, Holding, Order
 

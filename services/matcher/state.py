@@ -13,7 +13,7 @@ from collections.abc import Iterable
 
 import msgspec
 
-from services.common.protocol import Event
+from services.common.wire import Event
 
 SHARDS = 16  # a power of two: an id's shard is its hash & SHARD_MASK
 SHARD_MASK = SHARDS - 1

@@ -1,4 +1,11 @@
-"""Every message of the exchange, defined once and shared by every service.
+"""The public wire protocol: every message a client sends to or gets from the exchange.
+
+Order entry (requests to the gateway and its replies), the execution-report events the
+replies carry, the market-data feeds and the snapshot endpoint's messages, with their
+enumerations, reject codes and texts, and the public encoder and decoders. What only
+the exchange's own services exchange (commands as the engine takes them, journal
+records, the internal bus) is in ``services.common.bus``; docs/protocol.md describes
+both, field by field.
 
 Messages are msgspec Structs encoded as MessagePack arrays whose first element is the
 message tag (see docs/protocol.md for the positional layouts). A typed Struct validates
@@ -6,6 +13,10 @@ hostile input while it decodes, and array encoding halves the bytes on the wire.
 
 Money is integers only: prices are in price units (1/10,000 of a dollar, see
 ``PRICE_SCALE``) and sizes are whole shares; floats appear only at the edges.
+
+This module and ``services.common.money`` are all the client SDK (``clients.client``,
+``clients.aio``, ``clients.feed``) takes from the server's package: they import only
+msgspec and the standard library, so the SDK installs without the server's dependencies.
 """
 
 from __future__ import annotations
@@ -151,86 +162,9 @@ RejectCode = int
 
 
 # ---------------------------------------------------------------------------
-# Commands: what the matcher's engine takes in. The gateway fills in ``account``
-# from the authenticated session; a client never chooses it.
-# ---------------------------------------------------------------------------
-
-
-class Command(msgspec.Struct, array_like=True, tag=True, frozen=True, gc=False):
-    pass
-
-
-class CreateAccount(Command, tag="create_account"):
-    name: str
-    password_hash: str  # salted slow hash made by the gateway; never the password
-    stp: StpCode = 2
-
-
-class NewOrder(Command, tag="new_order"):
-    account: int
-    cl_ord_id: str
-    symbol: str
-    side: SideCode
-    qty: int
-    price: int = 0  # ignored for market orders
-    ord_type: OrdTypeCode = 1
-    tif: TifCode = 1
-    post_only: bool = False
-    stp: StpCode = 0
-
-
-class CancelOrder(Command, tag="cancel"):
-    account: int
-    cl_ord_id: str
-    order_id: int
-
-
-class ReplaceOrder(Command, tag="replace"):
-    """New price and open size for a resting order; the side never changes."""
-
-    account: int
-    cl_ord_id: str
-    order_id: int
-    price: int
-    qty: int
-
-
-class SetPassword(Command, tag="set_password"):
-    """A password change the gateway checked (old password, policy) and hashed."""
-
-    account: int
-    cl_ord_id: str
-    password_hash: str
-
-
-class Admin(Command, tag="admin"):
-    """An operator's action, sequenced and journaled like any order. ``account`` is
-    the operator's (the gateway checked the role); ``target`` an account id for kill
-    and unkill; ``price`` the new reference price for ``reference``."""
-
-    account: int
-    cl_ord_id: str
-    action: AdminActionCode
-    symbol: str = ""
-    target: int = 0
-    price: int = 0
-    amount: int = 0  # ``deposit``: cash in price units moved into (or, < 0, out of) target
-
-
-class Reopen(Command, tag="reopen"):
-    """Primary matcher -> its own engine: a symbol's volatility pause is over. The
-    engine has no clock, so the matcher sequences this (journaled like any command)
-    once the pause has lasted ``[risk] pause_ms``."""
-
-    symbol: str
-
-
-AnyCommand = CreateAccount | NewOrder | CancelOrder | ReplaceOrder | SetPassword | Admin | Reopen
-
-
-# ---------------------------------------------------------------------------
-# Events: what the engine emits for one command, in order. Together with the
-# command, its sequence number and the epoch they form one journal record.
+# Events: what the engine emits for one command, in order. The journal records them
+# with the command (``services.common.bus.Record``), and the gateway sends a session
+# the ones about its account in execution reports (``Report``), so they are public.
 # ---------------------------------------------------------------------------
 
 
@@ -405,150 +339,6 @@ AnyEvent = (
     | CashAdjusted
     | TradingPause
 )
-
-
-# ---------------------------------------------------------------------------
-# The internal bus: journal records, the frames between services.
-# ---------------------------------------------------------------------------
-
-
-class Record(msgspec.Struct, array_like=True, frozen=True, gc=False):
-    """One sequenced command and everything it caused: the unit of the journal."""
-
-    seq: int
-    epoch: int
-    command: AnyCommand
-    events: list[AnyEvent]
-
-
-class RecordHead(msgspec.Struct, array_like=True, frozen=True, gc=False):
-    """The first two fields of an encoded Record, decoded without the rest."""
-
-    seq: int
-    epoch: int
-
-
-class Beat(msgspec.Struct, array_like=True, frozen=True, gc=False):
-    """How far the publisher has got, so a subscriber sees it is behind even without
-    traffic; the primary matcher learns its journal lag from the journal's beats."""
-
-    seq: int  # last sequence number published (matcher) or committed (journal)
-    epoch: int
-    disk_full: bool = False  # journal: it cannot write; the matcher refuses new commands
-
-
-class Bus(msgspec.Struct, array_like=True, tag=True, frozen=True, gc=False):
-    pass
-
-
-class CommandBatch(Bus, tag="commands"):
-    """Gateway -> matcher: commands in the order the gateway received them."""
-
-    commands: list[AnyCommand]
-
-
-class ReadRange(Bus, tag="read"):
-    """Ask for records ``first`` .. ``first + count - 1`` (journal or matcher retransmit)."""
-
-    first: int
-    count: int
-
-
-class Archived(Bus, tag="archived"):
-    """Journal -> a reader whose ReadRange starts before ``first_seq``: those records
-    were archived once every reader had a snapshot past them; boot from a snapshot."""
-
-    first_seq: int
-
-
-class MatcherBusy(Bus, tag="busy"):
-    """Matcher -> gateway: these commands were not sequenced; tell their senders."""
-
-    commands: list[AnyCommand]
-    code: RejectCode
-
-
-class Fence(Bus, tag="fence"):
-    """New primary -> journal: refuse records of any epoch below ``epoch`` from now on.
-    The journal answers with a Beat of its committed seq, which the new primary catches
-    up to before it sequences anything (so no record of the old epoch can slip in)."""
-
-    epoch: int
-    instance: str  # the matcher instance to follow from now on ("a" or "b")
-
-
-class ServiceBeat(Bus, tag="service_beat"):
-    """Every service -> heartbeat service, every heartbeat_ms: who it is and where it is."""
-
-    service: str
-    role: str
-    pid: int
-    epoch: int = 0
-    seq: int = 0  # last sequence number the service has applied / published
-    committed: int = 0  # last committed sequence number it knows of
-
-
-class StatusRequest(Bus, tag="status_req"):
-    pass
-
-
-class ServiceState(msgspec.Struct, array_like=True, frozen=True, gc=False):
-    service: str
-    role: str
-    pid: int
-    epoch: int
-    seq: int
-    committed: int
-    age_ms: int  # since its last beat
-    alive: bool
-
-
-class Status(Bus, tag="status"):
-    epoch: int
-    services: list[ServiceState]
-
-
-class Promote(Bus, tag="promote"):
-    """Heartbeat service -> a standby matcher: become primary with this epoch."""
-
-    epoch: int
-
-
-class Demote(Bus, tag="demote"):
-    """Heartbeat service -> a matcher that acts as primary but whose epoch is over."""
-
-    epoch: int
-
-
-class StateQuery(Bus, tag="state_query"):
-    """Operator/test -> matcher: the state hash at the current sequence number."""
-
-
-class StateInfo(Bus, tag="state_info"):
-    role: str
-    epoch: int
-    seq: int
-    state_hash: str
-
-
-AnyBus = (
-    StateQuery
-    | StateInfo
-    | CommandBatch
-    | ReadRange
-    | Archived
-    | MatcherBusy
-    | Fence
-    | ServiceBeat
-    | StatusRequest
-    | Status
-    | Promote
-    | Demote
-)
-
-# Topics (first frame) on the matcher's and the journal's PUB sockets.
-TOPIC_RECORDS = b"R"  # second frame: a MessagePack array of Records, in seq order
-TOPIC_BEAT = b"H"  # second frame: a Beat
 
 
 # ---------------------------------------------------------------------------
@@ -874,3 +664,18 @@ def trade_topic(symbol: str) -> bytes:
 
 def bbo_topic(symbol: str) -> bytes:
     return b"BBO." + symbol.encode()
+
+
+# ---------------------------------------------------------------------------
+# Encoding: one encoder for every message; a typed decoder per direction.
+# ---------------------------------------------------------------------------
+
+encoder = msgspec.msgpack.Encoder()
+encode = encoder.encode
+request_decoder = msgspec.msgpack.Decoder(AnyRequest)  # the gateway reads these
+reply_decoder = msgspec.msgpack.Decoder(AnyReply)  # a client reads these
+feed_decoder = msgspec.msgpack.Decoder(AnyFeed)  # feed messages and snapshot answers
+
+# msgspec raises UnicodeDecodeError (not its own error) for a str that is not UTF-8:
+# the fuzz test found that one, which would have stopped the gateway.
+DecodeError = (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError)
