@@ -84,6 +84,35 @@ def _bench_all(args: argparse.Namespace) -> int:
     return 0
 
 
+def _config_show(args: argparse.Namespace) -> int:
+    """The configuration in force: $EXCHANGE_CONFIG (or config/default.toml) over the
+    defaults, with $EXCHANGE_HOME filled in; a bad file exits 2 naming the key."""
+    import sys
+
+    from services.common import config
+
+    try:
+        cfg = config.load(args.file)
+    except (config.ConfigError, OSError) as exc:
+        print(f"exchange config: {exc}", file=sys.stderr)
+        return 2
+    shown = config.effective(cfg)
+    if args.json:
+        print(json.dumps(shown))
+        return 0
+    print(f"# home = {shown.pop('home')}")
+    symbols = shown.pop("symbols")
+    for section, values in shown.items():
+        print(f"\n[{section}]")
+        for key, value in values.items():
+            print(f"{key} = {json.dumps(value)}")
+    for name, values in symbols.items():
+        print(f"\n[symbols.{name}]")
+        for key, value in values.items():
+            print(f"{key} = {json.dumps(value)}")
+    return 0
+
+
 def _trade_shell() -> int:
     from clients import shell
 
@@ -150,6 +179,12 @@ def build_parser() -> argparse.ArgumentParser:
     tui.register(sub)
     _journal_tools(sub)
 
+    conf = sub.add_parser("config", help="the configuration in force")
+    conf_sub = conf.add_subparsers(dest="config", required=True)
+    show = conf_sub.add_parser("show", help="every key's value in force (money in price units)")
+    show.add_argument("--file", help="a config file (default: $EXCHANGE_CONFIG or the default)")
+    show.add_argument("--json", action="store_true", help="one JSON object on stdout")
+    show.set_defaults(func=_config_show)
     bench = sub.add_parser("bench", help="benchmarks that print numbers (--json for tools)")
     bench_sub = bench.add_subparsers(dest="bench", required=True)
     eng = bench_sub.add_parser("engine", help="the pure engine, in-process, synthetic flow")
@@ -198,9 +233,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from services.common.config import ConfigError
+
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
+    except ConfigError as exc:  # a bad configuration file: say which key, no traceback
+        print(f"exchange: configuration: {exc}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         return 130
     except BrokenPipeError:  # `exchange book AAPL | head`: the reader left, not an error

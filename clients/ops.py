@@ -129,7 +129,7 @@ def up(as_json: bool = False, timeout: float = 60.0) -> int:
             return _not_up(home, as_json, started, f"not up in {timeout:.0f}s", {})
         time.sleep(0.2)
     if as_json:
-        print(json.dumps({"ok": True, "home": str(home), "endpoints": cfg.endpoints}))
+        print(json.dumps({"ok": True, "home": str(home), "endpoints": dict(cfg.endpoints.items())}))
         return 0
     print(
         f"exchange up (home {home})\n"

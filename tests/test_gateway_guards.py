@@ -4,10 +4,11 @@ an account logs in."""
 
 from __future__ import annotations
 
+from services.common.config import Security
 from services.common.wire import LoggedIn, Reject
 from services.gateway import sessions
 from services.gateway.security import LoginGuard, TokenBucket
-from services.gateway.sessions import Limits, SessionTable
+from services.gateway.sessions import SessionTable
 
 
 def test_token_bucket_allows_bursts_then_the_rate():
@@ -71,7 +72,7 @@ def test_a_name_under_attack_is_throttled_but_its_owner_goes_first():
 
 
 def table(**limits) -> SessionTable:
-    return SessionTable(Limits(**limits), frozenset({"ops"}))
+    return SessionTable(Security(**limits), frozenset({"ops"}))
 
 
 def test_logging_in_again_on_a_connection_replaces_its_token():
@@ -112,7 +113,7 @@ def test_sessions_per_account_and_log_out_everywhere():
 
 
 def test_connections_not_logged_in_have_their_own_bounded_buckets():
-    table = SessionTable(Limits(anonymous_rate=10), frozenset())
+    table = SessionTable(Security(anonymous_rate=10), frozenset())
     now = 100.0
     assert all(table.allow_anonymous(b"flood", now) for _ in range(20))  # a 2 s burst
     assert not table.allow_anonymous(b"flood", now)

@@ -31,9 +31,11 @@ def write_config(home: Path, **sections: dict) -> Path:
     """The default config with loopback ports that are free now and ipc endpoints in
     ``home``; ``sections`` override keys section by section (e.g. timings={...})."""
     raw = tomllib.loads((ROOT / "config" / "default.toml").read_text())
-    for key, value in raw["endpoints"].items():
+    endpoints = raw.setdefault("endpoints", {})
+    for key, value in config.Endpoints().items():
+        value = endpoints.get(key, value)
         if value.startswith("tcp://"):
-            raw["endpoints"][key] = f"tcp://127.0.0.1:{free_port()}"
+            endpoints[key] = f"tcp://127.0.0.1:{free_port()}"
     for name, values in sections.items():
         raw.setdefault(name, {}).update(values)
     (home / "run").mkdir(parents=True, exist_ok=True)

@@ -116,7 +116,7 @@ class MarketMaker:
                 cfg.endpoints["marketdata_pub"],
                 cfg.endpoints["marketdata_snapshot"],
                 symbol,
-                int(cfg.marketdata.get("depth", 10)),
+                cfg.marketdata.depth,
                 trades=True,
             )
             reference = (fair or {}).get(symbol, spec.reference)
@@ -342,7 +342,7 @@ class MarketMaker:
             except NoAnswer:
                 self.log("gateway not answering; retrying")
                 return
-        if now - self._pinged > self.cfg.timings.get("client_heartbeat_ms", 2000) / 2000:
+        if now - self._pinged > self.cfg.timings.client_heartbeat_ms / 2000:
             self._pinged = now
             self.client.ping()
         if not self.stopping:

@@ -178,7 +178,7 @@ class ExchangeApp(App):
                 continue
             self._dirty |= {"tape", "positions", "top"}
         now = time.monotonic()
-        if now - self._pinged > self.cfg.timings.get("client_heartbeat_ms", 2000) / 2000:
+        if now - self._pinged > self.cfg.timings.client_heartbeat_ms / 2000:
             self._pinged = now
             self.client.ping()
         self._write_log()

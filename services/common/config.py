@@ -1,25 +1,42 @@
-"""The exchange's configuration, read from TOML into typed, integer-valued records."""
+"""The exchange's configuration: one typed definition per TOML section, every default
+written once, here.
+
+A TOML file (config/default.toml, or ``$EXCHANGE_CONFIG``) only overrides these
+defaults. Loading checks every key: an unknown key or a value of the wrong type stops
+the start with a message that names the section and the key. Money is written in
+dollars as strings ("170.50") and held in integer price units (1/10,000 of a dollar).
+``exchange config show [--json]`` prints the effective configuration, and
+docs/configuration.md lists every key with its default (a test keeps it in step).
+"""
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import msgspec
+
 from services.common.money import to_units
 from services.common.wire import Stp
 
 DEFAULT_CONFIG = Path(__file__).resolve().parents[2] / "config" / "default.toml"
+INT64_MAX = 2**63 - 1
+
+
+class ConfigError(ValueError):
+    """A configuration that cannot be used; the message names the section and key."""
 
 
 @dataclass(frozen=True, slots=True)
 class SymbolSpec:
     symbol: str
     tick: int  # price units
-    lot: int  # shares
-    reference: int  # price units
-    band_bps: int  # static band: limit prices within reference * (1 +- band_bps / 10,000)
+    lot: int = 1  # shares
+    reference: int = 0  # price units: the day's reference price, centre of the static band
+    band_bps: int = 1000  # static band: limit prices within reference * (1 +- band_bps / 10,000)
     # dynamic band around the last trade (the reference before any): a trade outside it
     # starts a volatility pause instead; 0 means half the static band
     dynamic_band_bps: int = 0
@@ -28,27 +45,30 @@ class SymbolSpec:
     def dynamic_bps(self) -> int:
         return self.dynamic_band_bps or max(1, self.band_bps // 2)
 
-
-INT64_MAX = 2**63 - 1
+    def check(self) -> None:
+        name = self.symbol
+        if self.tick <= 0 or self.lot <= 0 or self.reference <= 0 or self.reference % self.tick:
+            raise ConfigError(f"[symbols.{name}]: tick, lot, reference must be positive, on tick")
+        if not 0 < self.band_bps < 10_000 or not 0 <= self.dynamic_band_bps <= self.band_bps:
+            raise ConfigError(f"[symbols.{name}]: 0 < band_bps < 10000, dynamic_band_bps <= it")
 
 
 @dataclass(frozen=True, slots=True)
 class RiskLimits:
-    """Pre-trade limits the engine enforces. The defaults are the demo exchange's
-    (``make run``): a large opening balance and short sales up to the position limit;
-    config/production.example.toml opens accounts at zero with short sales off.
+    """[risk]: pre-trade limits the engine enforces. The defaults are the demo
+    exchange's (``make run``): a large opening balance and short sales up to the
+    position limit; config/production.example.toml opens accounts at zero with short
+    sales off. Money is in price units. The limits together keep every quantity the
+    engine derives (cash, notional, open buy value, positions) inside int64, checked
+    at load time, so a record the journal holds always encodes and replays."""
 
-    Money is in price units. The limits together keep every quantity the engine derives
-    (cash, notional, open buy value, positions) inside int64, checked at load time, so a
-    record the journal holds always encodes and replays."""
-
-    max_order_qty: int = 100_000
-    max_position: int = 1_000_000
-    max_open_orders: int = 5_000
-    default_stp: Stp = Stp.CANCEL_INCOMING
-    max_price: int = 10_000_000_000  # price units ($1,000,000): no band or reference above
-    max_cash: int = 10**17  # |cash| of any account ($10 trillion)
-    opening_cash: int = 1_000_000_000_000  # a new account's cash ($100,000,000)
+    max_order_qty: int = 100_000  # shares in one order
+    max_position: int = 1_000_000  # |shares| per account per symbol, counting open orders
+    max_open_orders: int = 5_000  # open orders per account
+    default_stp: Stp = Stp.CANCEL_INCOMING  # cancel_resting | cancel_incoming | cancel_both
+    max_price: int = 10_000_000_000  # ($1,000,000) no price, band or reference above this
+    max_cash: int = 10**17  # ($10 trillion) |cash| of any account
+    opening_cash: int = 1_000_000_000_000  # ($100,000,000) a new account's cash
     credit_limit: int = 0  # how far below zero an account's cash may go
     short_limit: int = 1_000_000  # shares an account may be short per symbol (0: no shorts)
     pause_ms: int = 5_000  # a volatility pause lasts this long, then the symbol reopens
@@ -56,16 +76,18 @@ class RiskLimits:
     def check(self) -> None:
         """Refuse limits under which a derived quantity could pass int64."""
         if min(self.max_order_qty, self.max_position, self.max_open_orders, self.max_price) <= 0:
-            raise ValueError("risk: max_order_qty, max_position, max_open_orders, max_price > 0")
+            raise ConfigError(
+                "[risk]: max_order_qty, max_position, max_open_orders, max_price must be > 0"
+            )
         if not 0 <= self.short_limit <= self.max_position:
-            raise ValueError("risk: short_limit must be within 0 .. max_position")
+            raise ConfigError("[risk]: short_limit must be within 0 .. max_position")
         if (
             not 0 <= self.opening_cash <= self.max_cash
             or not 0 <= self.credit_limit <= self.max_cash
         ):
-            raise ValueError("risk: opening_cash and credit_limit must be within 0 .. max_cash")
+            raise ConfigError("[risk]: opening_cash and credit_limit must be within 0 .. max_cash")
         if self.pause_ms < 0:
-            raise ValueError("risk: pause_ms must be >= 0")
+            raise ConfigError("[risk]: pause_ms must be >= 0")
         # a position's value and the cash it settles against, with room for one more order
         worst = (
             self.max_cash
@@ -73,25 +95,145 @@ class RiskLimits:
             + 2 * self.max_price * (self.max_position + self.max_order_qty)
         )
         if worst > INT64_MAX // 2:
-            raise ValueError("risk: max_cash and max_price x max_position could pass int64")
+            raise ConfigError("[risk]: max_cash and max_price x max_position could pass int64")
+
+
+@dataclass(frozen=True, slots=True)
+class Security:
+    """[security]: who may do what, and how fast."""
+
+    # accounts that may use `exchange admin`; sign the account up first, then list it
+    # here: a listed name nobody has signed up is anyone's to claim
+    operators: tuple[str, ...] = ()
+    curve: bool = False  # CURVE encryption and client keys on tcp:// links
+    curve_dir: str = "{home}/keys"  # where `exchange keys` keeps them
+    token_ttl_s: float = 8 * 3600  # session tokens (for `resume`) expire after this
+    max_sessions_per_account: int = 16
+    # an account's fair share of the exchange, not its capacity: a flood from one
+    # account must leave room for everyone else (bench sustained lifts them)
+    session_rate: float = 2_000  # requests/s per session (bursts of twice that)
+    account_rate: float = 4_000  # requests/s over all of an account's sessions
+    anonymous_rate: float = 100  # requests/s per connection not logged in (bursts of 2x)
+    login_free_tries: int = 3  # per (connection, name), then 2, 4, 8 ... s locked out
+    login_max_backoff_s: float = 60
+    login_name_threshold: int = 20  # failures for a name from all connections, past which
+    login_name_rate: float = 2.0  # it gets this many hashes a second
+    max_in_flight_per_account: int = 1_000  # commands awaiting their commit, per account
+    client_sndhwm: int = 10_000  # replies queued per client connection; past it, choked
+
+    def check(self) -> None:
+        if self.login_name_rate <= 0 or self.max_in_flight_per_account < 1:
+            raise ConfigError(
+                "[security]: login_name_rate must be > 0, max_in_flight_per_account >= 1"
+            )
+
+
+@dataclass(frozen=True, slots=True)
+class Endpoints:
+    """[endpoints]: every one a ZeroMQ address; "{home}" becomes $EXCHANGE_HOME."""
+
+    gateway: str = "tcp://127.0.0.1:5555"  # ROUTER facing clients
+    matcher_in: str = "ipc://{home}/run/matcher-in"  # gateway DEALER -> matcher ROUTER
+    matcher_pub: str = "ipc://{home}/run/matcher-pub"  # matcher PUB: sequenced events
+    matcher_b_in: str = "ipc://{home}/run/matcher-b-in"
+    matcher_b_pub: str = "ipc://{home}/run/matcher-b-pub"
+    journal_pub: str = "ipc://{home}/run/journal-pub"  # committed stream
+    journal_read: str = "ipc://{home}/run/journal-read"  # range reads, ROUTER
+    marketdata_pub: str = "tcp://127.0.0.1:5556"  # public feeds
+    marketdata_snapshot: str = "tcp://127.0.0.1:5557"  # snapshots, ROUTER
+    heartbeat: str = "ipc://{home}/run/heartbeat"  # heartbeat ROUTER
+    status_pub: str = "ipc://{home}/run/status-pub"
+
+    def __getitem__(self, name: str) -> str:
+        return getattr(self, name)
+
+    def items(self):
+        return dataclasses.asdict(self).items()
+
+
+@dataclass(frozen=True, slots=True)
+class Timings:
+    """[timings]"""
+
+    heartbeat_ms: int = 50  # every service beats every H ms
+    missed_beats: int = 4  # K missed beats (K x H ms) promote the standby
+    client_heartbeat_ms: int = 2_000  # client <-> gateway; silent 3 of these: dropped
+    journal_lag_window: int = 5_000  # matcher stops taking commands past this many uncommitted
+    retransmit_buffer: int = 100_000  # records the matcher keeps for gap fills
+
+
+@dataclass(frozen=True, slots=True)
+class Journal:
+    """[journal]"""
+
+    fsync: bool = True
+    segment_bytes: int = 64 << 20  # a segment rolls over before this; each starts as a spare
+    min_sync_interval_us: int = 500  # group commit: at most one fdatasync started per this
+    archive_check_s: float = 10  # archive segments every reader snapshotted past (0: never)
+    disk_reserve_bytes: int = 256 << 20  # no spare segment may leave less free than this
+    disk_retry_ms: int = 1_000  # while the disk is full, try writing again this often
+
+
+@dataclass(frozen=True, slots=True)
+class Marketdata:
+    """[marketdata]"""
+
+    depth: int = 10  # levels per side on the L2 feed
+    snapshot_every: int = 50_000  # records between snapshots of the books
+    pub_hwm: int = 10_000  # messages queued per feed subscriber; past it, dropped
+    snapshot_max_depth: int = 1_000  # levels per side in a snapshot reply at most
+    snapshot_rate: float = 50  # snapshot requests/s per connection ...
+    snapshot_burst: int = 100  # ... in bursts of this many
+    snapshot_peers: int = 10_000  # connections whose rate is tracked
+    snapshot_queue: int = 128  # replies queued per connection; full: not served for 1 s
+
+
+@dataclass(frozen=True, slots=True)
+class Gateway:
+    """[gateway]"""
+
+    snapshot_every: int = 50_000  # records between snapshots of the account view
+    max_in_flight: int = 20_000  # commands awaiting their commit over all accounts
+
+
+@dataclass(frozen=True, slots=True)
+class Matcher:
+    """[matcher]"""
+
+    snapshot_every: int = 50_000  # a standby writes a snapshot every N records
+    snapshot_cpu_share: float = 0.02  # ... no sooner than its last one's CPU time / this
 
 
 @dataclass(frozen=True, slots=True)
 class Config:
     symbols: dict[str, SymbolSpec]
     risk: RiskLimits = field(default_factory=RiskLimits)
-    endpoints: dict[str, str] = field(default_factory=dict)
-    timings: dict[str, int] = field(default_factory=dict)
-    journal: dict[str, object] = field(default_factory=dict)
-    marketdata: dict[str, object] = field(default_factory=dict)
-    matcher: dict[str, object] = field(default_factory=dict)
-    gateway: dict[str, object] = field(default_factory=dict)
-    security: dict[str, object] = field(default_factory=dict)
+    security: Security = field(default_factory=Security)
+    endpoints: Endpoints = field(default_factory=Endpoints)
+    timings: Timings = field(default_factory=Timings)
+    journal: Journal = field(default_factory=Journal)
+    marketdata: Marketdata = field(default_factory=Marketdata)
+    gateway: Gateway = field(default_factory=Gateway)
+    matcher: Matcher = field(default_factory=Matcher)
     home: Path = Path("var")
 
 
-# [risk] keys written in dollars (strings, like prices) and kept in price units
-MONEY_KEYS = frozenset({"max_price", "max_cash", "opening_cash", "credit_limit"})
+# the sections a TOML file may hold, and the type each is read into
+SECTIONS = {
+    "risk": RiskLimits,
+    "security": Security,
+    "endpoints": Endpoints,
+    "timings": Timings,
+    "journal": Journal,
+    "marketdata": Marketdata,
+    "gateway": Gateway,
+    "matcher": Matcher,
+}
+# keys written in dollars (strings, like prices) and kept in price units
+MONEY_KEYS = {
+    "risk": frozenset({"max_price", "max_cash", "opening_cash", "credit_limit"}),
+    "symbols": frozenset({"tick", "reference"}),
+}
 
 
 def exchange_home() -> Path:
@@ -99,54 +241,105 @@ def exchange_home() -> Path:
     return Path(os.environ.get("EXCHANGE_HOME", "var")).resolve()
 
 
-def parse_symbol(name: str, raw: dict) -> SymbolSpec:
-    spec = SymbolSpec(
-        symbol=name,
-        tick=to_units(raw["tick"]),
-        lot=int(raw.get("lot", 1)),
-        reference=to_units(raw["reference"]),
-        band_bps=int(raw.get("band_bps", 1000)),
-        dynamic_band_bps=int(raw.get("dynamic_band_bps", 0)),
-    )
-    if spec.tick <= 0 or spec.lot <= 0 or spec.reference <= 0 or spec.reference % spec.tick:
-        raise ValueError(f"symbol {name}: tick, lot and reference must be positive, on tick")
-    if not 0 < spec.band_bps < 10_000 or not 0 <= spec.dynamic_band_bps <= spec.band_bps:
-        raise ValueError(f"symbol {name}: need 0 < band_bps < 10000, dynamic_band_bps <= it")
-    return spec
+def _read(section: str, raw: dict, kind: type, **fixed):
+    """``raw`` (a TOML table) as ``kind``: unknown keys and wrong types name the key."""
+    if not isinstance(raw, dict):
+        raise ConfigError(f"[{section}] must be a table")
+    names = {f.name for f in dataclasses.fields(kind)} - fixed.keys()
+    unknown = sorted(raw.keys() - names)
+    if unknown:
+        raise ConfigError(
+            f"[{section}]: unknown key {', '.join(map(repr, unknown))} "
+            f"(known: {', '.join(sorted(names))})"
+        )
+    values = dict(raw)
+    for key in MONEY_KEYS.get(section.split(".")[0], ()) & values.keys():
+        try:
+            values[key] = to_units(values[key])
+        except (ValueError, ArithmeticError, TypeError) as exc:
+            raise ConfigError(f"[{section}] {key}: not an amount in dollars: {exc}") from None
+    if kind is RiskLimits and isinstance(values.get("default_stp"), str):
+        name = values["default_stp"].upper()
+        if name not in Stp.__members__ or name == "DEFAULT":
+            raise ConfigError(f"[{section}] default_stp: {values['default_stp']!r} is not one of "
+                              "cancel_resting, cancel_incoming, cancel_both")  # fmt: skip
+        values["default_stp"] = Stp[name]
+    try:
+        return msgspec.convert({**values, **fixed}, kind, strict=False)
+    except msgspec.ValidationError as exc:
+        where = str(exc).replace("$.", "")
+        raise ConfigError(f"[{section}]: {where}") from None
 
 
 def parse(raw: dict, home: Path | None = None) -> Config:
     home = home or exchange_home()
-    risk_raw = dict(raw.get("risk", {}))
-    stp_name = str(risk_raw.pop("default_stp", "cancel_incoming")).upper()
-    for key in MONEY_KEYS & risk_raw.keys():  # dollars as strings, like prices
-        risk_raw[key] = to_units(risk_raw[key])
-    risk = RiskLimits(default_stp=Stp[stp_name], **{k: int(v) for k, v in risk_raw.items()})
-    risk.check()
-    endpoints = {k: v.replace("{home}", str(home)) for k, v in raw.get("endpoints", {}).items()}
-    return Config(
-        symbols={name: parse_symbol(name, spec) for name, spec in raw["symbols"].items()},
-        risk=risk,
-        endpoints=endpoints,
-        timings={k: int(v) for k, v in raw.get("timings", {}).items()},
-        journal=dict(raw.get("journal", {})),
-        marketdata=dict(raw.get("marketdata", {})),
-        matcher=dict(raw.get("matcher", {})),
-        gateway=dict(raw.get("gateway", {})),
-        security=dict(raw.get("security", {})),
-        home=home,
+    unknown = sorted(raw.keys() - SECTIONS.keys() - {"symbols"})
+    if unknown:
+        raise ConfigError(f"unknown section(s) {', '.join(map(repr, unknown))}")
+    symbols_raw = raw.get("symbols")
+    if not symbols_raw or not isinstance(symbols_raw, dict):
+        raise ConfigError("[symbols]: at least one symbol, e.g. [symbols.AAPL] tick/reference")
+    symbols = {}
+    for name, spec in symbols_raw.items():
+        for key in ("tick", "reference"):
+            if key not in (spec if isinstance(spec, dict) else {}):
+                raise ConfigError(f"[symbols.{name}]: {key} is required")
+        symbols[name] = _read(f"symbols.{name}", spec, SymbolSpec, symbol=name)
+        symbols[name].check()
+    sections = {name: _read(name, raw.get(name, {}), kind) for name, kind in SECTIONS.items()}
+    endpoints = sections["endpoints"]
+    sections["endpoints"] = Endpoints(
+        **{k: v.replace("{home}", str(home)) for k, v in endpoints.items()}
     )
+    security = sections["security"]
+    sections["security"] = dataclasses.replace(
+        security, curve_dir=security.curve_dir.replace("{home}", str(home))
+    )
+    sections["risk"].check()
+    sections["security"].check()
+    return Config(symbols=symbols, home=home, **sections)
 
 
 def load(path: str | Path | None = None, home: Path | None = None) -> Config:
     """Read ``path``, else ``$EXCHANGE_CONFIG``, else config/default.toml."""
     path = Path(path or os.environ.get("EXCHANGE_CONFIG") or DEFAULT_CONFIG)
     with path.open("rb") as fh:
-        return parse(tomllib.load(fh), home)
+        try:
+            raw = tomllib.load(fh)
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{path}: {exc}") from None
+    try:
+        return parse(raw, home)
+    except ConfigError as exc:
+        raise ConfigError(f"{path}: {exc}") from None
+
+
+def effective(cfg: Config) -> dict:
+    """The configuration in force, as plain data (what `exchange config show` prints):
+    every section with every key, money in price units, enums by name."""
+
+    def plain(value):
+        if isinstance(value, Stp):
+            return value.name.lower()
+        if isinstance(value, tuple):
+            return list(value)
+        return value
+
+    out: dict = {"home": str(cfg.home)}
+    for name in SECTIONS:
+        section = getattr(cfg, name)
+        out[name] = {f.name: plain(getattr(section, f.name)) for f in dataclasses.fields(section)}
+    out["symbols"] = {
+        name: {
+            f.name: getattr(spec, f.name) for f in dataclasses.fields(spec) if f.name != "symbol"
+        }
+        for name, spec in cfg.symbols.items()
+    }
+    return out
 
 
 def matcher_endpoints(cfg: Config, instance: str) -> tuple[str, str]:
     """(command ROUTER, event PUB) endpoints of matcher instance ``instance`` (a or b)."""
     if instance == "a":
-        return cfg.endpoints["matcher_in"], cfg.endpoints["matcher_pub"]
+        return cfg.endpoints.matcher_in, cfg.endpoints.matcher_pub
     return cfg.endpoints[f"matcher_{instance}_in"], cfg.endpoints[f"matcher_{instance}_pub"]

@@ -33,12 +33,11 @@ from services.common.config import Config
 
 
 def enabled(cfg: Config) -> bool:
-    return bool(cfg.security.get("curve", False))
+    return cfg.security.curve
 
 
 def key_dir(cfg: Config) -> Path:
-    raw = str(cfg.security.get("curve_dir", "{home}/keys"))
-    return Path(raw.replace("{home}", str(cfg.home)))
+    return Path(cfg.security.curve_dir)  # "{home}" was filled in at load
 
 
 def make_server_keys(keys: Path) -> Path:

@@ -18,8 +18,12 @@ def service_main(name: str, build: Callable, instance: bool = False) -> int:
     if instance:
         parser.add_argument("--instance", default="a", help="which of the pair (a or b)")
     args = parser.parse_args()
-    cfg = config.load(args.config)
     log = logs.setup(name)
+    try:
+        cfg = config.load(args.config)
+    except config.ConfigError as exc:  # one line naming the key: `exchange up` shows it
+        log.error("bad_config", error=str(exc))
+        return 2
     curve.use_for_services(cfg)  # CURVE on the tcp:// links to other services
     ctx = zmq.Context.instance()
     runtime.batch_io_threads(ctx)

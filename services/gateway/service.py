@@ -61,7 +61,7 @@ from services.gateway import passwords, reports, validate
 from services.gateway.accounts import AccountView
 from services.gateway.hashpool import HashPool
 from services.gateway.security import FairShares
-from services.gateway.sessions import Limits, SessionTable
+from services.gateway.sessions import SessionTable
 
 DRAIN_FRAMES = 512
 MAX_INFLIGHT = 20_000
@@ -104,7 +104,7 @@ class Gateway:
         self.front = self.ctx.socket(zmq.ROUTER)
         self.front.setsockopt(zmq.LINGER, 0)
         self.front.setsockopt(zmq.MAXMSGSIZE, MAX_FRAME)
-        limits = Limits.from_config(cfg.security)
+        limits = cfg.security
         # per peer: a client that does not read cannot make us queue without bound
         self.front.setsockopt(zmq.SNDHWM, limits.client_sndhwm)
         self.front.setsockopt(zmq.RCVHWM, 100_000)
@@ -118,7 +118,7 @@ class Gateway:
         self.primary: str | None = None  # endpoint of the primary matcher
         self.epoch = 0
         self.status = status_socket(self.ctx, cfg.endpoints["status_pub"])
-        every = int(cfg.gateway.get("snapshot_every", 50_000))
+        every = cfg.gateway.snapshot_every
         self.snapshots = snapfile.Snapshots(cfg.home, "gateway", every, log)
         self.view = self.snapshots.load(AccountView.restore) or AccountView()
         self.follower = Follower(
@@ -127,16 +127,16 @@ class Gateway:
             cfg.endpoints["journal_read"],
             self.view.seq + 1,
         )
-        heartbeat_ms = cfg.timings.get("heartbeat_ms", 100)
+        heartbeat_ms = cfg.timings.heartbeat_ms
         self.beats = BeatSender(self.ctx, cfg.endpoints["heartbeat"], "gateway", heartbeat_ms)
-        client_beat = cfg.timings.get("client_heartbeat_ms", 1_000) / 1000
+        client_beat = cfg.timings.client_heartbeat_ms / 1000
         self.session_timeout = 3 * client_beat
         # how often silent sessions are looked for: a session goes between three and
         # four client heartbeats after it fell silent (at most a second late)
         self.expiry_every = min(1.0, client_beat)
-        self.sessions = SessionTable(limits, frozenset(cfg.security.get("operators", ())))
+        self.sessions = SessionTable(limits, frozenset(cfg.security.operators))
         self.inflight: OrderedDict[tuple, tuple[bytes, object]] = OrderedDict()
-        self.max_inflight = int(cfg.gateway.get("max_in_flight", MAX_INFLIGHT))
+        self.max_inflight = cfg.gateway.max_in_flight
         self.account_inflight: dict[int, int] = {}  # account -> its commands in flight
         self.max_account_inflight = limits.max_in_flight_per_account
         self.choked: dict[bytes, float] = {}  # client -> until when its requests drop

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections import OrderedDict
 from dataclasses import dataclass
 
+from services.common.config import Security
 from services.common.wire import LoggedIn, Reject
 from services.gateway.security import LoginGuard, TokenBucket, Tokens
 
@@ -28,34 +29,8 @@ class Session:
     told_limited: float = -1.0  # when it was last answered RATE_LIMITED
 
 
-@dataclass(frozen=True)
-class Limits:
-    token_ttl_s: float = 8 * 3600
-    max_sessions_per_account: int = 16
-    # an account's fair share of the exchange, not its capacity: a flood from one
-    # account must leave room for everyone else (bench sustained lifts them)
-    session_rate: float = 2_000  # requests/s per session, bursts of 2 s worth
-    account_rate: float = 4_000  # requests/s over all of an account's sessions
-    anonymous_rate: float = 100  # requests/s per connection not logged in, bursts of 2 s
-    login_free_tries: int = 3  # per (connection, name), then 2, 4, 8 ... s locked out
-    login_max_backoff_s: float = 60
-    login_name_threshold: int = 20  # failures for a name from all connections ...
-    login_name_rate: float = 2.0  # ... past which it gets this many hashes a second
-    max_in_flight_per_account: int = 1_000  # commands awaiting their commit, per account
-    client_sndhwm: int = 10_000  # replies queued per client connection; past it, choked
-
-    @classmethod
-    def from_config(cls, raw: dict) -> Limits:
-        known = {k: raw[k] for k in cls.__dataclass_fields__ if k in raw}
-        return cls(**known)
-
-    def __post_init__(self) -> None:
-        if self.login_name_rate <= 0 or self.max_in_flight_per_account < 1:
-            raise ValueError("security: login_name_rate > 0, max_in_flight_per_account >= 1")
-
-
 class SessionTable:
-    def __init__(self, limits: Limits, operators: frozenset[str]) -> None:
+    def __init__(self, limits: Security, operators: frozenset[str]) -> None:
         self.limits = limits
         self.operators = operators
         self.by_ident: dict[bytes, Session] = {}

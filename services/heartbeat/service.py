@@ -29,8 +29,8 @@ from services.heartbeat.epochfile import EpochFile
 class Heartbeat:
     def __init__(self, cfg: Config, log) -> None:
         self.log = log
-        self.interval = cfg.timings.get("heartbeat_ms", 100) / 1000
-        timeout = self.interval * cfg.timings.get("missed_beats", 3)
+        self.interval = cfg.timings.heartbeat_ms / 1000
+        timeout = self.interval * cfg.timings.missed_beats
         self.epochs = EpochFile(cfg.home / "heartbeat" / "epoch")
         issued = self.epochs.load()
         self.elector = Elector(timeout, time.monotonic(), issued)

@@ -48,15 +48,15 @@ class Journal:
     def __init__(self, cfg: Config, log) -> None:
         self.cfg = cfg
         self.log = log
-        self.fsync = bool(cfg.journal.get("fsync", True))
+        self.fsync = cfg.journal.fsync
         directory = cfg.home / "journal"
         # how often a journal with a full disk tries to write again, and a backed-off
         # spare writer looks for room again
-        self.retry_every = int(cfg.journal.get("disk_retry_ms", 1000)) / 1000
+        self.retry_every = cfg.journal.disk_retry_ms / 1000
         self.store = JournalStore(
             directory,
-            int(cfg.journal.get("segment_bytes", 64 << 20)),
-            reserve_bytes=int(cfg.journal.get("disk_reserve_bytes", 256 << 20)),
+            cfg.journal.segment_bytes,
+            reserve_bytes=cfg.journal.disk_reserve_bytes,
             retry_s=self.retry_every,
         )
         if self.store.truncated:
@@ -72,13 +72,13 @@ class Journal:
         self.router.setsockopt(zmq.LINGER, 0)
         curve.bind(self.router, cfg.endpoints["journal_read"])
         self.status = status_socket(self.ctx, cfg.endpoints["status_pub"])
-        heartbeat_ms = cfg.timings.get("heartbeat_ms", 100)
+        heartbeat_ms = cfg.timings.heartbeat_ms
         self.idle_beat = heartbeat_ms / 2000
         self.beats = BeatSender(self.ctx, cfg.endpoints["heartbeat"], "journal", heartbeat_ms)
-        self.sync_interval = int(cfg.journal.get("min_sync_interval_us", 500)) / 1e6
+        self.sync_interval = cfg.journal.min_sync_interval_us / 1e6
         self.next_sync = 0.0
         # seconds between checks for segments to archive (0: keep everything here)
-        self.archive_every = float(cfg.journal.get("archive_check_s", 10))
+        self.archive_every = cfg.journal.archive_check_s
         self.follower: Follower | None = None
         self.instance: str | None = None
         self.disk_full = False

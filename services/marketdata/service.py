@@ -48,17 +48,6 @@ POLL_MS = 100
 MAX_FRAME = 4096  # a request is a symbol and a number: ZeroMQ disconnects a bigger frame
 MAX_PARTS = 8  # routing id, a few envelope frames (REQ, proxies) and the request
 MAX_REQUEST_BYTES = 8192  # all parts kept; what is past either limit is read and dropped
-# The defaults of the [marketdata] keys (config/default.toml explains each).
-DEFAULTS = {
-    "depth": 10,
-    "snapshot_every": 50_000,
-    "pub_hwm": 10_000,
-    "snapshot_max_depth": 1000,
-    "snapshot_rate": 50,
-    "snapshot_burst": 100,
-    "snapshot_peers": 10_000,
-    "snapshot_queue": 128,
-}
 STALL_S = 1.0  # a peer whose reply queue was full is not served for this long
 REFUSED_LOG_S = 1.0  # while requests are being refused, one log line a second
 
@@ -84,15 +73,14 @@ def topic_of(message: FeedMessage) -> bytes:
 class MarketDataService:
     def __init__(self, cfg: Config, log) -> None:
         self.log = log
-        conf = {key: cfg.marketdata.get(key, value) for key, value in DEFAULTS.items()}
-        conf = {k: float(v) if k == "snapshot_rate" else int(v) for k, v in conf.items()}
-        depth, max_depth = conf["depth"], conf["snapshot_max_depth"]
-        self.snapshots = snapfile.Snapshots(cfg.home, "marketdata", conf["snapshot_every"], log)
+        conf = cfg.marketdata
+        depth, max_depth = conf.depth, conf.snapshot_max_depth
+        self.snapshots = snapfile.Snapshots(cfg.home, "marketdata", conf.snapshot_every, log)
         self.md = self.snapshots.load(
             lambda data: MarketData(cfg.symbols, depth, max_depth).restore(data)
         ) or MarketData(cfg.symbols, depth, max_depth)
         self.peers = PeerTable(
-            conf["snapshot_rate"], conf["snapshot_burst"], conf["snapshot_peers"], STALL_S
+            conf.snapshot_rate, conf.snapshot_burst, conf.snapshot_peers, STALL_S
         )
         self.refused = {"rate": 0, "malformed": 0, "unknown": 0, "stalled": 0, "gone": 0}
         self._refused_total, self._refused_at = 0, 0.0
@@ -101,14 +89,14 @@ class MarketDataService:
         self.pub.setsockopt(zmq.LINGER, 0)
         # per subscriber: past it ZeroMQ drops that subscriber's messages (it sees a gap
         # and resyncs) instead of this process holding all it does not read
-        self.pub.setsockopt(zmq.SNDHWM, conf["pub_hwm"])
+        self.pub.setsockopt(zmq.SNDHWM, conf.pub_hwm)
         self.pub.bind(cfg.endpoints["marketdata_pub"])
         self.snap = self.ctx.socket(zmq.ROUTER)
         self.snap.setsockopt(zmq.LINGER, 0)
         self.snap.setsockopt(zmq.MAXMSGSIZE, MAX_FRAME)
         # replies queued per peer; a send to a full queue fails at once (MANDATORY)
         # rather than being dropped unseen, so the peer can be marked as not reading
-        self.snap.setsockopt(zmq.SNDHWM, conf["snapshot_queue"])
+        self.snap.setsockopt(zmq.SNDHWM, conf.snapshot_queue)
         self.snap.setsockopt(zmq.ROUTER_MANDATORY, 1)
         self.snap.bind(cfg.endpoints["marketdata_snapshot"])
         self.follower = Follower(
@@ -117,7 +105,7 @@ class MarketDataService:
             cfg.endpoints["journal_read"],
             self.md.journal_seq + 1,
         )
-        heartbeat_ms = cfg.timings.get("heartbeat_ms", 100)
+        heartbeat_ms = cfg.timings.heartbeat_ms
         self.beats = BeatSender(self.ctx, cfg.endpoints["heartbeat"], "marketdata", heartbeat_ms)
         self.anomalies = 0
         self.running = True

@@ -68,12 +68,12 @@ class Matcher:
         self.ctx = zmq.Context.instance()
         self.engine = Engine(cfg.symbols, cfg.risk)
         timings = cfg.timings
-        self.heartbeat_ms = timings.get("heartbeat_ms", 100)
-        self.window = timings.get("journal_lag_window", 5_000)
+        self.heartbeat_ms = timings.heartbeat_ms
+        self.window = timings.journal_lag_window
         # the newest published records, encoded, the last one being ``seq``; bytes, not
         # Records: each Record's event list is tracked by the garbage collector, and
         # 100,000 of them made young collections 13 ms pauses on the order path
-        self.retransmit: deque[bytes] = deque(maxlen=timings.get("retransmit_buffer", 100_000))
+        self.retransmit: deque[bytes] = deque(maxlen=timings.retransmit_buffer)
         self.follower = Follower(
             self.ctx, cfg.endpoints["journal_pub"], cfg.endpoints["journal_read"]
         )
@@ -93,9 +93,9 @@ class Matcher:
         self.router: zmq.Socket | None = None
         self.pub: zmq.Socket | None = None
         self.last_publish = 0.0
-        every = int(cfg.matcher.get("snapshot_every", 50_000))
+        every = cfg.matcher.snapshot_every
         # even an idle-only writer is not free here (docs/architecture.md, "Snapshots")
-        share = float(cfg.matcher.get("snapshot_cpu_share", 0.02))
+        share = cfg.matcher.snapshot_cpu_share
         self.snapshots = snapfile.Snapshots(cfg.home, "matcher", every, self.log, cpu_share=share)
         self.running = True
         self._pollers: dict[tuple, zmq.Poller] = {}
