@@ -5,6 +5,12 @@ throughput (the best is reported, as timeit does, and every run is listed: on a 
 2-core machine the others are slowed by neighbours, not by the engine), and one timing
 every command for latency percentiles (the timer's own cost would otherwise count
 against throughput). All must end in the same state hash.
+
+The same flow also goes through a bare matching loop (``clients.bench.floor``: no
+events, risk or accounts), alternating with the engine in this process (bare, engine,
+bare, engine...), each reporting its best run: ``engine_vs_bare`` is the engine's
+throughput as a fraction of the bare loop's, a figure that holds on any host, beside
+``python_loop_ns``, the empty loop's speed measured in the same run.
 """
 
 from __future__ import annotations
@@ -12,6 +18,7 @@ from __future__ import annotations
 import sys
 import time
 
+from clients.bench import floor
 from clients.bench.flow import BENCH_RISK, bench_symbols, generate
 from services.common.runtime import tune_gc
 from services.common.wire import Fill
@@ -53,8 +60,17 @@ def run(commands: int = 200_000, seed: int = 1, repeat: int = 3, progress=sys.st
     setup, flow, generator = generate(commands, seed)
     chunks = _chunks(flow)
 
+    calls = floor.ops(flow)
     runs: list[float] = []
+    bare_runs: list[float] = []
     for run_no in range(1, repeat + 1):
+        book = floor.BareBook()
+        tune_gc()
+        start = time.perf_counter()
+        floor.replay(book, calls)
+        bare_runs.append(time.perf_counter() - start)
+        bare_trades = book.trades
+        del book
         engine = _fresh(setup)
         apply_batch = engine.apply_batch
         elapsed = 0.0
@@ -64,10 +80,18 @@ def run(commands: int = 200_000, seed: int = 1, repeat: int = 3, progress=sys.st
                 apply_batch(chunk[i : i + BATCH])
             elapsed += time.perf_counter() - start
         runs.append(elapsed)
-        say(f"  throughput run {run_no}/{repeat}: {len(flow) / elapsed:,.0f} commands/s")
+        say(
+            f"  throughput run {run_no}/{repeat}: {len(flow) / elapsed:,.0f} commands/s, "
+            f"bare loop {len(flow) / bare_runs[-1]:,.0f}"
+        )
         state_hash = engine.state_hash()
+        accepted = engine.next_order - 1
         del engine
+    if accepted != sum(1 for call in calls if call[0] == floor.ADD):
+        # the bare loop numbers the new orders as the engine numbers the accepted ones
+        raise RuntimeError("the engine rejected orders: the bare loop's cancels would miss")
     elapsed = min(runs)  # like timeit: the least-disturbed run is the engine's speed
+    bare = min(bare_runs)
 
     engine = _fresh(setup)
     apply = engine.apply
@@ -94,6 +118,10 @@ def run(commands: int = 200_000, seed: int = 1, repeat: int = 3, progress=sys.st
         "seconds": round(elapsed, 3),
         "commands_per_s": round(len(flow) / elapsed),
         "runs_commands_per_s": [round(len(flow) / r) for r in runs],
+        "bare_commands_per_s": round(len(flow) / bare),
+        "runs_bare_commands_per_s": [round(len(flow) / r) for r in bare_runs],
+        "engine_vs_bare": round(bare / elapsed, 3),
+        "bare_trades": bare_trades,
         "p50_us": round(percentile(latencies, 0.50) / 1000, 2),
         "p99_us": round(percentile(latencies, 0.99) / 1000, 2),
         "max_us": round(latencies[-1] / 1000, 2),
@@ -114,6 +142,9 @@ def render(result: dict) -> str:
             f"  commands        {result['commands']:>12,}",
             f"  elapsed         {result['seconds']:>12.3f} s",
             f"  throughput      {result['commands_per_s']:>12,} commands/s",
+            f"  bare loop       {result['bare_commands_per_s']:>12,} commands/s "
+            "(price-time matching only, same flow)",
+            f"  engine / bare   {result['engine_vs_bare']:>12.3f}",
             f"  latency p50     {result['p50_us']:>12.2f} µs",
             f"  latency p99     {result['p99_us']:>12.2f} µs",
             f"  latency max     {result['max_us']:>12.2f} µs",
