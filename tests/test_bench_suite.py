@@ -27,7 +27,12 @@ def test_bench_all_writes_json_report_and_plot(short_home):
     assert printed == on_disk
     for name in ("engine", "seed", "sustained", "failover"):
         assert json.loads((out / f"{name}.json").read_text()) == on_disk[name]
-    assert on_disk["engine"]["commands_per_s"] > 0
+    engine = on_disk["engine"]
+    assert engine["commands_per_s"] > 0
+    # the bare loop ran the same flow in the same process: the engine as a fraction of it
+    assert engine["bare_commands_per_s"] > 0 and engine["python_loop_ns"] > 0
+    ratio = engine["commands_per_s"] / engine["bare_commands_per_s"]
+    assert abs(engine["engine_vs_bare"] - ratio) < 0.002, engine
     rows = on_disk["seed"]["rows"]
     assert [r["n"] for r in rows] == [1, 2]
     assert all(r["avg_s"] > 0 and r["stdev_s"] >= 0 for r in rows)
@@ -43,6 +48,11 @@ def test_bench_all_writes_json_report_and_plot(short_home):
             # --quick runs each rate twice: the row is the run with the upper-middle p99
             p99s = [r["p99_ms"] for r in rate["repeats"]]
             assert len(p99s) == 2 and rate["p99_ms"] == max(p99s), rate
+            # the relay's runs at the same rate, and the mesh's latency as multiples
+            assert 0 < rate["floor_p50_ms"] <= rate["floor_p99_ms"], rate
+            assert rate["floor_unanswered"] == 0 and len(rate["floor_repeats"]) == 2
+            assert rate["p50_vs_floor"] == round(rate["p50_ms"] / rate["floor_p50_ms"], 2)
+            assert rate["p99_vs_floor"] == round(rate["p99_ms"] / rate["floor_p99_ms"], 2)
     failover = on_disk["failover"]
     assert failover["lost"] == 0 and failover["duplicated"] == 0
     assert set(failover["unavailability_ms"]) >= {"p50", "max"}
@@ -51,5 +61,8 @@ def test_bench_all_writes_json_report_and_plot(short_home):
         assert heading in report
     assert "host loop ns" in report and "load CPU" in report and "median run" in report
     assert "latency.png" in report
+    assert "bare loop" in report and "### Against the floor" in report
+    assert "p99 / floor" in report
     assert (out / "latency.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "[4/4] failover done" in done.stderr  # progress goes to stderr, JSON to stdout
+    assert "floor: achieved" in done.stderr

@@ -2,7 +2,10 @@
 
 Pure functions of the results (no measuring here), so a report can be remade from
 the JSON files in ``bench/results/`` alone. The targets are the issues' numbers;
-whether each is met is computed from the results, never written in by hand.
+whether each is met is computed from the results, never written in by hand. Beside
+the absolute figures stand the floors measured in the same run (the bare matching
+loop, the bare relay) and the ratios to them, which hold from host to host where the
+absolute figures do not (docs/performance.md).
 """
 
 from __future__ import annotations
@@ -43,6 +46,26 @@ def targets(results: dict) -> list[tuple[str, str, bool]]:
     return out
 
 
+def ratios(results: dict) -> list[tuple[str, str]]:
+    """(what, ratio) of each figure to the floor measured beside it in the same run."""
+    out: list[tuple[str, str]] = []
+    engine = results.get("engine", {})
+    if "engine_vs_bare" in engine:
+        out.append(("engine / bare matching loop, commands/s", f"{engine['engine_vs_bare']:.3f}"))
+    for run in results.get("sustained", {}).get("runs", ()):
+        for r in run["rates"]:
+            if "p99_vs_floor" in r:
+                offered = f"{r['offered_per_s']:,}/s" if r["offered_per_s"] else "max"
+                out.append(
+                    (
+                        f"mesh / relay at {offered}, fsync {'on' if run['fsync'] else 'off'}",
+                        f"p50 {r['p50_vs_floor']:.1f}x, p99 {r['p99_vs_floor']:.1f}x, "
+                        f"throughput {r['achieved_vs_floor']:.3f}",
+                    )
+                )
+    return out
+
+
 def _table(header: list[str], rows: list[list]) -> list[str]:
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
@@ -69,11 +92,21 @@ def markdown(results: dict, plot: bool) -> str:
         e = results["engine"]
         lines += ["## Engine (in-process)", ""]
         lines += _table(
-            ["commands/s (best)", "every run", "p50 µs", "p99 µs", "python_loop_ns"],
+            [
+                "commands/s (best)",
+                "every run",
+                "bare loop commands/s (best)",
+                "engine / bare",
+                "p50 µs",
+                "p99 µs",
+                "python_loop_ns",
+            ],
             [
                 [
                     f"{e['commands_per_s']:,}",
                     ", ".join(f"{r:,}" for r in e["runs_commands_per_s"]),
+                    f"{e['bare_commands_per_s']:,}" if "bare_commands_per_s" in e else "-",
+                    e.get("engine_vs_bare", "-"),
                     e["p50_us"],
                     e["p99_us"],
                     e["python_loop_ns"],
@@ -145,6 +178,48 @@ def markdown(results: dict, plot: bool) -> str:
             ],
             rows,
         )
+        floor_rows = [
+            [
+                "on" if run["fsync"] else "off",
+                f"{r['offered_per_s']:,}" if r["offered_per_s"] else "max",
+                f"{r['achieved_per_s']:,}",
+                f"{r['floor_achieved_per_s']:,}",
+                r["p50_ms"],
+                r["floor_p50_ms"],
+                f"{r['p50_vs_floor']:.1f}",
+                r["p99_ms"],
+                r["floor_p99_ms"],
+                f"{r['p99_vs_floor']:.1f}",
+            ]
+            for run in s["runs"]
+            for r in run["rates"]
+            if "floor_p50_ms" in r
+        ]
+        if floor_rows:
+            lines += [
+                "### Against the floor",
+                "",
+                "The floor is the same load, alternating with the mesh's runs, through a "
+                "bare relay: the same processes, sockets, codec and group-commit "
+                "`fdatasync`, no exchange logic (`clients/bench/relay.py`). The ratios "
+                "say what the exchange adds, on any host.",
+                "",
+            ]
+            lines += _table(
+                [
+                    "fsync",
+                    "offered/s",
+                    "achieved/s",
+                    "floor achieved/s",
+                    "p50 ms",
+                    "floor p50 ms",
+                    "p50 / floor",
+                    "p99 ms",
+                    "floor p99 ms",
+                    "p99 / floor",
+                ],
+                floor_rows,
+            )
         if plot:
             lines += [f"![latency against offered load]({PLOT})", ""]
     if "failover" in results:
@@ -188,6 +263,20 @@ def plot_latency(sustained: dict, path: Path) -> None:
             ax.plot(
                 x, [r[key] for r in rows], style, color=colour, marker="o", label=f"{label} {name}"
             )
+        # the relay's at the same offered rates (its "max" is far to the right: left out)
+        floor_rows = [r for r in rows if "floor_p99_ms" in r and r["offered_per_s"]]
+        if floor_rows:
+            fx = [r["floor_achieved_per_s"] for r in floor_rows]
+            for key, style, name in (("floor_p50_ms", "-", "p50"), ("floor_p99_ms", "--", "p99")):
+                ax.plot(
+                    fx,
+                    [r[key] for r in floor_rows],
+                    style,
+                    color=colour,
+                    alpha=0.35,
+                    linewidth=1,
+                    label=f"{label} floor {name}",
+                )
     ax.set_yscale("log")
     ax.set_xlabel("acknowledged orders/s")
     ax.set_ylabel("order → acknowledgement latency (ms)")

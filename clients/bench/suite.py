@@ -21,7 +21,8 @@ from clients.bench import engine, failover, report, seed, sustained
 from clients.bench.cluster import ROOT
 
 # each sustained rate three times, reported by its median run: one host stall can set
-# a single run's p99 on a shared VM, and three keep `make bench` under 10 minutes
+# a single run's p99 on a shared VM; each run alternates with one through the relay (the
+# floor), and with three `make bench` takes about 12 minutes
 SUSTAINED_REPEAT = 3
 
 
@@ -83,4 +84,6 @@ def render(results: dict) -> str:
     lines = ["benchmark targets:"]
     for target, measured, met in report.targets(results):
         lines.append(f"  {'met   ' if met else 'MISSED'}  {target}: {measured}")
+    lines += ["against the floors measured in the same run (docs/performance.md):"]
+    lines += [f"  {what}: {ratio}" for what, ratio in report.ratios(results)]
     return "\n".join(lines)

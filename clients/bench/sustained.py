@@ -38,8 +38,9 @@ from pathlib import Path
 import zmq
 from hdrh.histogram import HdrHistogram
 
-from clients.bench.cluster import Mesh
+from clients.bench.cluster import Mesh, free_port
 from clients.bench.engine import loop_ns
+from clients.bench.relay import Relay
 from clients.bench.together import run_together
 from clients.client import Client
 from services.common.codec import encode, reply_decoder
@@ -82,6 +83,8 @@ REPEAT_KEYS = (
     "loop_ns",
     "load_cpu_us",
 )
+# what each of a rate's relay runs keeps beside its median's figures
+FLOOR_REPEAT_KEYS = ("achieved_per_s", "p50_ms", "p99_ms", "steal_pct", "loop_ns")
 
 
 def new_histogram() -> HdrHistogram:
@@ -106,20 +109,29 @@ def _load(
     count: int,
     window: int,
     tag: str,
+    login: bool,
     start,
     results,
 ) -> None:
-    """One load process: send ``count`` orders, report a histogram and counters.
+    """One load process: send ``count`` orders, report a histogram and counters
+    (``login``: as the names' sessions; without, on bare connections, for the relay).
 
     Its ZeroMQ I/O thread runs as SCHED_BATCH, as the services' do: otherwise every
     send woke it ahead of this loop, and at 10,000 orders/s the load took 21-23 us of
     CPU per order from the cores the exchange runs on (17-18 us batched). Latency
     still runs from the send call, so whatever the I/O thread holds back is charged."""
     batch_io_threads(zmq.Context.instance())
-    clients = [Client(endpoint, timeout=30) for _ in names]
-    for client, name in zip(clients, names, strict=True):
-        client.login(name, PASSWORD)
-    socks = [c.socket for c in clients]
+    if login:
+        clients = [Client(endpoint, timeout=30) for _ in names]
+        for client, name in zip(clients, names, strict=True):
+            client.login(name, PASSWORD)
+        socks = [c.socket for c in clients]
+    else:
+        clients = []
+        socks = [zmq.Context.instance().socket(zmq.DEALER) for _ in names]
+        for sock in socks:
+            sock.setsockopt(zmq.LINGER, 0)
+            sock.connect(endpoint)
     poller = zmq.Poller()
     for sock in socks:
         poller.register(sock, zmq.POLLIN)
@@ -201,6 +213,9 @@ def _load(
     for client in clients:
         client.logout()
         client.close()
+    if not login:
+        for sock in socks:
+            sock.close(0)
     results.put(
         {
             "cpu_s": cpu,
@@ -252,9 +267,11 @@ def measure(
     run: int,
     window: int = 1_000,
     max_count: int = 60_000,
+    relay: Relay | None = None,
 ) -> dict:
-    """One offered rate (None: as fast as possible) for ``duration`` seconds."""
-    endpoint = mesh.cfg.endpoints["gateway"]
+    """One offered rate (None: as fast as possible) for ``duration`` seconds, against
+    the mesh or, given ``relay``, against the relay with the same load."""
+    endpoint = relay.front if relay else mesh.cfg.endpoints["gateway"]
     symbols = _symbols(mesh.cfg)
     per_process = int(rate * duration / processes) if rate else max_count // processes
     arglists = [
@@ -265,7 +282,8 @@ def measure(
             rate / processes if rate else None,
             per_process,
             window,
-            f"r{run}p{p}",
+            f"{'f' if relay else 'r'}{run}p{p}",
+            relay is None,
         )
         for p in range(processes)
     ]
@@ -314,6 +332,34 @@ def median_run(runs: list[dict]) -> dict:
     return row
 
 
+def with_floor(row: dict, floor_runs: list[dict]) -> dict:
+    """The mesh's ``row`` with the relay's figures at the same rate beside it (its
+    median run, chosen as the mesh's is) and the mesh's as multiples of them."""
+    f = median_run(floor_runs) if len(floor_runs) > 1 else floor_runs[0]
+    row.update(
+        floor_achieved_per_s=f["achieved_per_s"],
+        floor_p50_ms=f["p50_ms"],
+        floor_p99_ms=f["p99_ms"],
+        floor_p999_ms=f["p999_ms"],
+        floor_unanswered=f["unanswered"],
+        p50_vs_floor=round(row["p50_ms"] / f["p50_ms"], 2),
+        p99_vs_floor=round(row["p99_ms"] / f["p99_ms"], 2),
+        achieved_vs_floor=round(row["achieved_per_s"] / max(1, f["achieved_per_s"]), 3),
+        floor_repeats=[{k: r[k] for k in FLOOR_REPEAT_KEYS} for r in floor_runs],
+    )
+    return row
+
+
+def _say_run(row: dict, what: str, progress) -> None:
+    print(
+        f"    {what}achieved {row['achieved_per_s']:,}/s, p50 {row['p50_ms']:.2f} ms, "
+        f"p99 {row['p99_ms']:.2f} ms, p99.9 {row['p999_ms']:.2f} ms, "
+        f"host steal {_pct(row['steal_pct'])}, loop {row['loop_ns']:.1f} ns",
+        file=progress,
+        flush=True,
+    )
+
+
 def run_mesh(
     fsync: bool,
     rates=DEFAULT_RATES,
@@ -321,9 +367,12 @@ def run_mesh(
     processes: int = 1,
     progress=sys.stderr,
     repeat: int = 1,
+    floor: bool = True,
 ) -> dict:
     """Every rate, ``repeat`` times each, against one fresh mesh with the journal's
-    fsync on or off."""
+    fsync on or off; with ``floor``, each run followed by one against the relay
+    (clients/bench/relay.py) with the same fsync and sync pacing, so the two alternate
+    under the same host conditions."""
     home = Path(tempfile.mkdtemp(prefix="exs-", dir="/tmp"))
     # the load's two sessions offer up to the exchange's ceiling: the per-session and
     # per-account rate limits (a policy, [security]) are lifted to measure capacity
@@ -335,9 +384,17 @@ def run_mesh(
     # the hot standby runs, as under `make run`: it applies every commit, so it takes
     # its share of the cores (about 10 us of CPU per order here) from the order path
     mesh = Mesh(home, standby=True, journal={"fsync": fsync}, security=unlimited)
+    relay = None
     rows = []
     try:
         mesh.start()
+        if floor:
+            relay = Relay(
+                home / "relay",
+                f"tcp://127.0.0.1:{free_port()}",
+                fsync,
+                mesh.cfg.journal.min_sync_interval_us,
+            ).start()
         endpoint = mesh.cfg.endpoints["gateway"]
         with Client(endpoint, timeout=30) as client:
             for p in range(processes):
@@ -345,7 +402,7 @@ def run_mesh(
                 client.signup(f"load{p}b", PASSWORD)
         for i, rate in enumerate(rates):
             label = f"{rate:,}/s" if rate else "max"
-            runs = []
+            runs, floor_runs = [], []
             for k in range(repeat):
                 of = f" (run {k + 1}/{repeat})" if repeat > 1 else ""
                 print(
@@ -353,24 +410,29 @@ def run_mesh(
                     file=progress,
                     flush=True,
                 )
-                row = measure(mesh, rate, duration, processes, i * repeat + k)
+                n = i * repeat + k
+                row = measure(mesh, rate, duration, processes, n)
                 runs.append(row)
-                print(
-                    f"    achieved {row['achieved_per_s']:,}/s, p50 {row['p50_ms']:.2f} ms, "
-                    f"p99 {row['p99_ms']:.2f} ms, p99.9 {row['p999_ms']:.2f} ms, "
-                    f"host steal {_pct(row['steal_pct'])}, loop {row['loop_ns']:.1f} ns",
-                    file=progress,
-                    flush=True,
-                )
-            rows.append(median_run(runs) if repeat > 1 else runs[0])
+                _say_run(row, "", progress)
+                if relay is not None:
+                    floor_row = measure(mesh, rate, duration, processes, n, relay=relay)
+                    floor_runs.append(floor_row)
+                    _say_run(floor_row, "floor: ", progress)
+            row = median_run(runs) if repeat > 1 else runs[0]
+            rows.append(with_floor(row, floor_runs) if floor_runs else row)
     finally:
+        if relay is not None:
+            relay.stop()
         mesh.stop()
         shutil.rmtree(home, ignore_errors=True)  # a journal and a 64 MiB spare
-    return {
+    result = {
         "fsync": fsync,
         "max_orders_per_s": max(r["achieved_per_s"] for r in rows),
         "rates": rows,
     }
+    if floor:
+        result["floor_max_orders_per_s"] = max(r["floor_achieved_per_s"] for r in rows)
+    return result
 
 
 def run(
@@ -380,10 +442,12 @@ def run(
     fsync_off: bool = True,
     progress=sys.stderr,
     repeat: int = 1,
+    floor: bool = True,
 ) -> dict:
     """fsync on (the headline) and, unless told not to, fsync off beside it; each
-    rate ``repeat`` times, reported by its median run (see ``median_run``)."""
-    on = run_mesh(True, rates, duration, processes, progress, repeat)
+    rate ``repeat`` times, reported by its median run (see ``median_run``), and with
+    ``floor`` the relay's figures and the ratios to them (see ``with_floor``)."""
+    on = run_mesh(True, rates, duration, processes, progress, repeat, floor)
     result = {
         "max_orders_per_s": on["max_orders_per_s"],
         "rates": on["rates"],
@@ -393,7 +457,7 @@ def run(
         "runs": [on],
     }
     if fsync_off:
-        result["runs"].append(run_mesh(False, rates, duration, processes, progress, repeat))
+        result["runs"].append(run_mesh(False, rates, duration, processes, progress, repeat, floor))
     return result
 
 
@@ -419,7 +483,8 @@ def render(result: dict) -> str:
         f"{result['duration_s']:g} s per rate{of}, latency = order to acknowledgement",
         f"{'fsync':>6} {'offered/s':>10} {'achieved/s':>11} {'p50 ms':>8} {'p99 ms':>8} "
         f"{'p99.9 ms':>9} {'max ms':>8} {'rejected':>9} {'unanswered':>11} {'steal':>6} "
-        f"{'loop ns':>8} {'load us':>8}" + ("  p99 of each run" if repeat > 1 else ""),
+        f"{'loop ns':>8} {'load us':>8} {'floor p50':>10} {'floor p99':>10} "
+        f"{'p50/floor':>10} {'p99/floor':>10}" + ("  p99 of each run" if repeat > 1 else ""),
     ]
     for run in result["runs"]:
         for r in run["rates"]:
@@ -429,8 +494,28 @@ def render(result: dict) -> str:
                 f"{r['p50_ms']:>8.2f} {r['p99_ms']:>8.2f} {r['p999_ms']:>9.2f} "
                 f"{r['max_ms']:>8.2f} {r['rejected']:>9} {r['unanswered']:>11} "
                 f"{_pct(r.get('steal_pct')):>6} {one_decimal(r.get('loop_ns')):>8} "
-                f"{one_decimal(r.get('load_cpu_us')):>8}  "
+                f"{one_decimal(r.get('load_cpu_us')):>8} {floor_cells(r, '>10')}  "
                 f"{p99_of_runs(r)}"
             )
     lines.append(f"max_orders_per_s (fsync on): {result['max_orders_per_s']:,}")
+    if "floor_max_orders_per_s" in result["runs"][0]:
+        lines.append(
+            f"floor: the same load through a bare relay (clients/bench/relay.py), "
+            f"max {result['runs'][0]['floor_max_orders_per_s']:,}/s with fsync on"
+        )
     return "\n".join(lines)
+
+
+def floor_cells(row: dict, spec: str = "") -> str:
+    """The relay's p50 and p99 and the mesh's as multiples of them ("-" without)."""
+    if "floor_p50_ms" not in row:
+        return " ".join(format("-", spec) for _ in range(4))
+    return " ".join(
+        format(cell, spec)
+        for cell in (
+            f"{row['floor_p50_ms']:.2f}",
+            f"{row['floor_p99_ms']:.2f}",
+            f"{row['p50_vs_floor']:.1f}x",
+            f"{row['p99_vs_floor']:.1f}x",
+        )
+    )
