@@ -113,7 +113,8 @@ def test_an_order_that_would_trade_past_the_dynamic_band_pauses_the_symbol():
     assert [(f.price, f.qty) for f in fills] == [(D(103), 10)]  # only inside the band
     cancelled, pause = events[-2], events[-1]
     assert cancelled.reason == CancelReason.VOLATILITY_PAUSE and cancelled.qty == 20
-    assert pause == TradingPause("AAPL", True, D(103), D("97.85"), D("108.15"))
+    # it reopens around the price that hit the band (108), inside the static band
+    assert pause == TradingPause("AAPL", True, D(103), D("102.60"), D(110))
     # during the pause: no new order and no repricing; cancels and size cuts go through
     assert code(order(engine, 3, BUY, 1, D(100))) == Reject.TRADING_PAUSED
     resting = 2
@@ -122,9 +123,62 @@ def test_an_order_that_would_trade_past_the_dynamic_band_pauses_the_symbol():
     )
     assert not code(engine.apply(ReplaceOrder(1, Ids.next(), resting, D(108), 5)))
     (reopen,) = engine.apply(Reopen("AAPL"))
-    assert reopen == TradingPause("AAPL", False, D(103), D("97.85"), D("108.15"))
+    assert reopen == TradingPause("AAPL", False, D(103), D("102.60"), D(110))
     events = order(engine, 3, BUY, 5, D(108))  # inside the re-anchored band now
     assert [e.price for e in events if isinstance(e, Fill)] == [D(108)]
+
+
+def test_the_band_holds_on_both_sides_of_the_book():
+    """A sell into a bid resting above the dynamic band (or a buy into an ask below
+    it) must not trade there: that would jump the price in one trade."""
+    engine = make()
+    order(engine, 1, BUY, 10, D(109))  # rests: no asks
+    events = order(engine, 2, SELL, 10, D(91))
+    assert not [e for e in events if isinstance(e, Fill)]
+    assert events[-1].paused and engine.books["AAPL"].paused
+    engine.apply(Reopen("AAPL"))  # around 109 now: 109 may trade
+    events = order(engine, 2, SELL, 10, D(109))
+    assert [e.price for e in events if isinstance(e, Fill)] == [D(109)]
+
+
+def test_ones_own_resting_order_cannot_pause_the_symbol():
+    engine = make()
+    order(engine, 1, SELL, 10, D(106))  # past the dynamic band (105)
+    events = order(engine, 1, BUY, 10, D(106), tif=Tif.IOC)  # meets only its own order
+    assert not engine.books["AAPL"].paused
+    assert all(not isinstance(e, TradingPause) for e in events)
+
+
+def test_a_new_reference_cancels_orders_outside_its_static_band():
+    engine = make()
+    order(engine, 1, BUY, 10, D(104))
+    low = order(engine, 1, BUY, 10, D(93))[0].order_id
+    events = engine.apply(Admin(3, Ids.next(), "reference", "AAPL", price=D(90)))
+    cancelled = [e for e in events if type(e).__name__ == "Cancelled"]
+    assert [(e.price, e.reason) for e in cancelled] == [(D(104), CancelReason.OUTSIDE_BAND)]
+    book = engine.books["AAPL"]
+    assert (book.band_lo, book.band_hi) == (D(81), D(99)) and low in engine.orders
+    assert engine.accounts[1].open_buy_value == D(93) * 10
+    events = order(engine, 2, SELL, 10, D(93))  # trades at 93, inside the new bands
+    assert [e.price for e in events if isinstance(e, Fill)] == [D(93)]
+
+
+def test_a_kill_cancels_in_order_id_order_after_a_snapshot_restore_too():
+    engine = make()
+    order(engine, 1, BUY, 1, D(100))
+    order(engine, 1, BUY, 1, D(101))
+    data = msgspec.msgpack.encode(snapshot.capture(engine, 2, 1))
+    restored, _, _ = snapshot.loads(data, {"AAPL": AAPL}, RiskLimits())
+    kill = Admin(3, "k1", "kill", target=1)
+    assert engine.apply(kill) == restored.apply(kill)
+
+
+def test_a_deposit_cannot_set_up_cash_past_the_ceiling():
+    engine = make(RiskLimits(max_cash=D(10**6), opening_cash=0, max_price=D(1_000)))
+    assert not code(order(engine, 1, SELL, 900, D(100)))  # at max_price: $900,000
+    big = engine.apply(Admin(3, Ids.next(), "deposit", target=1, amount=D(200_000)))
+    assert code(big) == Reject.BAD_AMOUNT
+    assert not code(engine.apply(Admin(3, Ids.next(), "deposit", target=1, amount=D(100_000))))
 
 
 def test_fok_check_stops_at_the_order_size_and_kills_past_the_band():

@@ -147,6 +147,7 @@ class CancelReason(IntEnum):
     SELF_TRADE = 4  # self-trade prevention
     KILL_SWITCH = 5  # an operator blocked the account
     VOLATILITY_PAUSE = 6  # the rest of an order that would trade past the dynamic band
+    OUTSIDE_BAND = 7  # resting outside the static band an operator's new reference set
 
 
 # Message fields hold these codes as plain integers (validated on decode). The IntEnums
@@ -156,7 +157,7 @@ SideCode = Literal[1, 2]
 OrdTypeCode = Literal[1, 2]
 TifCode = Literal[1, 2, 3]
 StpCode = Literal[0, 1, 2, 3]
-CancelReasonCode = Literal[1, 2, 3, 4, 5, 6]
+CancelReasonCode = Literal[1, 2, 3, 4, 5, 6, 7]
 AdminActionCode = Literal["halt", "resume", "reference", "kill", "unkill", "deposit"]
 RejectCode = int
 

@@ -158,7 +158,9 @@ class Book:
         self.set_dynamic(reference)
 
     def set_dynamic(self, price: int) -> None:
-        """The dynamic band around ``price`` (the last trade), inside the static band."""
+        """The dynamic band around ``price`` (the last trade, or the price that started
+        a pause), taken inside the static band so it is never empty."""
+        price = min(max(price, self.band_lo), self.band_hi)
         bps = self.spec.dynamic_bps
         self.dyn_lo = max(self.band_lo, -(-price * (10_000 - bps) // 10_000))
         self.dyn_hi = min(self.band_hi, price * (10_000 + bps) // 10_000)

@@ -71,6 +71,7 @@ BY_FOK = int(CancelReason.FOK)
 BY_STP = int(CancelReason.SELF_TRADE)
 BY_KILL = int(CancelReason.KILL_SWITCH)
 BY_PAUSE = int(CancelReason.VOLATILITY_PAUSE)
+BY_BAND = int(CancelReason.OUTSIDE_BAND)
 
 
 class Engine:
@@ -178,6 +179,7 @@ class Engine:
                 else:
                     book.set_band(cmd.price)
                     events.append(ReferenceSet(cmd.symbol, cmd.price, book.band_lo, book.band_hi))
+                    self._cancel_outside_band(book, events)
             else:
                 halted = action == "halt"
                 (self.halted.add if halted else self.halted.discard)(cmd.symbol)
@@ -189,12 +191,41 @@ class Engine:
         done = operator.seen.add(AdminDone(cmd.account, cmd.cl_ord_id, action))
         return [done, *events]
 
+    def _cancel_outside_band(self, book: Book, events: list[Event]) -> None:
+        """Orders resting outside a new static band could never trade (any trade at
+        their price would pause the symbol, again after each reopen): cancel them."""
+        lo, hi = book.band_lo, book.band_hi
+        outside = [
+            o
+            for side in (book.bids, book.asks)
+            for o in side.live_orders()
+            if not lo <= o.price <= hi
+        ]
+        for order in outside:
+            leaves = order.leaves
+            (book.bids if order.side == BUY else book.asks).unlink(order)
+            self._forget(order)
+            events.append(
+                Cancelled(
+                    order.account,
+                    order.order_id,
+                    book.symbol,
+                    order.side,
+                    order.price,
+                    leaves,
+                    BY_BAND,
+                    True,
+                )  # fmt: skip
+            )
+
     def _deposit(self, target: Account, amount: int, events: list[Event]) -> int:
         """Move cash into (or out of) ``target``: 0, or why not. A withdrawal may not
         take the cash below what its open buys and the credit limit need."""
         cash = target.cash + amount
         if not amount or cash > self.max_cash:
             return Reject.BAD_AMOUNT
+        if amount > 0 and cash + target.open_sell_qty * self.max_price > self.max_cash:
+            return Reject.BAD_AMOUNT  # its open sells' proceeds could pass the ceiling
         if amount < 0 and cash + self.credit < target.open_buy_value:
             return Reject.INSUFFICIENT_FUNDS
         target.cash = cash
@@ -216,7 +247,11 @@ class Engine:
     def _kill(self, target: Account, events: list[Event]) -> int:
         """Block ``target`` and cancel every open order of it, oldest first."""
         target.blocked = True
-        mine = [o for o in self.orders.values() if o.account == target.account]
+        # by order id: the orders dict's own order differs after a snapshot restore
+        mine = sorted(
+            (o for o in self.orders.values() if o.account == target.account),
+            key=lambda o: o.order_id,
+        )
         for order in mine:
             book = self.books[order.symbol]
             (book.bids if order.side == BUY else book.asks).unlink(order)
@@ -426,14 +461,16 @@ class Engine:
         self-trade prevention; it stops as soon as ``qty`` is reached, so its cost is
         bounded by the order's size (and the account's own open orders it skips)."""
         if side == BUY:
-            opp, maximum = book.asks, min(price, book.dyn_hi)
+            opp, maximum, minimum = book.asks, min(price, book.dyn_hi), book.dyn_lo
         else:
-            opp, maximum = book.bids, -max(price, book.dyn_lo)
+            opp, maximum, minimum = book.bids, -max(price, book.dyn_lo), -book.dyn_hi
         # the levels' sizes first: when even they fall short (a FOK scan of a deep
         # book of tiny orders), it is killed after one step per level, no order walk
         levels = opp.levels
         total = 0
         for key in opp.keys_in_order(maximum):
+            if key < minimum:  # a better price outside the band: matching stops there
+                return total
             total += levels[key].qty
             if total >= qty:
                 break
@@ -469,27 +506,30 @@ class Engine:
         within a price (price-time priority)."""
         symbol = book.symbol
         account = acct.account
+        # the dynamic band as keys of this side (a key is the price for asks and minus
+        # the price for bids): a level outside it on either side cannot trade
         if side == BUY:
-            opp, limit_key, sign, band_key = book.asks, price, 1, book.dyn_hi
+            opp, limit_key, sign = book.asks, price, 1
+            band_lo, band_hi = book.dyn_lo, book.dyn_hi
         else:
-            opp, limit_key, sign, band_key = book.bids, -price, -1, -book.dyn_lo
+            opp, limit_key, sign = book.bids, -price, -1
+            band_lo, band_hi = -book.dyn_hi, -book.dyn_lo
         maker_side = 3 - side
         maker_buys = maker_side == BUY
         levels = opp.levels
         remaining = qty
         cum = notional = last_px = 0
         self_cancel = paused = False
+        pause_px = 0
         append = events.append
         trade_id = self.next_trade
         while remaining:
             key = opp.best_key
             if key is None or key > limit_key:
                 break
-            if key > band_key:  # it would trade outside the dynamic band: pause instead
-                paused = True
-                break
             level = levels[key]
             px = level.price
+            outside = key > band_hi or key < band_lo
             queue = level.orders
             while remaining and queue:
                 maker = queue[0]
@@ -521,6 +561,10 @@ class Engine:
                         self_cancel = True
                         break
                     continue
+                if outside:  # its next trade would be outside the dynamic band: pause
+                    paused = True
+                    pause_px = px
+                    break
                 leaves = maker.leaves
                 fill = leaves if leaves < remaining else remaining
                 leaves -= fill
@@ -564,7 +608,7 @@ class Engine:
                 last_px = px
             if level.count == 0:
                 opp.remove_level(key)
-            if self_cancel:
+            if self_cancel or paused:
                 break
         self.next_trade = trade_id
         if cum:
@@ -576,6 +620,9 @@ class Engine:
         if paused:  # the rest would trade past the band: cancelled, and the symbol pauses
             book.paused = True
             self.paused.add(symbol)
+            # it reopens around the price that hit the band (inside the static band), so
+            # one resting order cannot pause the symbol again and again
+            book.set_dynamic(pause_px)
             append(Cancelled(account, order_id, symbol, side, price, remaining, BY_PAUSE, False))
             append(TradingPause(symbol, True, book.last_price, book.dyn_lo, book.dyn_hi))
             return
