@@ -33,3 +33,19 @@ def test_workers_are_idle_until_a_hash_starves_then_back_when_the_queue_empties(
         assert pool.waiting_since is None
     finally:
         pool.shutdown()
+
+
+def test_where_idle_cannot_be_undone_the_workers_never_go_idle(monkeypatch):
+    from services.gateway import hashpool
+
+    monkeypatch.setattr(hashpool, "idle_is_reversible", lambda: False)
+    pool = HashPool(workers=1, starve_s=0.0)
+    try:
+        now = time.monotonic()
+        assert pool.submit(now, sum, [1]).result(timeout=5) == 1
+        (tid,) = pool.tids
+        assert policy(tid) == os.SCHED_OTHER and os.getpriority(os.PRIO_PROCESS, tid) == 19
+        pool.tend(now + 5, pending=1)  # nothing to raise
+        assert not pool.raised and policy(tid) == os.SCHED_OTHER
+    finally:
+        pool.shutdown()

@@ -7,7 +7,9 @@ they still did on this kernel's scheduler. So the workers run as SCHED_IDLE: a h
 runs only on a core nothing else wants. An idle thread can starve on a host that is
 never idle, so when a hash has waited ``starve_s`` the gateway's loop raises the
 workers to ordinary time-sharing at nice 19 until the queue is empty again: log-ins
-slow down under load, they never stop. Off Linux nothing changes priority.
+slow down under load, they never stop. Where a thread may not leave SCHED_IDLE (no
+CAP_SYS_NICE, RLIMIT_NICE 0: containers, unprivileged users) the workers run at nice
+19 instead and are never made idle. Off Linux nothing changes priority.
 """
 
 from __future__ import annotations
@@ -27,9 +29,33 @@ def _set_idle(tid: int, idle: bool) -> None:
             os.setpriority(os.PRIO_PROCESS, tid, 19)  # a thread's nice, on Linux
 
 
+def idle_is_reversible() -> bool:
+    """Whether a thread here may leave SCHED_IDLE again: that needs CAP_SYS_NICE or an
+    RLIMIT_NICE that allows it (a container or an unprivileged user may have neither).
+    Tried on a throwaway thread; where it is not, the workers never go idle."""
+    if not hasattr(os, "SCHED_IDLE"):
+        return False
+    result: list[bool] = []
+
+    def attempt() -> None:
+        try:
+            os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
+            os.sched_setscheduler(0, os.SCHED_OTHER, os.sched_param(0))
+            result.append(True)
+        except OSError:
+            result.append(False)
+
+    thread = threading.Thread(target=attempt, name="idle-probe")
+    thread.start()
+    thread.join()
+    return bool(result and result[0])
+
+
 class HashPool:
     def __init__(self, workers: int = 2, starve_s: float = 1.0) -> None:
         self.starve_s = starve_s
+        # where idle cannot be undone, the workers stay at nice 19 and are never raised
+        self.idle_ok = idle_is_reversible()
         self.tids: list[int] = []
         self._lock = threading.Lock()
         self.pool = ThreadPoolExecutor(
@@ -40,8 +66,8 @@ class HashPool:
 
     def _started(self) -> None:
         tid = threading.get_native_id()
-        _set_idle(tid, True)
-        with self._lock:
+        with self._lock:  # a worker started while the pool is raised starts raised
+            _set_idle(tid, self.idle_ok and not self.raised)
             self.tids.append(tid)
 
     def submit(self, now: float, fn, *args) -> Future:
@@ -57,15 +83,16 @@ class HashPool:
             if self.raised:
                 self._raise(False)
         elif (
-            not self.raised
+            self.idle_ok
+            and not self.raised
             and self.waiting_since is not None
             and now - self.waiting_since >= self.starve_s
         ):
             self._raise(True)
 
     def _raise(self, raised: bool) -> None:
-        self.raised = raised
         with self._lock:
+            self.raised = raised
             for tid in self.tids:
                 _set_idle(tid, not raised)
 

@@ -262,7 +262,7 @@ class Gateway:
             self.reject(ident, Reject.WEAK_PASSWORD, req.name)
         elif req.name in self.view.names:
             self.reject(ident, Reject.NAME_TAKEN, req.name)
-        elif self._hashing_room(ident, req.name, ""):
+        elif self._hashing_room(ident, req.name, req.name):
             self._hash_later(ident, req, req.name, passwords.hash_password, req.password)
 
     def _hashing_room(self, ident: bytes, name: str, ref: str) -> bool:
