@@ -297,6 +297,9 @@ def parse(raw: dict, home: Path | None = None) -> Config:
     )
     sections["risk"].check()
     sections["security"].check()
+    for name, spec in symbols.items():
+        if spec.reference > sections["risk"].max_price:
+            raise ConfigError(f"[symbols.{name}]: reference above [risk] max_price")
     return Config(symbols=symbols, home=home, **sections)
 
 
