@@ -83,6 +83,7 @@ FRAMES_KEPT = 2
 SESSION_TAGS = (b"\xa5login", b"\xa6signup", b"\xa6resume", b"\xa4ping")
 # the answer to a connection not logged in past its rate: made once, so refusing a
 # flood costs a receive and a send per frame, no decoding and no encoding
+PAGE_COST = 100  # orders in an `orders` answer that cost as much as one request
 RATE_TELL_S = 0.1
 RATE_LIMITED_SESSION = encode(
     RequestRejected(
@@ -243,6 +244,8 @@ class Gateway:
             page = self.view.open_orders(session.account, req.after, limit + 1)
             more = len(page) > limit
             self.reply(ident, Orders(session.account, page[:limit], self.view.seq, more))
+            # a page costs its size: each PAGE_COST orders counts as one more request
+            session.bucket.tokens -= len(page) // PAGE_COST
         elif kind is GetFills:
             account = session.account
             fills = self.view.recent_fills(account, req.symbol, min(req.limit, FILLS_KEPT))
