@@ -36,6 +36,9 @@ def write_config(home: Path, **sections: dict) -> Path:
         value = endpoints.get(key, value)
         if value.startswith("tcp://"):
             endpoints[key] = f"tcp://127.0.0.1:{free_port()}"
+    ports = raw.setdefault("metrics", {}).setdefault("ports", {})
+    for service in list(ports):  # several meshes at once: each its own free ports
+        ports[service] = free_port()
     for name, values in sections.items():
         raw.setdefault(name, {}).update(values)
     (home / "run").mkdir(parents=True, exist_ok=True)

@@ -205,6 +205,16 @@ class Matcher:
 
 
 @dataclass(frozen=True, slots=True)
+class MetricsExport:
+    """[metrics]: each service's counters and histograms in Prometheus's format."""
+
+    host: str = "127.0.0.1"  # the interface the metrics endpoints listen on
+    # service name (gateway, matcher-a, matcher-b, journal, marketdata, heartbeat) ->
+    # its HTTP port for /metrics; a service not listed exports nothing
+    ports: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
 class Config:
     symbols: dict[str, SymbolSpec]
     risk: RiskLimits = field(default_factory=RiskLimits)
@@ -215,6 +225,7 @@ class Config:
     marketdata: Marketdata = field(default_factory=Marketdata)
     gateway: Gateway = field(default_factory=Gateway)
     matcher: Matcher = field(default_factory=Matcher)
+    metrics: MetricsExport = field(default_factory=MetricsExport)
     home: Path = Path("var")
 
 
@@ -228,6 +239,7 @@ SECTIONS = {
     "marketdata": Marketdata,
     "gateway": Gateway,
     "matcher": Matcher,
+    "metrics": MetricsExport,
 }
 # keys written in dollars (strings, like prices) and kept in price units
 MONEY_KEYS = {
@@ -326,6 +338,8 @@ def effective(cfg: Config) -> dict:
             return value.name.lower()
         if isinstance(value, tuple):
             return list(value)
+        if isinstance(value, dict):
+            return dict(value)
         return value
 
     out: dict = {"home": str(cfg.home)}
