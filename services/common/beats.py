@@ -14,17 +14,18 @@ from services.common.codec import encode
 
 
 class BeatSender:
-    """Sends a ServiceBeat at most every ``interval_ms``; never blocks the caller's loop
-    (a full queue to a dead heartbeat service just drops the beat)."""
+    """Sends ServiceBeats (its node says when); never blocks the caller's loop (a full
+    queue to a dead heartbeat service just drops the beat). The heartbeat service
+    answers on the same socket (a matcher's Promote and Demote)."""
 
-    def __init__(self, ctx: zmq.Context, endpoint: str, service: str, interval_ms: int) -> None:
+    def __init__(self, ctx: zmq.Context, endpoint: str, service: str, interval_ms: int = 0) -> None:
         self.socket = ctx.socket(zmq.DEALER)
         self.socket.setsockopt(zmq.LINGER, 0)
         self.socket.setsockopt(zmq.SNDHWM, 10)
         curve.link(self.socket, endpoint)
         self.service = service
-        self.interval = interval_ms / 1000
         self.pid = os.getpid()
+        self.interval = interval_ms / 1000
         self._next = 0.0
 
     def due(self) -> bool:

@@ -146,6 +146,12 @@ class Follower:
         stalled PUB must not leave the follower behind, so it asks the source itself."""
         return time.monotonic() - self._heard > self.quiet_after
 
+    def due(self, readable: bool) -> bool:
+        """Whether to drain now (``readable``: the SUB socket has something): a message
+        waits, a beat said the source is ahead, or the feed has been quiet long enough
+        that the source should be asked directly (``quiet``)."""
+        return readable or self.source_seq >= self.next_seq or self.quiet()
+
     def drain(self) -> list[Sequenced]:
         """Everything new, in order: records waiting on the SUB socket, plus gap fills."""
         out: list[Sequenced] = []

@@ -12,7 +12,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from services.common.bus import Bus, Demote, Promote, ServiceBeat, ServiceState, Status
+from services.common.bus import (
+    Bus,
+    Demote,
+    Promote,
+    ServiceBeat,
+    ServiceState,
+    Status,
+    StatusRequest,
+)
 
 
 @dataclass
@@ -38,6 +46,7 @@ class Elector:
         self.epoch = 0  # the current epoch: the highest a primary or the journal reported
         self.highest = issued  # the highest epoch seen anywhere or ever promoted
         self.pending: Pending | None = None
+        self.changed = False  # a service appeared or changed role: publish the status now
 
     def alive(self, seen: Seen, now: float) -> bool:
         return now - seen.at <= self.timeout
@@ -52,6 +61,15 @@ class Elector:
         if beat.epoch > self.epoch and (beat.role == "primary" or beat.service == "journal"):
             self.epoch = beat.epoch
         return previous is None or previous.beat.role != beat.role
+
+    def receive(self, ident: bytes, msg: object, now: float) -> list[tuple[bytes, Bus]]:
+        """Take one message from ``ident``: a beat is observed, a status request answered."""
+        if isinstance(msg, ServiceBeat):
+            if self.observe(ident, msg, now):
+                self.changed = True
+        elif isinstance(msg, StatusRequest):
+            return [(ident, self.status(now))]
+        return []
 
     def decide(self, now: float) -> list[tuple[bytes, Bus]]:
         """(identity, message) pairs to send: demote primaries of an older epoch, and

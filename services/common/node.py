@@ -1,0 +1,304 @@
+"""One runtime for every service: its sockets, loop, timers, beats, signals and snapshots.
+
+A service is a core (its decisions, no sockets) plus a node: the node's sockets are
+registered here with the handler that reads each, and ``Node.run`` is the loop every
+service shares. A turn polls the registered sockets once, then runs the steps in the
+order they were registered (a socket's handler only when it is readable, a follower's
+when ``Follower.due`` says so, a plain step every turn), then whatever timers are due.
+Handlers are called once per readiness and drain their socket themselves, so the
+runtime adds nothing per message on the order path.
+"""
+
+from __future__ import annotations
+
+import math
+import signal
+import time
+from collections.abc import Callable
+
+import zmq
+
+from services.common import curve
+from services.common.beats import BeatSender
+from services.common.config import Config
+from services.common.metrics import Metrics
+from services.common.runtime import tune_gc
+from services.common.snapfile import Snapshots
+from services.common.stream import Follower, Sequenced
+
+monotonic = time.monotonic
+
+ON, FOLLOW, ALWAYS = range(3)
+
+
+class Timer:
+    """``fn(now)`` every ``interval`` seconds, first at ``next`` (monotonic)."""
+
+    __slots__ = ("fn", "interval", "next")
+
+    def __init__(self, fn: Callable[[float], None], interval: float, start: float) -> None:
+        self.fn = fn
+        self.interval = interval
+        self.next = start
+
+    def fire_now(self) -> None:
+        """Run at the end of this turn (or the next one)."""
+        self.next = 0.0
+
+    def postpone(self, now: float) -> None:
+        """Next run a whole interval after ``now`` (it was just done another way)."""
+        self.next = now + self.interval
+
+    def pull(self, at: float) -> None:
+        """Run no later than ``at``."""
+        if at < self.next:
+            self.next = at
+
+
+class Step:
+    __slots__ = ("kind", "sock", "fn", "follower", "when", "after", "live")
+
+    def __init__(self, kind, sock, fn, follower=None, when=None, after=None) -> None:
+        self.kind = kind
+        self.sock = sock
+        self.fn = fn
+        self.follower = follower
+        self.when = when  # an extra condition, asked every turn (a role, a mode)
+        self.after = after  # run after a follower's records were handled
+        self.live = True
+
+
+class SnapshotSchedule:
+    """Snapshot ``state()`` at ``seq()`` whenever ``snapshots`` says one is due:
+    written by a thread, or from a forked child (``fork``) that calls ``state`` itself."""
+
+    def __init__(
+        self,
+        snapshots: Snapshots,
+        seq: Callable[[], int],
+        state: Callable[[], bytes],
+        fork: bool = False,
+    ) -> None:
+        self.snapshots = snapshots
+        self.seq = seq
+        self.state = state
+        self.fork = fork
+
+    def __call__(self) -> None:
+        seq = self.seq()
+        if self.snapshots.due(seq):
+            if self.fork:
+                self.snapshots.fork_write(seq, self.state)
+            else:
+                self.snapshots.write(seq, self.state())
+
+
+class Node:
+    def __init__(self, name: str, cfg: Config, log, ctx: zmq.Context | None = None) -> None:
+        self.name = name
+        self.cfg = cfg
+        self.log = log
+        self.ctx = ctx or zmq.Context.instance()
+        self.metrics = Metrics(name)
+        self.running = True
+        self.ready: dict = {}  # this turn's poll result: socket -> events
+        self.beats: BeatSender | None = None
+        self._poller = zmq.Poller()
+        self._watched: dict[zmq.Socket, int] = {}
+        self._steps: list[Step] = []
+        self._turn: tuple[Step, ...] = ()
+        self._timers: list[Timer] = []
+        self._closers: list[Callable[[], object]] = []
+        self._beat_state: Callable[[], tuple] | None = None
+        self._beat_timer: Timer | None = None
+        self._signals = False
+
+    # -- sockets ------------------------------------------------------------------
+
+    def socket(self, kind: int, **options: int) -> zmq.Socket:
+        """A socket (LINGER 0, then ``options`` by zmq name: ``SNDHWM=10``) closed with
+        the node."""
+        sock = self.ctx.socket(kind)
+        sock.setsockopt(zmq.LINGER, 0)
+        for name, value in options.items():
+            sock.setsockopt(getattr(zmq, name), value)
+        self.close_later(lambda: sock.close(0))
+        return sock
+
+    def bind(self, kind: int, endpoint: str, **options: int) -> zmq.Socket:
+        """A socket bound to a mesh endpoint (CURVE on ``tcp://``, ``curve.bind``)."""
+        sock = self.socket(kind, **options)
+        curve.bind(sock, endpoint)
+        return sock
+
+    def link(self, kind: int, endpoint: str, **options: int) -> zmq.Socket:
+        """A socket connected to a mesh endpoint (``curve.link``)."""
+        sock = self.socket(kind, **options)
+        curve.link(sock, endpoint)
+        return sock
+
+    def close_later(self, fn: Callable[[], object]) -> None:
+        """Run ``fn`` when the node stops, after what was registered before it."""
+        self._closers.append(fn)
+
+    def watch(self, sock: zmq.Socket) -> None:
+        """Poll ``sock`` (its readiness is ``readable(sock)``) without a handler of its own."""
+        count = self._watched.get(sock, 0)
+        if not count:
+            self._poller.register(sock, zmq.POLLIN)
+        self._watched[sock] = count + 1
+
+    def unwatch(self, sock: zmq.Socket) -> None:
+        count = self._watched.get(sock, 0)
+        if count <= 1:
+            self._watched.pop(sock, None)
+            if count:
+                self._poller.unregister(sock)
+        else:
+            self._watched[sock] = count - 1
+
+    def readable(self, sock: zmq.Socket | None) -> bool:
+        return sock in self.ready
+
+    # -- steps ----------------------------------------------------------------------
+
+    def _add(self, step: Step) -> Step:
+        if step.sock is not None:
+            self.watch(step.sock)
+        self._steps.append(step)
+        self._turn = tuple(self._steps)
+        return step
+
+    def on(self, sock: zmq.Socket, fn: Callable[[float], None], when=None) -> Step:
+        """``fn(now)`` in each turn that finds ``sock`` readable (and ``when()``)."""
+        return self._add(Step(ON, sock, fn, when=when))
+
+    def follow(
+        self,
+        follower: Follower,
+        fn: Callable[[list[Sequenced]], None],
+        when=None,
+        after: Callable[[], None] | None = None,
+    ) -> Step:
+        """``fn(follower.drain())`` in each turn ``follower.due`` says to (and ``when()``),
+        then ``after()`` (a ``SnapshotSchedule``)."""
+        return self._add(Step(FOLLOW, follower.sub, fn, follower, when, after))
+
+    def step(self, fn: Callable[[float], None], when=None) -> Step:
+        """``fn(now)`` every turn (and ``when()``), in registration order."""
+        return self._add(Step(ALWAYS, None, fn, when=when))
+
+    def off(self, target) -> None:
+        """Remove every step of ``target`` (a socket, a follower or a Step)."""
+        kept = []
+        for step in self._steps:
+            if target is step or target is step.sock or target is step.follower:
+                step.live = False
+                if step.sock is not None:
+                    self.unwatch(step.sock)
+            else:
+                kept.append(step)
+        self._steps = kept
+        self._turn = tuple(kept)
+
+    def every(self, seconds: float, fn: Callable[[float], None], start: float = 0.0) -> Timer:
+        """``fn(now)`` every ``seconds``, first at ``start`` (monotonic; 0: the first turn)."""
+        timer = Timer(fn, seconds, start)
+        self._timers.append(timer)
+        return timer
+
+    # -- beats to the heartbeat service, snapshots ------------------------------------
+
+    def beat_with(self, service: str, state: Callable[[], tuple]) -> BeatSender:
+        """Beat to the heartbeat service every ``heartbeat_ms``: ``state()`` gives
+        (role, epoch, seq, committed)."""
+        self.beats = BeatSender(self.ctx, self.cfg.endpoints["heartbeat"], service)
+        self.close_later(self.beats.close)
+        self._beat_state = state
+        self._beat_timer = self.every(self.cfg.timings.heartbeat_ms / 1000, self._beat)
+        return self.beats
+
+    def _beat(self, now: float = 0.0) -> None:
+        self.beats.send(*self._beat_state())
+
+    def beat_now(self) -> None:
+        """Beat at once (a role changed), and the next a whole interval later."""
+        self._beat()
+        self._beat_timer.postpone(monotonic())
+
+    def snapshots(
+        self,
+        snapshots: Snapshots,
+        seq: Callable[[], int],
+        state: Callable[[], bytes],
+        fork: bool = False,
+    ) -> SnapshotSchedule:
+        """The schedule of ``snapshots`` (pass it as a follower's ``after``); the
+        writer is waited for (or a forked one stopped) when the node stops."""
+        self.close_later(snapshots.close)
+        if fork:  # reap a finished child even while no records come (a primary's)
+            self.every(self.cfg.timings.heartbeat_ms / 1000, lambda _: snapshots.writing())
+        return SnapshotSchedule(snapshots, seq, state, fork)
+
+    # -- signals and the loop ---------------------------------------------------------
+
+    def stop(self, *_) -> None:
+        self.running = False
+
+    def handle_signals(self) -> None:
+        """SIGTERM (supervisord, the tests) and SIGINT end the loop after its turn."""
+        if not self._signals:
+            signal.signal(signal.SIGTERM, self.stop)
+            signal.signal(signal.SIGINT, self.stop)
+            self._signals = True
+
+    def catch_up(self, follower: Follower) -> list[Sequenced]:
+        """Everything the follower's source has, asking again until it answers (at boot
+        it may still be starting) or the node is stopped."""
+        self.handle_signals()
+        return follower.catch_up_patiently(lambda: self.running, self.log)
+
+    def run(self, poll_ms: int | Callable[[], int] = 100, gc: bool = True) -> int:
+        """Turn until stopped; then close everything registered. ``poll_ms`` (or a
+        function giving it each turn) is the longest wait; a timer due sooner cuts it."""
+        self.handle_signals()
+        if gc:
+            tune_gc()
+        poll = self._poller.poll
+        timers = self._timers
+        try:
+            while self.running:
+                wait = poll_ms() if callable(poll_ms) else poll_ms
+                if timers:
+                    soonest = min(t.next for t in timers) - monotonic()
+                    if soonest * 1000 < wait:
+                        wait = max(0, math.ceil(soonest * 1000))
+                self.ready = ready = dict(poll(wait))
+                now = monotonic()
+                for step in self._turn:
+                    if not step.live or (step.when is not None and not step.when()):
+                        continue
+                    kind = step.kind
+                    if kind == ON:
+                        if step.sock in ready:
+                            step.fn(now)
+                    elif kind == FOLLOW:
+                        follower = step.follower
+                        if follower.due(step.sock in ready):
+                            step.fn(follower.drain())
+                            if step.after is not None:
+                                step.after()
+                    else:
+                        step.fn(now)
+                for timer in timers:
+                    if now >= timer.next:
+                        timer.next = now + timer.interval
+                        timer.fn(now)
+        finally:
+            self.close()
+        return 0
+
+    def close(self) -> None:
+        closers, self._closers = self._closers, []
+        for fn in closers:
+            fn()
