@@ -22,7 +22,7 @@ from clients.bench.cluster import ROOT
 
 # each sustained rate three times, reported by its median run: one host stall can set
 # a single run's p99 on a shared VM; each run alternates with one through the relay (the
-# floor), and with three `make bench` takes about 12 minutes
+# floor), and with three `make bench` takes about 9 minutes
 SUSTAINED_REPEAT = 3
 
 
