@@ -1,4 +1,5 @@
-"""The seed system's matching scenario (shared/SEED.md), as a table, on the pure engine."""
+"""The seed system's matching scenario (docs/architecture.md, "The seed system"), as a
+table, on the pure engine."""
 
 from __future__ import annotations
 

@@ -6,7 +6,7 @@ fades of 0.05 to 0.50 and a little noise, sizes around a base, both sides). A
 client's time runs from its first send to its twentieth acknowledgement; it sends
 all 20 without waiting (as a trading bot would) and then collects the answers. Five
 trials per N; the table shows the mean and standard deviation of the per-client
-times beside the seed's published figures (shared/SEED.md).
+times beside the seed's published figures (docs/performance.md, "The seed system").
 """
 
 from __future__ import annotations

@@ -29,7 +29,7 @@ def batch_io_threads(ctx: zmq.Context) -> None:
     ahead of the running one on a busy core, so the loop finishes its sends and the
     I/O thread takes them all at once (on an idle core it still runs at once). Any
     process may choose it for its own threads; where it does not exist (not Linux)
-    nothing changes. Measured in docs/architecture.md, "Speed of the mesh"."""
+    nothing changes. Measured in docs/performance.md, "How the order path is kept cheap"."""
     if hasattr(os, "SCHED_BATCH"):
         ctx.set(zmq.THREAD_SCHED_POLICY, os.SCHED_BATCH)
 

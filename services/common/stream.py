@@ -1,7 +1,7 @@
 """Following a sequenced record stream in order, with no gap and no repeat.
 
 PUB/SUB drops messages under bursts and a subscriber that joins late misses the start
-(DESIGN.md), so a follower never trusts the feed alone: it checks every record's
+(docs/performance.md), so a follower never trusts the feed alone: it checks every record's
 sequence number, and fetches what it missed from a read endpoint that serves ranges
 (the journal for the committed stream, the matcher for its retransmit buffer). Idle
 beats carry the last sequence number, so a follower also notices a loss at the tail.

@@ -176,8 +176,8 @@ class Journal:
         what arrives in between shares the next. On this project's VM the host does
         the guest's disk flushes; past about 2,000 a second it took the guest's CPUs
         away for ~10 ms at a time, and fewer, larger commits also cost every
-        process downstream less per order (docs/architecture.md, "Speed of the
-        mesh")."""
+        process downstream less per order (docs/performance.md, "How the order
+        path is kept cheap")."""
         try:
             raws = self._append(records)
             if not raws:

@@ -2,7 +2,7 @@
 
 No sockets, no clock, no randomness and no unordered iteration: the same commands in
 the same order always give the same events and the same state hash, so the journal
-can rebuild the live state exactly (DESIGN.md invariant 1). The matcher service is
+can rebuild the live state exactly (docs/architecture.md, invariant 1). The matcher service is
 the only caller that changes live state.
 
 The order path is written for CPython's speed: enum members and limits are bound

@@ -21,7 +21,7 @@ SHARD_MASK = SHARDS - 1
 
 class ExactlyOnce:
     """One account's exactly-once table: each client order id it has used, and the
-    first answer to it (replicated state, DESIGN.md invariant 5).
+    first answer to it (replicated state, docs/architecture.md, invariant 5).
 
     The table only grows, and a dict grows by copying itself whole: one insert took
     1.5 ms at 44,000 ids and 28 ms at 700,000 here, a stall for every order behind it
