@@ -24,67 +24,51 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections import defaultdict, deque
+import time
 from collections.abc import AsyncIterator
 
 import zmq
 import zmq.asyncio
 from zmq.utils.monitor import parse_monitor_message
 
-from clients.client import (
+from clients.core import (
+    HEARTBEAT_S,
+    RETRY_LOGIN,
     RETRY_S,
     ExchangeError,
     NoAnswer,
+    OrderPages,
     OrderResult,
-    first_answer,
-    new_cl_ord_id,
+    Waiting,
+    cancel_request,
+    dealer,
+    order_request,
+    order_result,
     raise_for,
+    replace_request,
+    retry_later,
+    session_lost,
+    signed_up,
+    unpack,
 )
-from services.common import curve
-from services.common.codec import encode, reply_decoder
 from services.common.wire import (
-    CancelRequest,
-    Duplicate,
     Fills,
     GetFills,
-    GetOrders,
     GetPositions,
     LoggedIn,
     Login,
     Notice,
     Orders,
-    OrdType,
     Ping,
-    PlaceOrder,
-    Pong,
     Positions,
     Reject,
-    ReplaceRequest,
     Report,
-    Reports,
     RequestRejected,
     Resume,
-    Side,
     Signup,
-    Stp,
-    Tif,
+    encode,
+    reply_decoder,
 )
-
-HEARTBEAT_S = 1.0  # well inside the gateway's 3 x client_heartbeat_ms (6 s by default)
-# rejects that answer a log-in or resume (the gateway's ``ref`` is the name or empty)
-SESSION_REJECTS = frozenset(
-    {
-        Reject.BAD_CREDENTIALS,
-        Reject.TOO_MANY_ATTEMPTS,
-        Reject.TOO_MANY_SESSIONS,
-        Reject.BAD_TOKEN,
-        Reject.BAD_NAME,
-        Reject.BUSY,
-        Reject.RATE_LIMITED,
-    }
-)
-# a log-in again that met these is tried again after a pause; others are final
-RETRY_LOGIN = frozenset({Reject.BUSY, Reject.RATE_LIMITED, Reject.TOO_MANY_ATTEMPTS})
 
 
 class AsyncClient:
@@ -96,24 +80,16 @@ class AsyncClient:
         curve_keys: tuple[bytes, bytes, bytes] | None = None,
     ) -> None:
         """``curve_keys`` as for ``Client``: (client public, client secret, server
-        public) from ``services.common.curve.client_keys``, when CURVE is on."""
+        public) from ``clients.settings.client_keys``, when CURVE is on."""
         self.ctx = ctx or zmq.asyncio.Context.instance()
-        self.socket = self.ctx.socket(zmq.DEALER)
-        self.socket.setsockopt(zmq.LINGER, 0)
-        if curve_keys is not None:
-            curve.connect(self.socket, curve_keys)
         # sessions are per connection: a remade connection has none (see ``_watch``)
-        self.monitor = self.socket.get_monitor_socket(zmq.EVENT_CONNECTED)
+        self.socket, self.monitor = dealer(self.ctx, endpoint, curve_keys)
         self._connects = 0
-        self.socket.connect(endpoint)
         self.timeout = timeout
         self.account: int | None = None
         self.notices: asyncio.Queue[Notice | RequestRejected] = asyncio.Queue()
         self._reports: asyncio.Queue[Report] = asyncio.Queue()
-        self._orders: dict[str, tuple[asyncio.Future, object]] = {}  # cl_ord_id -> (fut, req)
-        # reply type -> (future, request) of queries waiting, oldest first
-        self._queries: dict[type, deque[tuple[asyncio.Future, object]]] = defaultdict(deque)
-        self._signups: dict[str, asyncio.Future] = {}
+        self.waiting = Waiting()  # requests sent, each with the future of its answer
         self._credentials: tuple[str, str] | None = None
         self._token = ""  # the session's, to resume it without the password
         self._relogin: asyncio.Task | None = None
@@ -156,56 +132,22 @@ class AsyncClient:
     async def _read(self) -> None:
         while True:
             reply = reply_decoder.decode(await self.socket.recv())
-            for one in reply.reports if type(reply) is Reports else (reply,):
+            for one in unpack(reply):
                 self._dispatch(one)
 
     def _dispatch(self, reply) -> None:
-        kind = type(reply)
-        if kind is Report:
+        """Every report to ``reports()``; an answer to its waiter (``Waiting``);
+        notices and rejects nobody waits for to ``notices``."""
+        if type(reply) is Report:
             self._reports.put_nowait(reply)
-            self._answer_orders(reply)
-        elif kind is RequestRejected:
-            self._rejected(reply)
-        elif kind is Notice:
-            self.notices.put_nowait(reply)
-        else:  # LoggedIn, Positions, Orders, Fills, Pong: the oldest waiter of its kind
-            waiting = self._queries.get(kind)
-            while waiting:
-                future, _ = waiting.popleft()
-                if not future.done():
-                    future.set_result(reply)
-                    break
-
-    def _answer_orders(self, report: Report) -> None:
-        for event in report.events:
-            cl_ord_id = getattr(event, "cl_ord_id", None)
-            name = getattr(event, "name", None)  # account_created answers a signup
-            if cl_ord_id in self._orders:
-                future, _ = self._orders.pop(cl_ord_id)
-                if not future.done():
-                    future.set_result(report)
-            elif name in self._signups:
-                future = self._signups.pop(name)
-                if not future.done():
-                    future.set_result(report)
-            elif isinstance(event, Duplicate):
-                self._answer_orders(Report(report.seq, report.epoch, [event.original]))
-
-    def _rejected(self, reply: RequestRejected) -> None:
-        if reply.code == Reject.NOT_LOGGED_IN:
-            if self._credentials is not None:
-                self._log_in_again(restart=False)
+        if session_lost(reply) and self._credentials is not None:
+            self._log_in_again(restart=False)
             return  # an answer to a request sent before the session was restored
-        target = None
-        if reply.ref in self._orders:
-            target = self._orders.pop(reply.ref)[0]
-        elif reply.ref in self._signups:
-            target = self._signups.pop(reply.ref)
-        elif reply.code in SESSION_REJECTS and self._queries[LoggedIn]:
-            target = self._queries[LoggedIn].popleft()[0]
-        if target is not None and not target.done():
-            target.set_result(reply)
-        else:
+        answered = self.waiting.answer(reply)
+        for future in answered:
+            if not future.done():
+                future.set_result(reply)
+        if not answered and isinstance(reply, Notice | RequestRejected):
             self.notices.put_nowait(reply)
 
     async def _watch(self) -> None:
@@ -239,17 +181,16 @@ class AsyncClient:
                     break
                 except ExchangeError as exc:
                     if exc.code not in RETRY_LOGIN:
-                        self._answer_waiting(RequestRejected(exc.code, exc.text))
+                        for future in self.waiting.abandon():
+                            if not future.done():
+                                future.set_result(RequestRejected(exc.code, exc.text))
                         return
                 except NoAnswer:
                     pass
                 await asyncio.sleep(pause)
                 pause = min(2 * pause, 1.0)
-            for _, request in list(self._orders.values()):
+            for request in self.waiting.unanswered():
                 await self._send(request)
-            for kind, waiting in self._queries.items():
-                for _, request in list(waiting) if kind is not LoggedIn else ():
-                    await self._send(request)
         finally:
             if self._relogin is asyncio.current_task():
                 self._ready.set()
@@ -263,15 +204,6 @@ class AsyncClient:
                 if exc.code != Reject.BAD_TOKEN:
                     raise
         await self.login(*self._credentials)
-
-    def _answer_waiting(self, reply: RequestRejected) -> None:
-        for future, _ in self._orders.values():
-            if not future.done():
-                future.set_result(reply)
-        for kind, waiting in self._queries.items():
-            for future, _ in waiting if kind is not LoggedIn else ():
-                if not future.done():
-                    future.set_result(reply)
 
     async def _held(self, deadline: float) -> None:
         """Wait, until ``deadline``, while the session is being restored."""
@@ -296,33 +228,35 @@ class AsyncClient:
         except TimeoutError:
             raise NoAnswer("no answer from the gateway") from None
 
-    async def _query(self, request, kind: type, timeout: float | None = None, hold: bool = True):
-        """``hold``: wait first while the session is being restored (not for the
-        requests that restore it)."""
+    async def _ask(self, request, timeout: float | None = None, hold: bool = True):
+        """Send ``request`` and return its answer (ExchangeError if a reject). An order
+        answered NOT_LEADER is sent again until the timeout. ``hold``: wait first while
+        the session is being restored (not for the requests that make a session)."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + (timeout or self.timeout)
-        if hold:
-            await self._held(deadline)
-        future = loop.create_future()
-        self._queries[kind].append((future, request))
-        await self._send(request)
-        reply = await self._wait(future, deadline - loop.time())
-        raise_for(reply)
-        return reply
+        while True:
+            if hold:
+                await self._held(deadline)
+            future = loop.create_future()
+            self.waiting.add(request, future)
+            try:
+                await self._send(request)
+                reply = await self._wait(future, deadline - loop.time())
+            finally:
+                self.waiting.discard(request, future)
+            if not retry_later(reply, deadline - loop.time()):
+                raise_for(reply)
+                return reply
+            await asyncio.sleep(RETRY_S)  # a failover under way: the same id again
 
     # -- sessions -------------------------------------------------------------
 
     async def signup(self, name: str, password: str) -> int:
         """Create an account; returns its id."""
-        future = asyncio.get_running_loop().create_future()
-        self._signups[name] = future
-        await self._send(Signup(name, password))
-        reply = await self._wait(future, None)
-        raise_for(reply)
-        return reply.events[0].account
+        return signed_up(await self._ask(Signup(name, password), hold=False))
 
     async def login(self, name: str, password: str) -> LoggedIn:
-        reply = await self._query(Login(name, password), LoggedIn, hold=False)
+        reply = await self._ask(Login(name, password), hold=False)
         self.account = reply.account
         self._credentials = (name, password)
         self._token = reply.token
@@ -330,15 +264,15 @@ class AsyncClient:
 
     async def resume(self, token: str) -> LoggedIn:
         """Attach this connection to a session by its token (no password sent)."""
-        reply = await self._query(Resume(token), LoggedIn, hold=False)
+        reply = await self._ask(Resume(token), hold=False)
         self.account = reply.account
         self._token = token
         return reply
 
     async def alive(self, timeout: float = 2.0) -> bool:
-        """Ping and wait for the pong: False means the gateway is gone or stalled."""
+        """Ping and wait for the answer: False means the gateway is gone or stalled."""
         try:
-            await self._query(Ping(1), Pong, timeout, hold=False)
+            await self._ask(Ping(time.monotonic_ns()), timeout, hold=False)
         except NoAnswer:
             return False
         return True
@@ -346,72 +280,34 @@ class AsyncClient:
     # -- orders ---------------------------------------------------------------
 
     async def _order(self, request, timeout: float | None) -> OrderResult:
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + (timeout or self.timeout)
-        while True:
-            await self._held(deadline)
-            future = loop.create_future()
-            self._orders[request.cl_ord_id] = (future, request)
-            await self._send(request)
-            try:
-                reply = await self._wait(future, deadline - loop.time())
-            finally:
-                self._orders.pop(request.cl_ord_id, None)
-            if not (
-                type(reply) is RequestRejected
-                and reply.code == Reject.NOT_LEADER
-                and loop.time() + RETRY_S < deadline
-            ):
-                break
-            await asyncio.sleep(RETRY_S)  # a failover under way: the same id again
-        raise_for(reply)
-        ack = first_answer(reply, request.cl_ord_id)
-        return OrderResult(ack, reply.seq, list(reply.events))
+        return order_result(await self._ask(request, timeout), request)
 
-    async def place(
-        self,
-        symbol: str,
-        side: Side,
-        qty: int,
-        price: int = 0,
-        ord_type: OrdType = OrdType.LIMIT,
-        tif: Tif = Tif.GTC,
-        post_only: bool = False,
-        stp: Stp = Stp.DEFAULT,
-        cl_ord_id: str | None = None,
-        timeout: float | None = None,
-    ) -> OrderResult:
-        """Send an order and await its acknowledgement (ExchangeError if rejected)."""
-        request = PlaceOrder(
-            cl_ord_id or new_cl_ord_id(), symbol, side, qty, price, ord_type, tif, post_only, stp
-        )
-        return await self._order(request, timeout)
+    async def place(self, *order, timeout: float | None = None, **options) -> OrderResult:
+        """Send an order and await its acknowledgement (ExchangeError if rejected):
+        ``place(symbol, side, qty, price=0, ord_type=OrdType.LIMIT, tif=Tif.GTC,
+        post_only=False, stp=Stp.DEFAULT, cl_ord_id=None)``, as ``core.order_request``."""
+        return await self._order(order_request(*order, **options), timeout)
 
     async def cancel(self, order_id: int, cl_ord_id: str | None = None) -> OrderResult:
-        return await self._order(CancelRequest(cl_ord_id or new_cl_ord_id(), order_id), None)
+        return await self._order(cancel_request(order_id, cl_ord_id), None)
 
     async def replace(
         self, order_id: int, price: int, qty: int, cl_ord_id: str | None = None
     ) -> OrderResult:
-        request = ReplaceRequest(cl_ord_id or new_cl_ord_id(), order_id, price, qty)
-        return await self._order(request, None)
+        return await self._order(replace_request(order_id, price, qty, cl_ord_id), None)
 
     async def positions(self) -> Positions:
-        return await self._query(GetPositions(), Positions)
+        return await self._ask(GetPositions())
 
     async def orders(self) -> Orders:
         """Every open order, by order id, a page at a time (see ``Client.orders``)."""
-        listed: list = []
-        after = 0
-        while True:
-            page = await self._query(GetOrders(after), Orders)
-            listed += page.orders
-            if not (page.more and page.orders):
-                return Orders(page.account, listed, page.seq)
-            after = page.orders[-1].order_id
+        pages = OrderPages()
+        while (request := pages.next()) is not None:
+            pages.add(await self._ask(request))
+        return pages.result()
 
     async def fills(self, symbol: str = "", limit: int = 100) -> Fills:
-        return await self._query(GetFills(symbol, limit), Fills)
+        return await self._ask(GetFills(symbol, limit))
 
     async def reports(self) -> AsyncIterator[Report]:
         """Every execution report for this account, in commit order, as it arrives

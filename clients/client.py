@@ -12,127 +12,74 @@ so none is lost.
 
 from __future__ import annotations
 
-import itertools
-import os
 import time
 from collections import deque
-from dataclasses import dataclass, field
 
 import zmq
 from zmq.utils.monitor import recv_monitor_message
 
-from services.common import curve
-from services.common.codec import encode, feed_decoder, reply_decoder
+from clients.core import (
+    RELOGINS,
+    RETRY_S,
+    ExchangeError,
+    NoAnswer,
+    OrderPages,
+    OrderResult,
+    Waiting,
+    admin_request,
+    cancel_request,
+    dealer,
+    new_cl_ord_id,
+    order_request,
+    order_result,
+    password_request,
+    raise_for,
+    replace_request,
+    retry_later,
+    session_lost,
+    signed_up,
+    unpack,
+)
 from services.common.wire import (
-    REJECT_TEXT,
     Accepted,
-    AdminRequest,
-    CancelRequest,
-    ChangePassword,
-    Duplicate,
     FeedError,
     Fills,
     GetFills,
-    GetOrders,
     GetPositions,
     LoggedIn,
-    LoggedOut,
     Login,
     Logout,
     Notice,
     Orders,
-    OrdType,
     Ping,
-    PlaceOrder,
-    Pong,
     Positions,
     RecentTrades,
     Reject,
-    Rejected,
-    ReplaceRequest,
     Report,
-    Reports,
     RequestRejected,
     Resume,
-    Side,
     Signup,
     Snapshot,
     SnapshotRequest,
-    Stp,
-    Tif,
     TradesRequest,
+    encode,
+    feed_decoder,
+    reply_decoder,
 )
 
-
-class ExchangeError(Exception):
-    """The exchange said no: ``code`` is a Reject code (see docs/protocol.md)."""
-
-    def __init__(self, code: int, text: str) -> None:
-        super().__init__(f"{text} (code {int(code)})")
-        self.code = int(code)
-        self.text = text
-
-
-class NoAnswer(TimeoutError):
-    """The exchange did not answer in time (it may still act on the request)."""
-
-
-@dataclass
-class OrderResult:
-    ack: object  # Accepted, Rejected, Cancelled, Replaced or Duplicate
-    seq: int
-    events: list = field(default_factory=list)  # every event of the same record for us
-
-
-_ids = itertools.count(1)
 WATCH_S = 0.1  # how often a wait for an answer looks whether the connection was remade
-RETRY_S = 0.05  # between resends of an order answered NOT_LEADER (a failover under way)
-RELOGINS = 3  # log-ins again for one request answered NOT_LOGGED_IN, at most
 
 
 class _Reconnected(Exception):
     """The connection to the gateway was made again: the session it had is gone."""
 
 
-def session_reply(name: str = ""):
-    """``accept`` for a log-in's or resume's answer: ``logged_in``, or a reject of it
-    (its ``ref`` is the name, or empty). A NOT_LOGGED_IN is never one: it answers a
-    request sent before, on a connection that had lost its session."""
+class _SessionLost(Exception):
+    """The gateway answered NOT_LOGGED_IN: it forgot the session (``reply``)."""
 
-    def accept(reply) -> bool:
-        if isinstance(reply, LoggedIn):
-            return True
-        return (
-            isinstance(reply, RequestRejected)
-            and reply.code != Reject.NOT_LOGGED_IN
-            and reply.ref in ("", name[:40])
-        )
-
-    return accept
-
-
-def first_answer(report: Report, cl_ord_id: str):
-    """The event answering request ``cl_ord_id`` in a report (a duplicate's original)."""
-    for event in report.events:
-        if getattr(event, "cl_ord_id", None) == cl_ord_id:
-            return event.original if isinstance(event, Duplicate) else event
-    return None
-
-
-def raise_for(reply) -> None:
-    """Raise ExchangeError if ``reply`` is a reject, or a report of a rejected request."""
-    if isinstance(reply, RequestRejected):
-        raise ExchangeError(reply.code, reply.text)
-    if isinstance(reply, Report):
-        for event in reply.events:
-            if isinstance(event, Duplicate):
-                event = event.original
-            if isinstance(event, Rejected):
-                raise ExchangeError(event.code, REJECT_TEXT.get(event.code, "rejected"))
-
-
-def new_cl_ord_id() -> str:
-    return f"{os.getpid():x}-{time.time_ns():x}-{next(_ids)}"
+    def __init__(self, reply: RequestRejected) -> None:
+        super().__init__(reply.text)
+        self.reply = reply
 
 
 class Client:
@@ -144,25 +91,22 @@ class Client:
         curve_keys: tuple[bytes, bytes, bytes] | None = None,
     ):
         """``curve_keys``: (client public, client secret, server public), from
-        ``services.common.curve.client_keys``, when the gateway requires CURVE."""
+        ``clients.settings.client_keys``, when the gateway requires CURVE."""
         self.ctx = ctx or zmq.Context.instance()
-        self.socket = self.ctx.socket(zmq.DEALER)
-        self.socket.setsockopt(zmq.LINGER, 0)
-        if curve_keys is not None:
-            curve.connect(self.socket, curve_keys)
         # the gateway keeps a session per connection: when the connection is made
         # again (the gateway restarted, or the network dropped) the session is gone,
         # and the next request must wait until this client has logged in again
-        self.monitor = self.socket.get_monitor_socket(zmq.EVENT_CONNECTED)
+        self.socket, self.monitor = dealer(self.ctx, endpoint, curve_keys)
         self._connects = 0
         self._stale = False  # remade since the last log-in: log in before sending
-        self.socket.connect(endpoint)
         self.timeout = timeout
         self.reports: deque[Report] = deque()
         # notices and gateway rejects that no call was waiting for (e.g. a failover
         # notice, or the reject of an order sent with ``send``), newest last
         self.notices: deque[Notice | RequestRejected] = deque(maxlen=1_000)
-        self._unpacked: deque[Report] = deque()  # the rest of a Reports frame, unread
+        self._unpacked: deque = deque()  # the rest of a Reports frame, unread
+        self.waiting = Waiting()  # the calls under way (one, or a log-in inside one)
+        self._early: dict[object, object] = {}  # answers to a call while another waited
         self.account: int | None = None
         self._credentials: tuple[str, str] | None = None  # to log in again if forgotten
         self._token = ""  # the session's, to resume it without the password
@@ -181,28 +125,21 @@ class Client:
     # -- plumbing ---------------------------------------------------------------
 
     def send(self, request) -> None:
+        """Send without waiting: the answer goes to ``reports`` or ``notices``."""
         self.socket.send(encode(request))
 
-    def _decode(self):
-        """The next reply off the socket; a Reports frame is unpacked into its reports."""
-        reply = reply_decoder.decode(self.socket.recv())
-        if type(reply) is Reports:
-            self._unpacked.extend(reply.reports[1:])
-            return reply.reports[0]
-        return reply
-
     def _recv(self, deadline: float, watch: bool = False):
-        if self._unpacked:
-            return self._unpacked.popleft()
-        while True:
+        """The next reply; a Reports frame is unpacked into its reports."""
+        while not self._unpacked:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 raise NoAnswer("no answer from the gateway")
             wait = min(remaining, WATCH_S) if watch else remaining
             if self.socket.poll(int(wait * 1000) + 1):
-                return self._decode()
-            if watch and self._remade():
+                self._unpacked.extend(unpack(reply_decoder.decode(self.socket.recv())))
+            elif watch and self._remade():
                 raise _Reconnected
+        return self._unpacked.popleft()
 
     def _remade(self) -> bool:
         """Whether the connection was made again since the last log-in (read from the
@@ -214,43 +151,103 @@ class Client:
                     self._stale = True
         return self._stale
 
-    def _await(
-        self,
-        accept,
-        timeout: float | None = None,
-        deadline: float | None = None,
-        watch: bool = False,
-    ):
-        """The first reply for which ``accept(reply)`` is true; reports are queued.
-        With ``watch``, raises _Reconnected if the connection is remade meanwhile."""
-        if deadline is None:
-            deadline = time.monotonic() + (timeout or self.timeout)
-        while True:
-            reply = self._recv(deadline, watch)
-            if accept(reply):
-                return reply
-            if isinstance(reply, Report):
+    def _route(self, reply, handle) -> bool:
+        """Whether ``reply`` answers the call waiting on ``handle``. An answer to
+        another call is kept for it; reports and notices nobody waits for are queued."""
+        answered = self.waiting.answer(reply)
+        mine = False
+        for other in answered:
+            if other is handle:
+                mine = True
+            else:
+                self._early[other] = reply
+        if not answered:
+            if type(reply) is Report:
                 self.reports.append(reply)
             elif isinstance(reply, Notice | RequestRejected):
                 self.notices.append(reply)
+        return mine
+
+    def _await(self, handle, deadline: float, watch: bool = False):
+        """The reply answering ``handle``. With ``watch``: _Reconnected if the
+        connection is remade meanwhile, _SessionLost if the gateway forgot the session."""
+        while handle not in self._early:
+            reply = self._recv(deadline, watch)
+            if watch and session_lost(reply):
+                raise _SessionLost(reply)
+            if self._route(reply, handle):
+                return reply
+        return self._early.pop(handle)
+
+    def _call(self, request, timeout: float | None = None):
+        """Send ``request`` and wait for its answer, as the session is (sign-up, log-in,
+        resume, log-out, ping: the calls that make or need no session)."""
+        handle = object()
+        self.waiting.add(request, handle)
+        try:
+            self.send(request)
+            return self._await(handle, time.monotonic() + (timeout or self.timeout))
+        finally:
+            self.waiting.discard(request, handle)
+            self._early.pop(handle, None)
+
+    def _request(self, request, timeout: float | None = None):
+        """Send ``request`` and return its answer (raising if it is a reject). When the
+        session is gone (the connection was remade: the gateway restarted; or it went
+        silent too long: NOT_LOGGED_IN) log in again first, then send or resend:
+        nothing is sent on a connection without a session, and an order's cl_ord_id
+        makes a resend exactly-once. An order answered NOT_LEADER (a failover under
+        way) is resent until the timeout."""
+        deadline = time.monotonic() + (timeout or self.timeout)
+        watch = self._credentials is not None
+        if watch and self._remade():
+            self._restore()
+        handle = object()
+        self.waiting.add(request, handle)
+        relogins = 0
+        try:
+            self.send(request)
+            while True:
+                try:
+                    reply = self._await(handle, deadline, watch)
+                except _Reconnected:
+                    self._restore()
+                except _SessionLost as lost:
+                    if relogins == RELOGINS:
+                        raise_for(lost.reply)
+                    relogins += 1
+                    self._restore()
+                else:
+                    if not retry_later(reply, deadline - time.monotonic()):
+                        raise_for(reply)
+                        return reply
+                    time.sleep(RETRY_S)
+                    self.waiting.add(request, handle)
+                if handle not in self._early:  # its answer came during the log-in
+                    self.send(request)
+        finally:
+            self.waiting.discard(request, handle)
+            self._early.pop(handle, None)
+
+    def _next(self, queue: deque, timeout: float | None):
+        deadline = time.monotonic() + (timeout or self.timeout)
+        while not queue:
+            self._route(self._recv(deadline), None)
+        return queue.popleft()
 
     def next_report(self, timeout: float | None = None) -> Report:
-        if self.reports:
-            return self.reports.popleft()
-        return self._await(lambda r: isinstance(r, Report), timeout)
+        """The next execution report no call took as its answer."""
+        return self._next(self.reports, timeout)
+
+    def next_notice(self, timeout: float | None = None) -> Notice | RequestRejected:
+        """The next notice, or gateway reject no call took as its answer (the answer
+        to a request sent with ``send``, say)."""
+        return self._next(self.notices, timeout)
 
     def drain_reports(self) -> list[Report]:
         """Every report already received, without waiting."""
-        self.reports.extend(self._unpacked)
-        self._unpacked.clear()
-        while self.socket.poll(0):
-            reply = self._decode()
-            if isinstance(reply, Report):
-                self.reports.append(reply)
-            elif isinstance(reply, Notice | RequestRejected):
-                self.notices.append(reply)
-            self.reports.extend(self._unpacked)
-            self._unpacked.clear()
+        while self._unpacked or self.socket.poll(0):
+            self._route(self._recv(time.monotonic() + 1), None)
         out = list(self.reports)
         self.reports.clear()
         return out
@@ -259,21 +256,12 @@ class Client:
 
     def signup(self, name: str, password: str) -> int:
         """Create an account; returns its id."""
-        self.send(Signup(name, password))
-
-        def mine(r) -> bool:
-            if isinstance(r, RequestRejected):
-                return True
-            first = r.events[0] if isinstance(r, Report) and r.events else None
-            return name in (getattr(first, "name", None), getattr(first, "cl_ord_id", None))
-
-        reply = self._await(mine)
+        reply = self._call(Signup(name, password))
         raise_for(reply)
-        return reply.events[0].account
+        return signed_up(reply)
 
     def login(self, name: str, password: str) -> LoggedIn:
-        self.send(Login(name, password))
-        reply = self._await(session_reply(name))
+        reply = self._call(Login(name, password))
         raise_for(reply)
         self.account = reply.account
         self._credentials = (name, password)
@@ -289,40 +277,6 @@ class Client:
                 if exc.code != Reject.NAME_TAKEN:
                     raise
         return self.login(name, password)
-
-    def _request(self, request, accept, timeout: float | None = None):
-        """Send ``request`` and return the reply ``accept`` picks (raising if it is a
-        reject). When the session is gone (the connection was remade: the gateway
-        restarted; or it went silent too long: NOT_LOGGED_IN) log in again first, then
-        send or resend: nothing is sent on a connection without a session, and an
-        order's cl_ord_id makes a resend exactly-once. An order answered NOT_LEADER (a
-        failover under way) is resent until the timeout."""
-        deadline = time.monotonic() + (timeout or self.timeout)
-        watch = self._credentials is not None
-        if watch and self._remade():
-            self._restore()
-        self.send(request)
-        relogins = 0
-        while True:
-            try:
-                reply = self._await(accept, deadline=deadline, watch=watch)
-            except _Reconnected:
-                self._restore()
-                self.send(request)
-                continue
-            if type(reply) is RequestRejected:
-                code = reply.code
-                if code == Reject.NOT_LOGGED_IN and watch and relogins < RELOGINS:
-                    relogins += 1
-                    self._restore()
-                    self.send(request)
-                    continue
-                if code == Reject.NOT_LEADER and time.monotonic() + RETRY_S < deadline:
-                    time.sleep(RETRY_S)
-                    self.send(request)
-                    continue
-            raise_for(reply)
-            return reply
 
     def _restore(self) -> None:
         """A session on this connection again: resume the token (no password to hash,
@@ -340,8 +294,7 @@ class Client:
 
     def resume(self, token: str) -> LoggedIn:
         """Attach this connection to a session by its token (no password sent)."""
-        self.send(Resume(token))
-        reply = self._await(session_reply())
+        reply = self._call(Resume(token))
         raise_for(reply)
         self.account = reply.account
         self._token = token
@@ -349,7 +302,7 @@ class Client:
 
     def change_password(self, old: str, new: str, cl_ord_id: str | None = None) -> OrderResult:
         """Change this account's password; every other session of it is logged out."""
-        result = self._answer_for(ChangePassword(cl_ord_id or new_cl_ord_id(), old, new), None)
+        result = self._order(password_request(old, new, cl_ord_id), None)
         if self._credentials is not None:
             self._credentials = (self._credentials[0], new)
         return result
@@ -360,15 +313,13 @@ class Client:
         """Operators only: ``halt``/``resume`` a symbol, ``reference`` (a symbol's new
         reference price), ``kill``/``unkill`` an account by name, ``deposit`` ``amount``
         price units into an account by name (negative: a withdrawal)."""
-        request = AdminRequest(new_cl_ord_id(), action, symbol, account, price, amount)
-        return self._answer_for(request, None)
+        return self._order(admin_request(action, symbol, account, price, amount), None)
 
     def logout(self) -> None:
         """End the session (its token with it) and wait until the gateway has: a socket
         closed right after would otherwise drop the request and leave the session to
         time out, counted against the account's session limit until it does."""
-        self.send(Logout())
-        self._await(lambda r: isinstance(r, LoggedOut))
+        self._call(Logout())
         self.account = None
         self._credentials = None
         self._token = ""
@@ -379,82 +330,50 @@ class Client:
         self.send(Ping(nonce))
 
     def alive(self, timeout: float = 2.0) -> bool:
-        """Ping and wait for the pong: False means the gateway is gone or stalled."""
-        nonce = time.monotonic_ns()
-        self.ping(nonce)
+        """Ping and wait for the answer: False means the gateway is gone or stalled."""
         try:
-            self._await(lambda r: isinstance(r, Pong) and r.nonce == nonce, timeout)
+            self._call(Ping(time.monotonic_ns()), timeout)
         except NoAnswer:
             return False
         return True
 
     # -- orders -----------------------------------------------------------------
 
-    def _answer_for(self, request, timeout: float | None) -> OrderResult:
-        cl_ord_id = request.cl_ord_id
+    def _order(self, request, timeout: float | None) -> OrderResult:
+        return order_result(self._request(request, timeout), request)
 
-        def mine(r) -> bool:
-            if isinstance(r, RequestRejected):
-                return r.ref == cl_ord_id or not r.ref
-            return isinstance(r, Report) and first_answer(r, cl_ord_id) is not None
-
-        reply = self._request(request, mine, timeout)
-        return OrderResult(first_answer(reply, cl_ord_id), reply.seq, list(reply.events))
-
-    def place(
-        self,
-        symbol: str,
-        side: Side,
-        qty: int,
-        price: int = 0,
-        ord_type: OrdType = OrdType.LIMIT,
-        tif: Tif = Tif.GTC,
-        post_only: bool = False,
-        stp: Stp = Stp.DEFAULT,
-        cl_ord_id: str | None = None,
-        timeout: float | None = None,
-    ) -> OrderResult:
-        """Send an order and wait for its acknowledgement (raises ExchangeError if rejected)."""
-        request = PlaceOrder(
-            cl_ord_id or new_cl_ord_id(), symbol, side, qty, price, ord_type, tif, post_only, stp
-        )
-        return self._answer_for(request, timeout)
+    def place(self, *order, timeout: float | None = None, **options) -> OrderResult:
+        """Send an order and wait for its acknowledgement (ExchangeError if rejected):
+        ``place(symbol, side, qty, price=0, ord_type=OrdType.LIMIT, tif=Tif.GTC,
+        post_only=False, stp=Stp.DEFAULT, cl_ord_id=None)``, as ``core.order_request``."""
+        return self._order(order_request(*order, **options), timeout)
 
     def cancel(self, order_id: int, cl_ord_id: str | None = None) -> OrderResult:
-        return self._answer_for(CancelRequest(cl_ord_id or new_cl_ord_id(), order_id), None)
+        return self._order(cancel_request(order_id, cl_ord_id), None)
 
     def replace(
         self, order_id: int, price: int, qty: int, cl_ord_id: str | None = None
     ) -> OrderResult:
-        request = ReplaceRequest(cl_ord_id or new_cl_ord_id(), order_id, price, qty)
-        return self._answer_for(request, None)
+        return self._order(replace_request(order_id, price, qty, cl_ord_id), None)
 
     def positions(self) -> Positions:
-        return self._request(GetPositions(), lambda r: isinstance(r, Positions | RequestRejected))
+        return self._request(GetPositions())
 
     def orders(self) -> Orders:
         """Every open order of the account, by order id. The gateway answers in pages
         (``ORDERS_PAGE`` at most); this asks for each in turn, so with orders changing
         meanwhile each page is as of its own ``seq`` (the one returned is the last)."""
-        listed: list = []
-        after = 0
-        while True:
-            page = self._request(
-                GetOrders(after), lambda r: isinstance(r, Orders | RequestRejected)
-            )
-            listed += page.orders
-            if not (page.more and page.orders):
-                return Orders(page.account, listed, page.seq)
-            after = page.orders[-1].order_id
+        pages = OrderPages()
+        while (request := pages.next()) is not None:
+            pages.add(self._request(request))
+        return pages.result()
 
     def fills(self, symbol: str = "", limit: int = 100) -> Fills:
         """This account's own last fills (of ``symbol`` if given), oldest first.
 
         >>> [(f.symbol, f.side, f.qty, f.price) for f in c.fills("AAPL").fills]
         """
-        return self._request(
-            GetFills(symbol, limit), lambda r: isinstance(r, Fills | RequestRejected)
-        )
+        return self._request(GetFills(symbol, limit))
 
 
 def _ask_marketdata(endpoint: str, request, timeout: float, ctx):
@@ -498,6 +417,7 @@ __all__ = [
     "ExchangeError",
     "NoAnswer",
     "OrderResult",
+    "new_cl_ord_id",
     "recent_trades",
     "snapshot",
 ]

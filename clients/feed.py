@@ -33,15 +33,17 @@ from collections import deque
 import msgspec
 import zmq
 
-from services.common.codec import DecodeError, encode, feed_decoder
 from services.common.wire import (
     Bbo,
+    DecodeError,
     FeedError,
     L2Update,
     Snapshot,
     SnapshotRequest,
     Trade,
     bbo_topic,
+    encode,
+    feed_decoder,
     l2_topic,
     trade_topic,
 )

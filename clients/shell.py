@@ -17,7 +17,6 @@ from pathlib import Path
 
 from clients import trading
 from clients.client import Client
-from services.common import config
 from services.common.money import to_dollars, to_units
 from services.common.wire import Fill, Notice, Side
 
@@ -192,7 +191,7 @@ def _readline(history: Path):
 
 
 def main() -> int:
-    cfg = config.load(home=config.exchange_home())
+    cfg = trading._cfg()
     client = trading.connect(cfg)
 
     def login() -> int:

@@ -15,8 +15,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from clients import settings
 from clients.client import Client, ExchangeError, NoAnswer, recent_trades, snapshot
-from services.common import config, curve
 from services.common.money import to_dollars, to_units
 from services.common.wire import PRICE_SCALE, CancelReason, Side
 
@@ -25,21 +25,20 @@ EXIT_USAGE = 2
 EXIT_NO_ANSWER = 3
 
 
-def _cfg() -> config.Config:
-    return config.load(home=config.exchange_home())
+def _cfg() -> settings.Settings:
+    """What the client commands read of the exchange's configuration file."""
+    return settings.load()
 
 
-def connect(cfg: config.Config | None = None, timeout: float = 10.0) -> Client:
+def connect(cfg: settings.Settings | None = None, timeout: float = 10.0) -> Client:
     """A client for the configured gateway, with CURVE keys when the config turns it
     on: the client's secret key file from EXCHANGE_CURVE_KEY, the server's public key
     from the key directory (``exchange keys`` makes both)."""
     cfg = cfg or _cfg()
-    keys = None
-    if curve.enabled(cfg):
-        secret = os.environ.get("EXCHANGE_CURVE_KEY")
-        if not secret:
-            raise NoAnswer("CURVE is on: set EXCHANGE_CURVE_KEY to your .key_secret file")
-        keys = curve.client_keys(Path(secret), curve.key_dir(cfg) / "server.key")
+    try:
+        keys = settings.curve_keys(cfg)
+    except LookupError as exc:
+        raise NoAnswer(str(exc)) from None
     return Client(cfg.endpoints["gateway"], timeout=timeout, curve_keys=keys)
 
 

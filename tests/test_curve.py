@@ -14,6 +14,8 @@ import zmq.auth
 
 from clients.aio import AsyncClient
 from clients.client import Client
+from clients.core import curve_client
+from clients.settings import client_keys
 from services.common import curve
 from services.common.codec import encode
 from services.common.money import to_units
@@ -79,7 +81,7 @@ def test_only_authorized_keys_get_through(short_home):
             intruder = ctx.socket(zmq.DEALER)
             intruder.setsockopt(zmq.LINGER, 0)
             if keys is not None:
-                curve.connect(intruder, keys)
+                curve_client(intruder, keys)
             monitor = intruder.get_monitor_socket()  # before connecting: see every attempt
             intruder.connect(endpoint)
             for request in (Ping(1), Signup("mallory", PASSWORD)):
@@ -93,7 +95,7 @@ def test_only_authorized_keys_get_through(short_home):
             monitor.close(0)
             intruder.close(0)
         # the key `exchange keys` made: signs up, trades, reads its positions
-        keys = curve.client_keys(Path(secret), server_public)
+        keys = client_keys(Path(secret), server_public)
         with Client(endpoint, curve_keys=keys) as alice, Client(endpoint, curve_keys=keys) as bob:
             alice.signup("alice", PASSWORD)
             alice.login("alice", PASSWORD)
@@ -120,7 +122,7 @@ def test_only_authorized_keys_get_through(short_home):
         late = exchange_cli(
             "keys", "client", "carol", "--json", home=short_home, config_path=mesh.config_path
         )
-        late_keys = curve.client_keys(Path(json.loads(late.stdout)["client_secret"]), server_public)
+        late_keys = client_keys(Path(json.loads(late.stdout)["client_secret"]), server_public)
         ok = False
         for _ in range(20):  # a refused handshake is final: each try is a new connection
             with Client(endpoint, curve_keys=late_keys) as carol:

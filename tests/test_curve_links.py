@@ -17,7 +17,9 @@ from pathlib import Path
 import zmq
 import zmq.auth
 
+from clients import settings
 from clients.client import Client, snapshot
+from clients.core import curve_client
 from services.common import curve
 from services.common.bus import TOPIC_RECORDS, StateQuery
 from services.common.codec import bus_decoder, encode
@@ -96,7 +98,7 @@ def test_service_links_over_tcp_are_curve(short_home):
     keys_dir = curve.key_dir(mesh.cfg)
     assert (keys_dir / "authorized_services" / "mesh.key").exists()
     assert oct((keys_dir / "mesh.key_secret").stat().st_mode)[-3:] == "600"
-    client_keys = curve.client_keys(
+    client_keys = settings.client_keys(
         Path(json.loads(made.stdout)["client_secret"]), keys_dir / "server.key"
     )
     internal_ports = {port_of(endpoints[n]) for n in INTERNAL}
@@ -143,7 +145,7 @@ def test_service_links_over_tcp_are_curve(short_home):
                 if kind == zmq.SUB:
                     sock.setsockopt(zmq.SUBSCRIBE, TOPIC_RECORDS)
                 if keys is not None:
-                    curve.connect(sock, keys)
+                    curve_client(sock, keys)
                 monitor = sock.get_monitor_socket()
                 sock.connect(endpoints[endpoint])
                 if kind == zmq.DEALER:

@@ -12,7 +12,7 @@ import zmq
 from clients.client import Client, NoAnswer
 from services.common.bus import NewOrder
 from services.common.money import to_units
-from services.common.wire import Accepted, PlaceOrder, Reject, RequestRejected, Side
+from services.common.wire import Accepted, PlaceOrder, Reject, Side
 from services.journal import tools as journal_tools
 from tests.mesh import exchange_cli, matcher_state, replay_journal, trader, wait_for
 
@@ -129,7 +129,7 @@ def test_matcher_says_busy_when_the_journal_lags_a_window(short_home):
         deadline = time.monotonic() + 5
         while len(busy) < 30 and time.monotonic() < deadline:
             try:
-                reply = client._await(lambda r: isinstance(r, RequestRejected), 0.5)
+                reply = client.next_notice(0.5)
             except NoAnswer:
                 break
             busy.append(reply)

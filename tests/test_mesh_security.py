@@ -8,7 +8,7 @@ import time
 import pytest
 
 from clients.client import Client, ExchangeError
-from services.common.codec import encode
+from services.common.codec import encode, reply_decoder
 from services.common.money import to_units
 from services.common.wire import (
     AccountBlocked,
@@ -152,14 +152,16 @@ def test_credentials_sessions_authorization_limits_and_no_leaks(secure_mesh, sho
         bob.socket.send(encode(Ping(7)))
     limited = pongs = 0
     while bob.socket.poll(1000):
-        reply = bob._decode()
+        reply = reply_decoder.decode(bob.socket.recv())
         replies.append(reply)
         pongs += type(reply).__name__ == "Pong"
         limited += getattr(reply, "code", 0) == Reject.RATE_LIMITED
     assert 150 <= pongs <= 250 and 1 <= limited <= 3, (pongs, limited)
     time.sleep(0.2)  # the bucket refills: bob is served again
     bob.socket.send(encode(Ping(8)))
-    assert bob.socket.poll(5000) and type(bob._decode()).__name__ == "Pong"
+    assert (
+        bob.socket.poll(5000) and type(reply_decoder.decode(bob.socket.recv())).__name__ == "Pong"
+    )
 
     # -- admin commands are journal records like any other; replay agrees ----------
     actions = [

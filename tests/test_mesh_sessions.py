@@ -9,7 +9,7 @@ import pytest
 
 from clients.client import Client
 from services.common.money import to_units
-from services.common.wire import PlaceOrder, Reject, RequestRejected, Side
+from services.common.wire import PlaceOrder, Reject, Side
 from tests.mesh import Mesh
 
 PASSWORD = "Secret.pw1"
@@ -38,7 +38,7 @@ def test_silent_sessions_expire_and_pinging_ones_stay(fast_mesh):
     assert chatty.place("AAPL", Side.BUY, 1, to_units("169.00")).ack.order_id
     # the gateway forgot the quiet session: a bare request is refused ...
     quiet.send(PlaceOrder("bare-1", "AAPL", Side.BUY, 1, to_units("169.00")))
-    refused = quiet._await(lambda r: isinstance(r, RequestRejected))
+    refused = quiet.next_notice()
     assert refused.code == Reject.NOT_LOGGED_IN
     # ... and the SDK logs in again by itself and resends, so the caller sees an ack
     placed = quiet.place("AAPL", Side.BUY, 1, to_units("169.00"), cl_ord_id="sdk-1")

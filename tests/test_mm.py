@@ -25,7 +25,7 @@ from clients.mm.quotes import (
     plan,
     step_for,
 )
-from services.common.config import SymbolSpec
+from clients.settings import SymbolSpec
 from services.common.money import to_units
 from services.common.wire import Side, Tif
 from tests.mesh import Mesh, trader, wait_for

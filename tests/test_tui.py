@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from services.common.config import SymbolSpec
+from clients.settings import SymbolSpec
 from services.common.money import to_units
 from services.common.wire import Accepted, Cancelled, Executed, Fill, Report, Rested, Side, Trade
 from tests.mesh import trader

@@ -21,15 +21,15 @@ import os
 
 import zmq
 
+from clients import settings
 from clients.aio import AsyncClient, ExchangeError
 from clients.feed import BookSubscriber
-from services.common import config
 from services.common.money import to_dollars, to_units
 from services.common.wire import Fill, Side
 
 
 async def run(symbol: str, spread: int, size: int, duration: float, create: bool) -> dict:
-    cfg = config.load(home=config.exchange_home())
+    cfg = settings.load()
     spec = cfg.symbols[symbol]
     user, password = os.environ["EXCHANGE_USER"], os.environ["EXCHANGE_PASSWORD"]
     book = BookSubscriber(

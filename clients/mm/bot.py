@@ -38,7 +38,7 @@ from clients.mm.quotes import (
     ladder,
     plan,
 )
-from services.common.config import Config, SymbolSpec
+from clients.settings import Settings, SymbolSpec
 from services.common.money import to_dollars
 from services.common.wire import (
     Accepted,
@@ -82,7 +82,7 @@ class SymbolQuoter:
 class MarketMaker:
     def __init__(
         self,
-        cfg: Config,
+        cfg: Settings,
         client: Client,
         symbols: list[str],
         params: QuoteParams,

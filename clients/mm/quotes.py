@@ -23,7 +23,7 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass, field
 
-from services.common.config import SymbolSpec
+from clients.settings import SymbolSpec
 from services.common.wire import Side
 
 BUY, SELL = Side.BUY, Side.SELL

@@ -21,6 +21,7 @@ from textual.widgets import Footer, Input, RichLog, Static, TabbedContent, TabPa
 
 from clients.client import Client, ExchangeError, NoAnswer, new_cl_ord_id, recent_trades
 from clients.feed import BookSubscriber
+from clients.settings import Settings
 from clients.tui.model import TuiModel, parse_ticket
 from clients.tui.widgets import (
     BookView,
@@ -30,7 +31,6 @@ from clients.tui.widgets import (
     SymbolPicker,
     TapeView,
 )
-from services.common.config import Config
 from services.common.money import to_dollars
 from services.common.wire import CancelRequest, PlaceOrder, Reject, RequestRejected, Trade
 
@@ -70,7 +70,7 @@ class ExchangeApp(App):
 
     def __init__(
         self,
-        cfg: Config,
+        cfg: Settings,
         client: Client,
         symbol: str = "AAPL",
         *,

@@ -11,7 +11,7 @@ from collections import deque
 from dataclasses import dataclass
 
 from clients.accountview import AccountView
-from services.common.config import SymbolSpec
+from clients.settings import SymbolSpec
 from services.common.money import to_dollars, to_units
 from services.common.wire import (
     REJECT_TEXT,

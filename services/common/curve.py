@@ -1,4 +1,4 @@
-"""ZeroMQ CURVE for the exchange's TCP endpoints: keys, the server side, the client side.
+"""ZeroMQ CURVE for the exchange's TCP endpoints: keys and the server side.
 
 Keys live in ``[security] curve_dir`` (default ``$EXCHANGE_HOME/keys``), in the layout
 of ``zmq.auth.create_certificates``:
@@ -18,6 +18,9 @@ made with the server's), and the ZAP domain ``mesh`` admits only the public keys
 ``authorized_services/``. ``ipc://`` links stay as they are: they never leave the
 host and their socket files sit in ``$EXCHANGE_HOME/run/``. The public market-data
 endpoints stay plain too (anyone may read the feeds).
+
+The client side (loading a client's keys, making a socket a CURVE client) is the SDK's:
+``clients.settings.client_keys`` and ``clients.core.curve_client``.
 """
 
 from __future__ import annotations
@@ -84,20 +87,6 @@ def reload(auth: ThreadAuthenticator, cfg: Config) -> None:
     """Read ``authorized_clients/`` again, so a key added (or removed) takes effect
     without a restart."""
     auth.configure_curve(domain="*", location=str(key_dir(cfg) / "authorized_clients"))
-
-
-def client_keys(secret_file: Path, server_public_file: Path) -> tuple[bytes, bytes, bytes]:
-    """(client public, client secret, server public) for ``connect``."""
-    public, secret = zmq.auth.load_certificate(secret_file)
-    server_public, _ = zmq.auth.load_certificate(server_public_file)
-    if secret is None:
-        raise ValueError(f"{secret_file} holds no secret key")
-    return public, secret, server_public
-
-
-def connect(sock: zmq.Socket, keys: tuple[bytes, bytes, bytes]) -> None:
-    """Make ``sock`` (not yet connected) a CURVE client with these keys."""
-    sock.curve_publickey, sock.curve_secretkey, sock.curve_serverkey = keys
 
 
 # -- the exchange's own links ------------------------------------------------------
