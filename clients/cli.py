@@ -120,7 +120,7 @@ def _trade_shell() -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from clients import admin, keys, ops, trading, tui
+    from clients import admin, keys, trading, tui
     from clients.mm import bot as mm
     from services.common.wire import Side
 
@@ -134,9 +134,9 @@ def build_parser() -> argparse.ArgumentParser:
         p.set_defaults(func=func)
         return p
 
-    command("up", lambda a: ops.up(a.json), "start the mesh under supervisord")
-    command("down", lambda a: ops.down(a.json), "stop the mesh")
-    command("status", lambda a: ops.status(a.json), "every service's role, epoch, seq, lag")
+    command("up", _operator("up"), "start the mesh under supervisord")
+    command("down", _operator("down"), "stop the mesh")
+    command("status", _operator("status"), "every service's role, epoch, seq, lag")
     account = sub.add_parser("account", help="accounts")
     account_sub = account.add_subparsers(dest="account", required=True)
     create = account_sub.add_parser(
@@ -232,13 +232,33 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: list[str] | None = None) -> int:
-    from services.common.config import ConfigError
+def _config_error(exc: Exception) -> bool:
+    """Whether ``exc`` is the server's ConfigError (only an operator command that
+    loaded the server's configuration can raise one; the trading commands never
+    import it, so they run without the server's code)."""
+    config = sys.modules.get("services.common.config")
+    return config is not None and isinstance(exc, config.ConfigError)
 
+
+def _operator(name: str):
+    """`exchange up | down | status`: clients.ops (supervisor, the server's config)
+    is imported only when one of them runs."""
+
+    def run(args: argparse.Namespace) -> int:
+        from clients import ops
+
+        return getattr(ops, name)(args.json)
+
+    return run
+
+
+def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except ConfigError as exc:  # a bad configuration file: say which key, no traceback
+    except ValueError as exc:  # a bad configuration file: say which key, no traceback
+        if not _config_error(exc):
+            raise
         print(f"exchange: configuration: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

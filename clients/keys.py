@@ -12,12 +12,12 @@ import json
 import re
 import sys
 
-from services.common import config, curve
-
 KEY_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
 
 
 def run(kind: str, name: str, as_json: bool) -> int:
+    from services.common import config, curve  # the server's side: only when run
+
     if kind == "client" and not KEY_NAME.fullmatch(name):
         print("a key name is 1-64 letters, digits, '-' or '_'", file=sys.stderr)
         return 2

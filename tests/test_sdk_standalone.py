@@ -3,8 +3,9 @@
 A subprocess refuses to import the server's dependencies (structlog, supervisor,
 sortedcontainers, hdrhistogram) and textual, and every module of ``services`` but the
 public protocol (``services.common.wire``) and the money helpers: the SDK, the trading
-commands, the market maker and the TUI's model still import, and the SDK signs up,
-trades, follows a book and reads the tape through a real mesh."""
+commands, the market maker and the TUI's model still import, the SDK signs up,
+trades, follows a book and reads the tape through a real mesh, and the `exchange`
+command's trading commands work."""
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ from tests.mesh import cli_env
 SERVER_PACKAGES = ("structlog", "supervisor", "sortedcontainers", "hdrhistogram", "textual")
 ALLOWED = ("services", "services.common", "services.common.wire", "services.common.money")
 CLIENT_MODULES = (
+    "clients.cli",
     "clients.client",
     "clients.aio",
     "clients.feed",
@@ -145,3 +147,26 @@ def test_the_sdk_trades_through_a_mesh_without_the_server(mesh, short_home):
     assert out["rested"] > 0 and out["book_asks"] == [[1_700_000, 20]]
     assert out["filled"] == 5 and out["open"] == [15] and out["tape"] == [5]
     assert out["snapshot_asks"] == [[1_700_000, 15]]
+
+    trader = cli_env(
+        short_home, mesh.config_path, EXCHANGE_USER="lone-maker", EXCHANGE_PASSWORD="Secret.pw1"
+    )
+    said = run(
+        """
+        import contextlib, io, json
+        from clients import cli
+
+        def exchange(*argv):
+            out = io.StringIO()
+            with contextlib.redirect_stdout(out):
+                code = cli.main(list(argv))
+            return code, json.loads(out.getvalue())
+
+        sold = exchange("sell", "AAPL", "1", "171.00", "--json")
+        held = exchange("positions", "--json")
+        print(json.dumps({"sold": sold, "held": held}))
+        """,
+        env=trader,
+    )
+    assert said["sold"][0] == 0 and said["sold"][1]["ok"]
+    assert said["held"][0] == 0 and said["held"][1]["AAPL"] == -5
