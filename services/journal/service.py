@@ -12,79 +12,85 @@ could not store, says ``disk_full`` in its beats (the primary matcher then refus
 commands) and ``disk-full`` as its role in ``exchange status``, keeps serving reads,
 and tries again every ``[journal] disk_retry_ms``; the records it dropped are fetched
 again from the matcher's retransmit buffer, as for any gap.
+
+The decisions are ``core.py``'s; this is its node.
 """
 
 from __future__ import annotations
 
 import os
-import signal
 import time
 
 import zmq
 
-from services.common import curve, snapfile
-from services.common.beats import BeatSender
-from services.common.bus import TOPIC_BEAT, TOPIC_RECORDS, Archived, Beat, Fence, ReadRange
-from services.common.codec import RawRecord, encode, join_batch, raw_records
+from services.common import snapfile
+from services.common.bus import TOPIC_BEAT, TOPIC_RECORDS
+from services.common.codec import encode, raw_records
 from services.common.config import Config, matcher_endpoints
 from services.common.frames import send_pair
+from services.common.node import Node
 from services.common.router import bus_messages
-from services.common.runtime import tune_gc
 from services.common.status import current_primary, latest_status, status_socket
 from services.common.stream import Follower
+from services.journal.core import JournalCore
 from services.journal.segment import FILE_MODE, JournalStore, sync_dir
-from services.journal.spare import free_bytes
 
-MAX_READ = 5_000
 # while commits advance, a beat says how far at least this often: the primary matcher
 # learns its journal lag from these beats alone, never from the records themselves
 COMMIT_BEAT_S = 0.005
-# a journal whose disk filled tries again only with at least this much free: room for
-# thousands of records, so an attempt that is bound to fail is not made every retry
-RESUME_FREE_BYTES = 1 << 20
 
 
 class Journal:
     def __init__(self, cfg: Config, log) -> None:
         self.cfg = cfg
         self.log = log
-        self.fsync = cfg.journal.fsync
         directory = cfg.home / "journal"
         # how often a journal with a full disk tries to write again, and a backed-off
         # spare writer looks for room again
-        self.retry_every = cfg.journal.disk_retry_ms / 1000
-        self.store = JournalStore(
+        retry_every = cfg.journal.disk_retry_ms / 1000
+        store = JournalStore(
             directory,
             cfg.journal.segment_bytes,
             reserve_bytes=cfg.journal.disk_reserve_bytes,
-            retry_s=self.retry_every,
+            retry_s=retry_every,
         )
-        if self.store.truncated:
-            self.log.warning("torn_tail_dropped", detail=self.store.truncated)
+        if store.truncated:
+            self.log.warning("torn_tail_dropped", detail=store.truncated)
         self.epoch_file = directory / "epoch"
-        self.min_epoch = max(self._read_epoch(), self.store.last_epoch)
-        self.ctx = zmq.Context.instance()
-        self.pub = self.ctx.socket(zmq.PUB)
-        self.pub.setsockopt(zmq.LINGER, 0)
-        self.pub.setsockopt(zmq.SNDHWM, 0)  # bounded by the matcher's lag window
-        curve.bind(self.pub, cfg.endpoints["journal_pub"])
-        self.router = self.ctx.socket(zmq.ROUTER)
-        self.router.setsockopt(zmq.LINGER, 0)
-        curve.bind(self.router, cfg.endpoints["journal_read"])
-        self.status = status_socket(self.ctx, cfg.endpoints["status_pub"])
-        heartbeat_ms = cfg.timings.heartbeat_ms
-        self.idle_beat = heartbeat_ms / 2000
-        self.beats = BeatSender(self.ctx, cfg.endpoints["heartbeat"], "journal", heartbeat_ms)
-        self.sync_interval = cfg.journal.min_sync_interval_us / 1e6
-        self.next_sync = 0.0
-        # seconds between checks for segments to archive (0: keep everything here)
-        self.archive_every = cfg.journal.archive_check_s
+        node = self.node = Node("journal", cfg, log)
+        node.close_later(store.close)
+        self.core = JournalCore(
+            store,
+            self._write_epoch,
+            max(self._read_epoch(), store.last_epoch),
+            log,
+            node.metrics,
+            publish=self._publish,
+            rewind=self._rewind,
+            announce=self._announce,
+            drain=self._drain,
+            fsync=cfg.journal.fsync,
+            sync_interval=cfg.journal.min_sync_interval_us / 1e6,
+            retry_every=retry_every,
+            covered=lambda: snapfile.covered_seq(cfg.home),
+        )
+        self.pub = node.bind(zmq.PUB, cfg.endpoints["journal_pub"], SNDHWM=0)  # bounded
+        # by the matcher's lag window
+        self.router = node.bind(zmq.ROUTER, cfg.endpoints["journal_read"])
+        self.status = status_socket(node.ctx, cfg.endpoints["status_pub"])
+        node.close_later(lambda: self.status.close(0))
         self.follower: Follower | None = None
         self.instance: str | None = None
-        self.disk_full = False
-        self.next_retry = 0.0  # monotonic: the next disk retry and spare check
-        self.spare_deferred = False  # as last logged
-        self.running = True
+        node.close_later(lambda: self.follower and self.follower.close())
+        node.on(self.router, self._serve)
+        node.on(self.status, self._on_status)
+        node.step(self.core.maintain)
+        self.beaten_at = 0.0  # when the last beat went out on the PUB
+        self.pub_beat = node.every(cfg.timings.heartbeat_ms / 2000, self._pub_beat)
+        node.beat_with("journal", self.core.service_beat)
+        # seconds between checks for segments to archive (0: keep everything here)
+        if cfg.journal.archive_check_s:
+            node.every(cfg.journal.archive_check_s, lambda _: self.core.archive())
 
     # -- fencing ------------------------------------------------------------------
 
@@ -109,141 +115,59 @@ class Journal:
         """Follow matcher ``instance`` from the record after the last one on disk."""
         if self.follower is not None and instance == self.instance:
             return
+        node, core = self.node, self.core
         if self.follower is not None:
+            node.off(self.follower)
             self.follower.close()
         cmd_endpoint, pub_endpoint = matcher_endpoints(self.cfg, instance)
+        next_seq = core.store.last_seq + 1
         self.follower = Follower(
-            self.ctx,
-            pub_endpoint,
-            cmd_endpoint,
-            self.store.last_seq + 1,
-            timeout_ms=200,
-            decode=raw_records,
+            node.ctx, pub_endpoint, cmd_endpoint, next_seq, timeout_ms=200, decode=raw_records
         )
         self.instance = instance
-        self.log.info("following", matcher=instance, next_seq=self.store.last_seq + 1)
+        node.follow(self.follower, core.commit, when=lambda: not core.disk_full)
+        node.on(self.follower.sub, self._discard, when=lambda: core.disk_full)
+        self.log.info("following", matcher=instance, next_seq=next_seq)
 
-    def _fence(self, ident: bytes, fence: Fence) -> None:
-        if fence.epoch > self.min_epoch:
-            try:
-                self._write_epoch(fence.epoch)
-            except OSError as exc:
-                # a fence that is not on disk could be forgotten by a restart, letting
-                # the old primary write again: unanswered, the promotion is retried
-                self.log.error("fence_not_stored", epoch=fence.epoch, error=str(exc))
-                self._disk_failed(exc)
-                return
-            self.min_epoch = fence.epoch
-            self.log.info("fenced", epoch=fence.epoch, matcher=fence.instance)
-        if fence.epoch >= self.min_epoch:
-            self._follow(fence.instance)
-        self.router.send_multipart([ident, encode(self._beat())])
+    def _serve(self, now: float) -> None:
+        router, core = self.router, self.core
+        for ident, msg in bus_messages(router, limit=64):
+            reply, follow = core.request(msg)
+            if follow is not None:
+                self._follow(follow)
+            if reply is not None:
+                router.send_multipart([ident, reply])
 
-    def _beat(self) -> Beat:
-        return Beat(self.store.durable_seq, self.min_epoch, self.disk_full)
-
-    def _on_status(self) -> None:
+    def _on_status(self, now: float) -> None:
         """A restarted journal learns the current primary from the heartbeat service."""
-        primary = current_primary(latest_status(self.status))
-        if primary is not None and primary[1] >= self.min_epoch:
-            self._follow(primary[0])
+        follow = self.core.primary(current_primary(latest_status(self.status)))
+        if follow is not None:
+            self._follow(follow)
 
-    # -- committing -----------------------------------------------------------------
+    # -- the core's ports -----------------------------------------------------------
 
-    def _append(self, records: list[RawRecord]) -> list[bytes]:
-        """Append what is acceptable (buffered): the matcher's own bytes, stored and
-        republished without decoding them again."""
-        raws: list = []
-        for record in records:
-            if record.epoch < self.min_epoch:
-                self.log.warning(
-                    "refused_old_epoch",
-                    seq=record.seq,
-                    epoch=record.epoch,
-                    min_epoch=self.min_epoch,
-                )
-                self.follower.next_seq = record.seq  # the fenced primary's seqs are void
-                break
-            self.store.append(record.seq, record.epoch, record.raw)
-            raws.append(record.raw)
-        return raws
+    def _publish(self, batch: bytes) -> None:
+        send_pair(self.pub, TOPIC_RECORDS, batch)
+        # say how far soon: the primary's lag window reads it
+        self.pub_beat.pull(self.beaten_at + COMMIT_BEAT_S)
 
-    def _commit(self, records: list[RawRecord]) -> bool:
-        """Append, sync once for all of it, then publish it as committed; False if the
-        disk failed it (then nothing of it is stored or published).
-
-        Syncs are paced: one starts at most every ``sync_interval`` seconds, and
-        what arrives in between shares the next. On this project's VM the host does
-        the guest's disk flushes; past about 2,000 a second it took the guest's CPUs
-        away for ~10 ms at a time, and fewer, larger commits also cost every
-        process downstream less per order (docs/performance.md, "How the order
-        path is kept cheap")."""
-        try:
-            raws = self._append(records)
-            if not raws:
-                return True
-            if self.fsync:
-                wait = self.next_sync - time.monotonic()
-                if wait > 0:
-                    time.sleep(wait)
-                    raws += self._append(self.follower.drain())
-                self.next_sync = time.monotonic() + self.sync_interval
-            self.store.sync(self.fsync)
-        except OSError as exc:
-            self._disk_failed(exc)
-            return False
-        send_pair(self.pub, TOPIC_RECORDS, join_batch(raws))
-        return True
-
-    # -- a full disk --------------------------------------------------------------
-
-    def _disk_failed(self, exc: OSError) -> None:
-        """A write or sync failed: forget the batch, refuse work, try again later."""
-        self.store.rollback()  # raises only if even the undo fails: then stop
+    def _rewind(self, seq: int) -> None:
         if self.follower is not None:
-            self.follower.next_seq = self.store.last_seq + 1  # fetched again on resuming
-        if not self.disk_full:
-            self.disk_full = True
-            self.log.error(
-                "disk_full",
-                error=str(exc),
-                errno=exc.errno,
-                committed=self.store.last_seq,
-                free_bytes=self._free(),
-            )
-            self._announce()
-        self.next_retry = time.monotonic() + self.retry_every
+            self.follower.next_seq = seq
 
-    def _free(self) -> int:
-        try:
-            return free_bytes(self.store.directory)
-        except OSError:
-            return 0
+    def _drain(self):
+        return None if self.follower is None else self.follower.drain()
 
     def _announce(self) -> None:
         """Tell the matcher (journal beat) and the heartbeat service (role) at once."""
-        send_pair(self.pub, TOPIC_BEAT, encode(self._beat()))
-        self.beats.send(*self._service_beat())
+        self._pub_beat(time.monotonic())
+        self.node.beat_now()
 
-    def _service_beat(self) -> tuple[str, int, int, int]:
-        committed = self.store.durable_seq
-        return ("disk-full" if self.disk_full else "journal", self.min_epoch, committed, committed)
+    def _pub_beat(self, now: float) -> None:
+        send_pair(self.pub, TOPIC_BEAT, encode(self.core.beat()))
+        self.beaten_at = now
 
-    def _prepare_spare(self) -> None:
-        """Let a spare writer that backed off (no room above the reserve) try again."""
-        spare = self.store.spare
-        if spare is None:
-            return
-        spare.prepare()
-        deferred = spare.deferred is not None
-        if deferred != self.spare_deferred:  # said once per change, not every retry
-            self.spare_deferred = deferred
-            if deferred:
-                self.log.warning("spare_deferred", reason=spare.deferred)
-            else:
-                self.log.info("spare_resumed")
-
-    def _discard(self) -> None:
+    def _discard(self, now: float) -> None:
         """While the disk is full, what the matcher publishes is dropped unread (it is
         fetched again by range read on resuming): it must not pile up or spin the loop."""
         sub = self.follower.sub
@@ -253,101 +177,6 @@ class Journal:
             except zmq.Again:
                 return
 
-    def _retry(self) -> None:
-        """With room again, write the records dropped (fetched again from the matcher)
-        and, if that works, take new work again: a failure waits for the next retry."""
-        free = self._free()
-        if free < RESUME_FREE_BYTES:
-            return
-        if self.follower is not None and not self._commit(self.follower.drain()):
-            return
-        self.disk_full = False
-        self.log.info("disk_writable", free_bytes=free, committed=self.store.last_seq)
-        self._announce()
-
-    def _archive(self) -> None:
-        """Move segments that every reader has snapshotted past to journal/archive/."""
-        try:
-            moved = self.store.archive(snapfile.covered_seq(self.cfg.home))
-        except OSError as exc:  # e.g. no room for archive/: the next check tries again
-            self.log.warning("archive_failed", error=str(exc))
-            return
-        if moved:
-            self.log.info(
-                "archived", segments=[p.name for p in moved], first_seq=self.store.first_seq
-            )
-
-    def _serve(self) -> None:
-        for ident, msg in bus_messages(self.router, limit=64):
-            if isinstance(msg, ReadRange) and self.store.archived(msg.first):
-                self.router.send_multipart([ident, encode(Archived(self.store.first_seq))])
-            elif isinstance(msg, ReadRange):
-                raws = self.store.read(msg.first, min(msg.count, MAX_READ))
-                self.router.send_multipart([ident, join_batch(raws)])
-            elif isinstance(msg, Fence):
-                self._fence(ident, msg)
-
     def run(self) -> int:
-        signal.signal(signal.SIGTERM, lambda *_: setattr(self, "running", False))
-        self.log.info("open", last_seq=self.store.last_seq, min_epoch=self.min_epoch)
-        last_beat = 0.0
-        beaten_seq = -1  # last_seq the newest beat carried
-        next_archive = 0.0
-        poller = zmq.Poller()
-        poller.register(self.router, zmq.POLLIN)
-        poller.register(self.status, zmq.POLLIN)
-        polled = None  # the follower's SUB the poller watches (following anew swaps it)
-        tune_gc()
-        try:
-            while self.running:
-                sub = self.follower.sub if self.follower is not None else None
-                if sub is not polled:
-                    if polled is not None:
-                        poller.unregister(polled)
-                    if sub is not None:
-                        poller.register(sub, zmq.POLLIN)
-                    polled = sub
-                ready = dict(poller.poll(10 if self.follower else 50))
-                if self.router in ready:
-                    self._serve()
-                if self.status in ready:
-                    self._on_status()
-                follower = self.follower
-                if follower is None:
-                    pass
-                elif self.disk_full:
-                    if follower.sub in ready:
-                        self._discard()
-                elif (
-                    follower.sub in ready
-                    or follower.source_seq >= follower.next_seq
-                    or follower.quiet()
-                ):
-                    self._commit(follower.drain())
-                now = time.monotonic()
-                since = now - last_beat
-                if since >= self.idle_beat or (
-                    since >= COMMIT_BEAT_S and self.store.last_seq != beaten_seq
-                ):
-                    beat = self._beat()
-                    beaten_seq = beat.seq
-                    send_pair(self.pub, TOPIC_BEAT, encode(beat))
-                    last_beat = now
-                if self.beats.due():
-                    self.beats.send(*self._service_beat())
-                if now >= self.next_retry:
-                    self.next_retry = now + self.retry_every
-                    self._prepare_spare()
-                    if self.disk_full:
-                        self._retry()
-                if self.archive_every and now >= next_archive:
-                    self._archive()
-                    next_archive = now + self.archive_every
-        finally:
-            self.store.close()
-            for sock in (self.pub, self.router, self.status):
-                sock.close(0)
-            if self.follower is not None:
-                self.follower.close()
-            self.beats.close()
-        return 0
+        self.log.info("open", last_seq=self.core.store.last_seq, min_epoch=self.core.min_epoch)
+        return self.node.run(50)

@@ -1,0 +1,239 @@
+"""The journal's decisions, apart from its sockets: for each input, what to write,
+when to sync, what to publish as committed and what to answer.
+
+``JournalCore`` is given the store (segment files), the way to make a fence durable,
+and four ports to its node: ``publish`` (a committed batch), ``rewind`` (the record
+the follower must read next), ``announce`` (say the disk state now, to the matcher and
+the heartbeat service) and ``drain`` (what the matcher has published since, or None
+while none is followed). Tests give it a store in a temp directory and recording ports.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from services.common.bus import Archived, Beat, Fence, ReadRange
+from services.common.codec import RawRecord, encode, join_batch
+from services.common.metrics import Metrics
+from services.journal.segment import JournalStore
+from services.journal.spare import free_bytes
+
+MAX_READ = 5_000
+# a journal whose disk filled tries again only with at least this much free: room for
+# thousands of records, so an attempt that is bound to fail is not made every retry
+RESUME_FREE_BYTES = 1 << 20
+
+
+class JournalCore:
+    def __init__(
+        self,
+        store: JournalStore,
+        write_epoch: Callable[[int], None],
+        min_epoch: int,
+        log,
+        metrics: Metrics,
+        *,
+        publish: Callable[[bytes], None],
+        rewind: Callable[[int], None],
+        announce: Callable[[], None],
+        drain: Callable[[], list | None],
+        fsync: bool = True,
+        sync_interval: float = 0.0,
+        retry_every: float = 1.0,
+        covered: Callable[[], int] = lambda: 0,
+        free: Callable[[Path], int] = free_bytes,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.store = store
+        self.write_epoch = write_epoch
+        self.min_epoch = min_epoch
+        self.log = log
+        self.publish = publish
+        self.rewind = rewind
+        self.announce = announce
+        self.drain = drain
+        self.fsync = fsync
+        self.sync_interval = sync_interval
+        self.next_sync = 0.0
+        self.retry_every = retry_every
+        self.next_retry = 0.0  # the next disk retry and spare check
+        self.covered = covered  # the last seq every reader has a snapshot past
+        self.free = free
+        self.clock = clock
+        self.sleep = sleep
+        self.disk_full = False
+        self.spare_deferred = False  # as last logged
+        self.committed = metrics.counter("records_committed", "records made durable")
+        self.commits = metrics.counter("commits", "group commits (one sync each)")
+        self.sync_seconds = metrics.histogram("fsync_seconds", "time in one commit's sync")
+
+    # -- reads and fences -----------------------------------------------------------
+
+    def request(self, msg: object) -> tuple[bytes | None, str | None]:
+        """The answer to a range read or a fence (None: none), and the matcher to follow
+        from now on (None: no change)."""
+        store = self.store
+        if isinstance(msg, ReadRange):
+            if store.archived(msg.first):
+                return encode(Archived(store.first_seq)), None
+            return join_batch(store.read(msg.first, min(msg.count, MAX_READ))), None
+        if isinstance(msg, Fence):
+            return self._fence(msg)
+        return None, None
+
+    def _fence(self, fence: Fence) -> tuple[bytes | None, str | None]:
+        if fence.epoch > self.min_epoch:
+            try:
+                self.write_epoch(fence.epoch)
+            except OSError as exc:
+                # a fence that is not on disk could be forgotten by a restart, letting
+                # the old primary write again: unanswered, the promotion is retried
+                self.log.error("fence_not_stored", epoch=fence.epoch, error=str(exc))
+                self.disk_failed(exc)
+                return None, None
+            self.min_epoch = fence.epoch
+            self.log.info("fenced", epoch=fence.epoch, matcher=fence.instance)
+        follow = fence.instance if fence.epoch >= self.min_epoch else None
+        return encode(self.beat()), follow
+
+    def primary(self, primary: tuple[str, int] | None) -> str | None:
+        """The matcher to follow given the heartbeat service's word on who is primary
+        (a restarted journal learns it so): one not fenced out, or None."""
+        if primary is not None and primary[1] >= self.min_epoch:
+            return primary[0]
+        return None
+
+    def beat(self) -> Beat:
+        return Beat(self.store.durable_seq, self.min_epoch, self.disk_full)
+
+    def service_beat(self) -> tuple[str, int, int, int]:
+        committed = self.store.durable_seq
+        return ("disk-full" if self.disk_full else "journal", self.min_epoch, committed, committed)
+
+    # -- committing -------------------------------------------------------------------
+
+    def _append(self, records: list[RawRecord]) -> list[bytes]:
+        """Append what is acceptable (buffered): the matcher's own bytes, stored and
+        republished without decoding them again."""
+        raws: list = []
+        for record in records:
+            if record.epoch < self.min_epoch:
+                self.log.warning(
+                    "refused_old_epoch",
+                    seq=record.seq,
+                    epoch=record.epoch,
+                    min_epoch=self.min_epoch,
+                )
+                self.rewind(record.seq)  # the fenced primary's seqs are void
+                break
+            self.store.append(record.seq, record.epoch, record.raw)
+            raws.append(record.raw)
+        return raws
+
+    def commit(self, records: list[RawRecord]) -> bool:
+        """Append, sync once for all of it, then publish it as committed; False if the
+        disk failed it (then nothing of it is stored or published).
+
+        Syncs are paced: one starts at most every ``sync_interval`` seconds, and
+        what arrives in between (``drain()`` after the wait) shares the next. On this project's
+        VM the host does the guest's disk flushes; past about 2,000 a second it took
+        the guest's CPUs away for ~10 ms at a time, and fewer, larger commits also cost
+        every process downstream less per order (docs/architecture.md, "Speed of the
+        mesh")."""
+        clock = self.clock
+        try:
+            raws = self._append(records)
+            if not raws:
+                return True
+            if self.fsync:
+                wait = self.next_sync - clock()
+                if wait > 0:
+                    self.sleep(wait)
+                    raws += self._append(self.drain() or [])
+                self.next_sync = clock() + self.sync_interval
+            started = clock()
+            self.store.sync(self.fsync)
+            self.sync_seconds.observe(clock() - started)
+        except OSError as exc:
+            self.disk_failed(exc)
+            return False
+        self.commits.value += 1
+        self.committed.value += len(raws)
+        self.publish(join_batch(raws))
+        return True
+
+    # -- a full disk --------------------------------------------------------------------
+
+    def disk_failed(self, exc: OSError) -> None:
+        """A write or sync failed: forget the batch, refuse work, try again later."""
+        self.store.rollback()  # raises only if even the undo fails: then stop
+        self.rewind(self.store.last_seq + 1)  # fetched again on resuming
+        if not self.disk_full:
+            self.disk_full = True
+            self.log.error(
+                "disk_full",
+                error=str(exc),
+                errno=exc.errno,
+                committed=self.store.last_seq,
+                free_bytes=self._free(),
+            )
+            self.announce()
+        self.next_retry = self.clock() + self.retry_every
+
+    def _free(self) -> int:
+        try:
+            return self.free(self.store.directory)
+        except OSError:
+            return 0
+
+    def maintain(self, now: float) -> None:
+        """Every ``retry_every``: let a spare writer that backed off try again, and with
+        a full disk, try writing again."""
+        if now < self.next_retry:
+            return
+        self.next_retry = now + self.retry_every
+        self._prepare_spare()
+        if self.disk_full:
+            self._retry()
+
+    def _prepare_spare(self) -> None:
+        """Let a spare writer that backed off (no room above the reserve) try again."""
+        spare = self.store.spare
+        if spare is None:
+            return
+        spare.prepare()
+        deferred = spare.deferred is not None
+        if deferred != self.spare_deferred:  # said once per change, not every retry
+            self.spare_deferred = deferred
+            if deferred:
+                self.log.warning("spare_deferred", reason=spare.deferred)
+            else:
+                self.log.info("spare_resumed")
+
+    def _retry(self) -> None:
+        """With room again, write the records dropped (fetched again from the matcher)
+        and, if that works, take new work again: a failure waits for the next retry."""
+        free = self._free()
+        if free < RESUME_FREE_BYTES:
+            return
+        records = self.drain()
+        if records is not None and not self.commit(records):
+            return
+        self.disk_full = False
+        self.log.info("disk_writable", free_bytes=free, committed=self.store.last_seq)
+        self.announce()
+
+    def archive(self) -> None:
+        """Move segments that every reader has snapshotted past to journal/archive/."""
+        try:
+            moved = self.store.archive(self.covered())
+        except OSError as exc:  # e.g. no room for archive/: the next check tries again
+            self.log.warning("archive_failed", error=str(exc))
+            return
+        if moved:
+            self.log.info(
+                "archived", segments=[p.name for p in moved], first_seq=self.store.first_seq
+            )
