@@ -131,9 +131,12 @@ def parse(raw: dict, home: Path | None = None) -> Settings:
 
 
 def load(path: str | Path | None = None, home: Path | None = None) -> Settings:
-    """Read ``path``, else ``$EXCHANGE_CONFIG``, else config/default.toml."""
-    path = Path(path or os.environ.get("EXCHANGE_CONFIG") or DEFAULT_CONFIG)
-    with path.open("rb") as fh:
+    """Read ``path``, else ``$EXCHANGE_CONFIG``, else config/default.toml; an installed
+    SDK without that file (no path given) gets the public endpoints and no symbols."""
+    named = path or os.environ.get("EXCHANGE_CONFIG")
+    if not named and not DEFAULT_CONFIG.exists():
+        return parse({}, home or exchange_home())
+    with Path(named or DEFAULT_CONFIG).open("rb") as fh:
         return parse(tomllib.load(fh), home or exchange_home())
 
 

@@ -69,3 +69,12 @@ def test_curve_keys_need_the_client_key_when_curve_is_on(tmp_path, monkeypatch):
     assert settings.curve_keys(settings.parse(MINIMAL, tmp_path)) is None
     with pytest.raises(LookupError, match="EXCHANGE_CURVE_KEY"):
         settings.curve_keys(settings.parse(EVERY, tmp_path))
+
+
+def test_an_installed_sdk_without_the_file_knows_the_public_endpoints(tmp_path, monkeypatch):
+    monkeypatch.delenv("EXCHANGE_CONFIG", raising=False)
+    monkeypatch.setattr(settings, "DEFAULT_CONFIG", tmp_path / "absent.toml")
+    found = settings.load(home=tmp_path)
+    assert found.endpoints == settings.PUBLIC_ENDPOINTS and found.symbols == {}
+    with pytest.raises(FileNotFoundError):  # a file named but missing is an error
+        settings.load(tmp_path / "named.toml")
