@@ -2,7 +2,7 @@
 
 The zguide's Clone pattern: subscribe to the L2 topic first, then ask for a snapshot,
 drop updates at or below the snapshot's sequence number and apply the rest in order.
-PUB/SUB drops messages under bursts (DESIGN.md), so a gap in the sequence numbers
+PUB/SUB drops messages under bursts (docs/performance.md), so a gap in the sequence numbers
 triggers a fresh snapshot on its own; ``resyncs`` counts every snapshot taken,
 the first one included. A loss at the very end of a burst shows no gap until the
 next update, so a subscriber that has heard nothing for ``check_ms`` compares its
