@@ -141,8 +141,8 @@ class JournalCore:
         what arrives in between (``drain()`` after the wait) shares the next. On this project's
         VM the host does the guest's disk flushes; past about 2,000 a second it took
         the guest's CPUs away for ~10 ms at a time, and fewer, larger commits also cost
-        every process downstream less per order (docs/architecture.md, "Speed of the
-        mesh")."""
+        every process downstream less per order (docs/performance.md, "How the order
+        path is kept cheap")."""
         clock = self.clock
         try:
             raws = self._append(records)
