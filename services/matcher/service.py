@@ -1,4 +1,4 @@
-"""The matcher service: the only writer of exchange state (docs/architecture.md, invariant 1).
+"""The matcher service: the only writer of exchange state (DESIGN.md invariant 1).
 
 Every matcher boots as a standby: it replays the committed journal into its engine and
 keeps following it (a hot copy, checked record by record against the journaled events).
@@ -6,151 +6,92 @@ Only a Promote from the heartbeat service makes it primary: it fences the journa
 new epoch, catches up to the journal's committed position, then binds its command and
 event sockets and sequences commands in batches. A primary that hears it is demoted
 exits, so supervisord restarts it as a standby that rebuilds from the journal.
+
+The decisions are ``core.py``'s; this is its node.
 """
 
 from __future__ import annotations
 
-import signal
 import time
-from collections import deque
 
 import msgspec
 import zmq
 
 from services.common import curve, snapfile
-from services.common.beats import BeatSender
-from services.common.bus import (
-    TOPIC_BEAT,
-    TOPIC_RECORDS,
-    Beat,
-    CommandBatch,
-    Demote,
-    Fence,
-    MatcherBusy,
-    Promote,
-    ReadRange,
-    Record,
-    Reopen,
-    StateInfo,
-    StateQuery,
-)
-from services.common.codec import (
-    DecodeError,
-    beat_decoder,
-    bus_decoder,
-    encode,
-    join_batch,
-)
+from services.common.bus import TOPIC_BEAT, TOPIC_RECORDS, Beat, Fence, StateQuery
+from services.common.codec import DecodeError, beat_decoder, bus_decoder, encode
 from services.common.config import Config, matcher_endpoints
 from services.common.frames import recv_frames, send_pair
+from services.common.node import Node
 from services.common.runtime import tune_gc
 from services.common.stream import Follower
-from services.common.wire import Reject
 from services.matcher import snapshot
+from services.matcher.core import VERIFY_EVERY_S, MatcherCore
 from services.matcher.engine import Engine
 
 DRAIN_FRAMES = 256  # command frames sequenced per publish
-MAX_TURN = 4_096  # commands per loop turn, so beats are never late (~20 ms of work)
-
-
-class Diverged(RuntimeError):
-    """A replayed command gave other events than the journal holds: never continue."""
-
-
-VERIFY_EVERY_S = 1.0  # how often a quiet standby checks its state hash against the primary's
 
 
 class Matcher:
     def __init__(self, cfg: Config, log, instance: str = "a") -> None:
         self.cfg = cfg
         self.instance = instance
-        self.log = log.bind(instance=instance)
-        self.ctx = zmq.Context.instance()
-        self.engine = Engine(cfg.symbols, cfg.risk)
+        self.log = log = log.bind(instance=instance)
+        node = self.node = Node(f"matcher-{instance}", cfg, log)
         timings = cfg.timings
         self.heartbeat_ms = timings.heartbeat_ms
-        self.window = timings.journal_lag_window
-        # the newest published records, encoded, the last one being ``seq``; bytes, not
-        # Records: each Record's event list is tracked by the garbage collector, and
-        # 100,000 of them made young collections 13 ms pauses on the order path
-        self.retransmit: deque[bytes] = deque(maxlen=timings.retransmit_buffer)
-        self.follower = Follower(
-            self.ctx, cfg.endpoints["journal_pub"], cfg.endpoints["journal_read"]
+        core = self.core = MatcherCore(
+            Engine(cfg.symbols, cfg.risk),
+            log,
+            node.metrics,
+            timings.journal_lag_window,
+            timings.retransmit_buffer,
+            cfg.risk.pause_ms / 1000,
         )
+        self.follower = Follower(
+            node.ctx, cfg.endpoints["journal_pub"], cfg.endpoints["journal_read"]
+        )
+        node.close_later(self.follower.close)
         # a matcher follows the journal's beats, not its records: a standby reads what a
         # beat says is committed from the journal's range endpoint (``Follower._fill``),
         # one read per beat (every 5 ms while commits advance) instead of a wake-up per
         # commit (about 2,000 a second at 10,000 orders/s): 13-16 -> 9-11 us of CPU and
         # 0.25 -> 0.1 context switches per order; a primary needs only the beats' seq
         self.follower.sub.setsockopt(zmq.UNSUBSCRIBE, TOPIC_RECORDS)
-        self.beats = BeatSender(
-            self.ctx, cfg.endpoints["heartbeat"], f"matcher-{instance}", self.heartbeat_ms
+        every = cfg.matcher.snapshot_every
+        # even an idle-only writer is not free here (docs/architecture.md, "Snapshots")
+        share = cfg.matcher.snapshot_cpu_share
+        self.snapshots = snapfile.Snapshots(cfg.home, "matcher", every, log, cpu_share=share)
+        # standbys write snapshots, from a forked child that captures the state itself
+        # (``Snapshots.fork_write``); the primary's loop stays on the order path
+        schedule = node.snapshots(
+            self.snapshots,
+            lambda: core.seq,
+            lambda: msgspec.msgpack.encode(snapshot.capture(core.engine, core.seq, core.epoch)),
+            fork=True,
         )
-        self.role = "standby"
-        self.epoch = 0
-        self.seq = 0  # last sequence number applied (standby) or published (primary)
-        self.committed = 0
+        standby = lambda: core.role == "standby"  # noqa: E731
+        primary = lambda: core.role == "primary"  # noqa: E731
+        node.follow(self.follower, core.apply_committed, when=standby, after=schedule)
+        node.on(self.follower.sub, self._track_commits, when=primary)
+        beats = node.beat_with(f"matcher-{instance}", core.beat)
+        node.on(beats.socket, self._control)
+        node.every(VERIFY_EVERY_S, self._verify)
         self.router: zmq.Socket | None = None
         self.pub: zmq.Socket | None = None
-        self.last_publish = 0.0
-        every = cfg.matcher.snapshot_every
-        # even an idle-only writer is not free here (docs/performance.md, "Snapshots off the loop")
-        share = cfg.matcher.snapshot_cpu_share
-        self.snapshots = snapfile.Snapshots(cfg.home, "matcher", every, self.log, cpu_share=share)
-        self.running = True
-        self._pollers: dict[tuple, zmq.Poller] = {}
-        self.verified = 0  # the last seq at which the whole state matched the primary's
-        self._next_verify = 0.0
-        self._applied_at = 0.0
-        self.journal_full = False  # the journal's beats say it cannot write: refuse work
-        self.pause_s = cfg.risk.pause_ms / 1000
-        self.paused_since: dict[str, float] = {}  # symbol -> when this primary saw it pause
+        self.idle_beat = None
 
     # -- standby ------------------------------------------------------------
 
-    def _apply_committed(self, records: list[Record]) -> None:
-        apply = self.engine.apply
-        for record in records:
-            events = apply(record.command)
-            if events != record.events:
-                raise Diverged(
-                    f"seq {record.seq}: replay gave {events!r}, journal {record.events!r}"
-                )
-            self.seq = self.committed = record.seq
-            self.epoch = max(self.epoch, record.epoch)
-        if records:
-            self._applied_at = time.monotonic()
-
-    def _poller(self, *socks: zmq.Socket) -> zmq.Poller:
-        """One poller per set of sockets (a role), built once: this runs every turn."""
-        poller = self._pollers.get(socks)
-        if poller is None:
-            poller = self._pollers[socks] = zmq.Poller()
-            for sock in socks:
-                poller.register(sock, zmq.POLLIN)
-        return poller
-
-    def _standby_step(self) -> None:
-        poller = self._poller(self.follower.sub, self.beats.socket)
-        ready = dict(poller.poll(self.heartbeat_ms))
-        if self.follower.sub in ready or self.follower.source_seq > self.seq:
-            self._apply_committed(self.follower.drain())
-            self._maybe_snapshot()
-        if self.beats.socket in ready:
-            self._control()
-        now = time.monotonic()
-        if now >= self._next_verify:
-            self._next_verify = now + VERIFY_EVERY_S
-            if self.seq > self.verified and now - self._applied_at > VERIFY_EVERY_S / 2:
-                self._verify_with_primary()
-
-    def _verify_with_primary(self) -> None:
+    def _verify(self, now: float) -> None:
         """Every record's events are checked as they are replayed; this checks the
         whole state too. When the stream has been quiet, ask the primary for its state
         hash, and if it stands at our seq, ours must be the same (Diverged otherwise).
         The primary hashes only when asked, and a standby only asks when quiet."""
+        if not self.core.should_verify(now):
+            return
         other = "b" if self.instance == "a" else "a"
-        sock = self.ctx.socket(zmq.DEALER)
+        sock = self.node.ctx.socket(zmq.DEALER)
         sock.setsockopt(zmq.LINGER, 0)
         curve.link(sock, matcher_endpoints(self.cfg, other)[0])
         try:
@@ -162,19 +103,14 @@ class Matcher:
             return
         finally:
             sock.close(0)
-        if not isinstance(info, StateInfo) or info.role != "primary" or info.seq != self.seq:
-            return  # not comparable: try again when quiet next
-        mine = self.engine.state_hash()
-        if mine != info.state_hash:
-            raise Diverged(f"seq {self.seq}: state hash {mine}, the primary's {info.state_hash}")
-        self.verified = self.seq
-        self.log.info("state_verified", seq=self.seq, state_hash=mine)
+        self.core.check_state(info)
 
     # -- promotion ----------------------------------------------------------
 
     def _promote(self, epoch: int) -> None:
         """Fence the journal at ``epoch``, replay up to what it committed, then serve."""
-        fence = self.ctx.socket(zmq.DEALER)
+        core, node = self.core, self.node
+        fence = node.ctx.socket(zmq.DEALER)
         fence.setsockopt(zmq.LINGER, 0)
         curve.link(fence, self.cfg.endpoints["journal_read"])
         fence.send(encode(Fence(epoch, self.instance)))
@@ -184,164 +120,102 @@ class Matcher:
             return  # the heartbeat service will ask again
         committed = beat_decoder.decode(fence.recv()).seq
         fence.close(0)
-        while self.seq < committed:
-            records = self.follower.fetch(self.seq + 1, committed - self.seq)
+        while core.seq < committed:
+            records = self.follower.fetch(core.seq + 1, committed - core.seq)
             if not records:
-                self.log.warning("catch_up_stalled", seq=self.seq, committed=committed)
+                self.log.warning("catch_up_stalled", seq=core.seq, committed=committed)
                 return
-            self._apply_committed(records)
-        self.epoch = epoch
-        self.role = "primary"
-        self.retransmit.clear()
+            core.apply_committed(records)
+        core.become_primary(epoch)
         cmd_endpoint, pub_endpoint = matcher_endpoints(self.cfg, self.instance)
-        self.router = self.ctx.socket(zmq.ROUTER)
-        self.router.setsockopt(zmq.LINGER, 0)
-        self.router.setsockopt(zmq.RCVHWM, 10_000)
-        curve.bind(self.router, cmd_endpoint)
-        self.pub = self.ctx.socket(zmq.PUB)
-        self.pub.setsockopt(zmq.LINGER, 0)
-        self.pub.setsockopt(zmq.SNDHWM, 0)  # bounded instead by the journal lag window
-        curve.bind(self.pub, pub_endpoint)
+        self.router = node.bind(zmq.ROUTER, cmd_endpoint, RCVHWM=10_000)
+        # bounded instead by the journal lag window
+        self.pub = node.bind(zmq.PUB, pub_endpoint, SNDHWM=0)
+        node.on(self.router, self._serve)
+        node.step(self._reopen)
+        # idle, the primary says where it is on its PUB every half heartbeat
+        self.idle_beat = node.every(self.heartbeat_ms / 2000, self._idle_beat)
         tune_gc()
         # no state hash here: at 300,000 client order ids it took 0.2 s of the failover
-        self.log.info("promoted", epoch=epoch, seq=self.seq)
-        self.beats.send(self.role, self.epoch, self.seq, self.committed)
+        self.log.info("promoted", epoch=epoch, seq=core.seq)
+        node.beat_now()
 
-    def _control(self) -> None:
+    def _control(self, now: float) -> None:
         """Messages from the heartbeat service: promote or demote this matcher."""
+        sock = self.node.beats.socket
         while True:
             try:
-                frame = self.beats.socket.recv(zmq.NOBLOCK)
+                frame = sock.recv(zmq.NOBLOCK)
             except zmq.Again:
                 return
             try:
-                msg = bus_decoder.decode(frame)
+                decision = self.core.control(bus_decoder.decode(frame))
             except DecodeError:
                 continue
-            if isinstance(msg, Promote) and self.role == "standby" and msg.epoch > self.epoch:
-                self._promote(msg.epoch)
-            elif isinstance(msg, Demote) and self.role == "primary" and msg.epoch > self.epoch:
-                self.log.warning("demoted", epoch=self.epoch, new_epoch=msg.epoch)
-                self.running = False
+            if decision is None:
+                continue
+            what, epoch = decision
+            if what == "promote":
+                self._promote(epoch)
+            else:
+                self.log.warning("demoted", epoch=self.core.epoch, new_epoch=epoch)
+                self.node.stop()
 
     # -- primary ------------------------------------------------------------
 
-    def _track_commits(self) -> None:
+    def _track_commits(self, now: float) -> None:
         """How far the journal has committed, from its beats."""
-        sub = self.follower.sub
+        sub, track = self.follower.sub, self.core.track
         while True:
             try:
                 topic, payload = recv_frames(sub)
             except zmq.Again:
                 return
-            if topic != TOPIC_BEAT:
-                continue
-            beat = beat_decoder.decode(payload)
-            if beat.seq > self.committed:
-                self.committed = beat.seq
-            if beat.disk_full != self.journal_full:
-                self.journal_full = beat.disk_full
-                self.log.warning("journal_full" if beat.disk_full else "journal_writable")
+            if topic == TOPIC_BEAT:
+                track(beat_decoder.decode(payload))
 
-    def _serve_read(self, ident: bytes, request: ReadRange) -> None:
-        """Retransmit from the bounded buffer, so the journal can fill a gap."""
-        base = self.seq - len(self.retransmit) + 1  # seq of the oldest record kept
-        start = max(request.first - base, 0)
-        stop = min(start + max(request.count, 0), len(self.retransmit))
-        raws = [self.retransmit[i] for i in range(start, stop)]
-        self.router.send_multipart([ident, join_batch(raws)])
-
-    def _primary_step(self) -> None:
-        poller = self._poller(self.router, self.follower.sub, self.beats.socket)
-        ready = dict(poller.poll(self.heartbeat_ms))
-        if self.follower.sub in ready:
-            self._track_commits()
-        if self.beats.socket in ready:
-            self._control()
-        if self.router in ready:
-            self._serve()
-        now = time.monotonic()
-        if self.engine.paused or self.paused_since:
-            self._reopen_due(now)
-        if now - self.last_publish >= self.heartbeat_ms / 2000:  # idle: say where we are
-            self.pub.send_multipart([TOPIC_BEAT, encode(Beat(self.seq, self.epoch))])
-            self.last_publish = now
-
-    def _serve(self) -> None:
-        """Sequence a batch of command frames and publish their records as one message.
-
-        While the journal lags by a full window, command batches are handed back to
-        their gateway as "busy" instead of sequenced: backpressure, never unbounded
-        memory. Retransmit requests are always served, so the journal can catch up."""
-        router = self.router
-        apply_batch = self.engine.apply_batch
-        epoch = self.epoch
-        seq = self.seq
-        records: list[Record] = []
+    def _commands(self):
+        """(identity, message) of up to DRAIN_FRAMES waiting frames, read as the core
+        takes them (it stops past a turn's worth of commands)."""
+        router, log = self.router, self.log
         for _ in range(DRAIN_FRAMES):
             try:
                 frames = recv_frames(router)
             except zmq.Again:
-                break
+                return
             if len(frames) != 2:  # not [identity, payload]
                 continue
             ident, payload = frames
             try:
                 msg = bus_decoder.decode(payload)
             except DecodeError:
-                self.log.warning("bad_bus_frame", size=len(payload))
+                log.warning("bad_bus_frame", size=len(payload))
                 continue
-            if isinstance(msg, ReadRange):
-                self._serve_read(ident, msg)
-            elif isinstance(msg, StateQuery):
-                info = StateInfo(self.role, self.epoch, seq, self.engine.state_hash())
-                router.send_multipart([ident, encode(info)])
-            elif isinstance(msg, CommandBatch):
-                if self.journal_full or seq - self.committed >= self.window:
-                    code = Reject.JOURNAL_FULL if self.journal_full else Reject.BUSY
-                    router.send_multipart([ident, encode(MatcherBusy(msg.commands, code))])
-                    continue
-                commands = msg.commands
-                for cmd, events in zip(commands, apply_batch(commands), strict=True):
-                    seq += 1
-                    records.append(Record(seq, epoch, cmd, events))
-                if len(records) >= MAX_TURN:
-                    break  # publish and beat before taking more
-        if records:
-            self.seq = seq
-            self._publish(records)
+            yield ident, msg
 
-    def _publish(self, records: list[Record]) -> None:
-        raws = [encode(record) for record in records]
-        self.retransmit.extend(raws)
-        send_pair(self.pub, TOPIC_RECORDS, join_batch(raws))
-        self.last_publish = time.monotonic()
+    def _serve(self, now: float) -> None:
+        """Sequence a batch of command frames and publish their records as one message."""
+        replies, batch = self.core.serve(self._commands())
+        if batch is not None:
+            self._publish(batch)
+        router = self.router
+        for ident, frame in replies:
+            send_pair(router, ident, frame)
 
-    def _reopen_due(self, now: float) -> None:
-        """End volatility pauses that have lasted ``[risk] pause_ms``. The engine has no
-        clock, so the primary sequences a Reopen, journaled like any command; a new
-        primary starts the clock of a pause it inherits at its promotion."""
-        paused = self.engine.paused
-        for symbol in [s for s in self.paused_since if s not in paused]:
-            del self.paused_since[symbol]  # reopened (an operator's resume)
-        due = []
-        for symbol in sorted(paused):
-            since = self.paused_since.setdefault(symbol, now)
-            if now - since >= self.pause_s:
-                due.append(symbol)
-        if not due or self.journal_full:
-            return
-        records = []
-        for symbol in due:
-            self.seq += 1
-            records.append(
-                Record(self.seq, self.epoch, Reopen(symbol), self.engine.apply(Reopen(symbol)))
-            )
-            del self.paused_since[symbol]
-        self._publish(records)
-        self.log.info("reopened", symbols=due)
+    def _publish(self, batch: bytes) -> None:
+        send_pair(self.pub, TOPIC_RECORDS, batch)
+        self.idle_beat.postpone(time.monotonic())
 
-    # -- loop ---------------------------------------------------------------
+    def _reopen(self, now: float) -> None:
+        batch = self.core.reopen_due(now)
+        if batch is not None:
+            self._publish(batch)
+
+    def _idle_beat(self, now: float) -> None:
+        core = self.core
+        send_pair(self.pub, TOPIC_BEAT, encode(Beat(core.seq, core.epoch)))
+
+    # -- boot ---------------------------------------------------------------
 
     def _restore(self) -> None:
         """Start from the newest good snapshot, so boot replays only the journal's tail."""
@@ -349,43 +223,15 @@ class Matcher:
         found = self.snapshots.load(lambda data: snapshot.loads(data, cfg.symbols, cfg.risk))
         if found is None:
             return
-        self.engine, seq, self.epoch = found
-        self.seq = self.committed = seq
+        engine, seq, epoch = found
+        self.core.restore(engine, seq, epoch)
         self.follower.next_seq = seq + 1
         self.follower.source_seq = max(self.follower.source_seq, seq)
 
-    def _maybe_snapshot(self) -> None:
-        """Standbys write snapshots, from a forked child (``Snapshots.fork_write``);
-        the primary's loop stays on the order path."""
-        if self.snapshots.due(self.seq):
-            engine, seq, epoch = self.engine, self.seq, self.epoch
-            self.snapshots.fork_write(
-                seq, lambda: msgspec.msgpack.encode(snapshot.capture(engine, seq, epoch))
-            )
-
     def run(self) -> int:
-        signal.signal(signal.SIGTERM, lambda *_: setattr(self, "running", False))
-        self.log.info("booting", role=self.role)
+        core = self.core
+        self.log.info("booting", role=core.role)
         self._restore()
-        self._apply_committed(self.follower.catch_up_patiently(lambda: self.running, self.log))
-        self.log.info("replayed", seq=self.seq, state_hash=self.engine.state_hash())
-        try:
-            while self.running:
-                if self.role == "primary":
-                    self._primary_step()
-                else:
-                    self._standby_step()
-                if self.beats.due():
-                    self.beats.send(self.role, self.epoch, self.seq, self.committed)
-                    self.snapshots.writing()  # reap a writer forked before a promotion
-        finally:
-            self.close()
-        return 0
-
-    def close(self) -> None:
-        for sock in (self.router, self.pub):
-            if sock is not None:
-                sock.close(0)
-        self.follower.close()
-        self.beats.close()
-        self.snapshots.close()
+        core.apply_committed(self.node.catch_up(self.follower))
+        self.log.info("replayed", seq=core.seq, state_hash=core.engine.state_hash())
+        return self.node.run(self.heartbeat_ms, gc=False)
