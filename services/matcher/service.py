@@ -1,4 +1,4 @@
-"""The matcher service: the only writer of exchange state (DESIGN.md invariant 1).
+"""The matcher service: the only writer of exchange state (docs/architecture.md, invariant 1).
 
 Every matcher boots as a standby: it replays the committed journal into its engine and
 keeps following it (a hot copy, checked record by record against the journaled events).
@@ -59,7 +59,7 @@ class Matcher:
         # 0.25 -> 0.1 context switches per order; a primary needs only the beats' seq
         self.follower.sub.setsockopt(zmq.UNSUBSCRIBE, TOPIC_RECORDS)
         every = cfg.matcher.snapshot_every
-        # even an idle-only writer is not free here (docs/architecture.md, "Snapshots")
+        # even an idle-only writer is not free here (docs/performance.md, "Snapshots off the loop")
         share = cfg.matcher.snapshot_cpu_share
         self.snapshots = snapfile.Snapshots(cfg.home, "matcher", every, log, cpu_share=share)
         # standbys write snapshots, from a forked child that captures the state itself
