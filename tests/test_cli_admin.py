@@ -35,6 +35,14 @@ def test_operator_commands_and_password_change(short_home):
         assert run("buy", "AAPL", "10", "169.00", **as_alice).returncode == 0
         moved = json.loads(run("admin", "reference", "AAPL", "150.00", "--json", **as_ops).stdout)
         assert moved["events"][1]["band_lo"] == 1_350_000
+        # alice's bid at 169.00 is outside the new band (135-165): cancelled with it
+        assert [e["type"] for e in moved["events"]] == [
+            "admin_done",
+            "reference_set",
+            "cancelled",
+        ]
+        assert moved["events"][2]["reason"] == 7  # OUTSIDE_BAND
+        assert run("buy", "AAPL", "10", "149.00", **as_alice).returncode == 0
         killed = json.loads(run("admin", "kill", "alice", "--json", **as_ops).stdout)
         assert [e["type"] for e in killed["events"]] == [
             "admin_done",
