@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import time
 
 import zmq
 
@@ -18,21 +17,15 @@ class BeatSender:
     queue to a dead heartbeat service just drops the beat). The heartbeat service
     answers on the same socket (a matcher's Promote and Demote)."""
 
-    def __init__(self, ctx: zmq.Context, endpoint: str, service: str, interval_ms: int = 0) -> None:
+    def __init__(self, ctx: zmq.Context, endpoint: str, service: str) -> None:
         self.socket = ctx.socket(zmq.DEALER)
         self.socket.setsockopt(zmq.LINGER, 0)
         self.socket.setsockopt(zmq.SNDHWM, 10)
         curve.link(self.socket, endpoint)
         self.service = service
         self.pid = os.getpid()
-        self.interval = interval_ms / 1000
-        self._next = 0.0
-
-    def due(self) -> bool:
-        return time.monotonic() >= self._next
 
     def send(self, role: str, epoch: int = 0, seq: int = 0, committed: int = 0) -> None:
-        self._next = time.monotonic() + self.interval
         beat = ServiceBeat(self.service, role, self.pid, epoch, seq, committed)
         with contextlib.suppress(zmq.Again):
             self.socket.send(encode(beat), zmq.NOBLOCK)
