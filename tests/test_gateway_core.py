@@ -51,6 +51,7 @@ from services.gateway.core import (
     key_of,
 )
 from services.matcher.engine import Engine
+from tests.fakes import Log
 
 PASSWORD = "Secret.pw1"
 PRICE = 1_700_000  # AAPL's reference in the default config
@@ -72,14 +73,6 @@ class Pool:
 
     def shutdown(self) -> None:
         pass
-
-
-class Log:
-    def __init__(self) -> None:
-        self.events: list[str] = []
-
-    def __getattr__(self, level):
-        return lambda event, **kw: self.events.append(event)
 
 
 class Gateway:

@@ -12,14 +12,7 @@ from services.common.codec import beat_decoder, bus_decoder, encode, raw_records
 from services.common.metrics import Metrics
 from services.journal.core import RESUME_FREE_BYTES, JournalCore
 from services.journal.segment import JournalStore
-
-
-class Log:
-    def __init__(self) -> None:
-        self.events: list[str] = []
-
-    def __getattr__(self, level):
-        return lambda event, **kw: self.events.append(event)
+from tests.fakes import Log
 
 
 def batch(first: int, count: int, epoch: int = 1):

@@ -27,18 +27,8 @@ from services.common.wire import (
 from services.marketdata.book import MarketData
 from services.marketdata.core import RATE_TELL_S, MarketDataCore, topic_of
 from services.marketdata.guard import PeerTable
+from tests.fakes import Log
 from tests.test_marketdata_book import BUY, SELL, Flow, rec, specs
-
-
-class Log:
-    def __init__(self) -> None:
-        self.lines: list[tuple[str, str, dict]] = []
-
-    def _add(self, level):
-        return lambda event, **kw: self.lines.append((level, event, kw))
-
-    def __getattr__(self, level):
-        return self._add(level)
 
 
 def core(rate: float = 1_000, burst: float = 1_000) -> MarketDataCore:

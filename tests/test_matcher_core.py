@@ -26,18 +26,11 @@ from services.common.money import to_units
 from services.common.wire import Accepted, Reject, Side, TradingPause
 from services.matcher.core import MAX_TURN, Diverged, MatcherCore
 from services.matcher.engine import Engine
+from tests.fakes import Log
 
 D = to_units
 AAPL = SymbolSpec("AAPL", tick=100, lot=1, reference=D(100), band_bps=1000, dynamic_band_bps=500)
 PAUSE_S = 5.0
-
-
-class Log:
-    def __init__(self) -> None:
-        self.events: list[str] = []
-
-    def __getattr__(self, level):
-        return lambda event, **kw: self.events.append(event)
 
 
 def engine() -> Engine:

@@ -16,6 +16,7 @@ from services.common.bus import ServiceBeat
 from services.common.codec import bus_decoder
 from services.common.metrics import Metrics
 from services.common.node import Node, SnapshotSchedule
+from tests.fakes import Log
 
 
 @pytest.fixture
@@ -38,11 +39,6 @@ def node(ctx, **endpoints) -> Node:
     cfg = config.load(None)
     cfg = dataclasses.replace(cfg, endpoints=dataclasses.replace(cfg.endpoints, **endpoints))
     return Node("test", cfg, Log(), ctx)
-
-
-class Log:
-    def __getattr__(self, level):
-        return lambda event, **kw: None
 
 
 def pair(n: Node, name: str) -> tuple[zmq.Socket, zmq.Socket]:
