@@ -34,16 +34,21 @@ ON, FOLLOW, ALWAYS = range(3)
 class Timer:
     """``fn(now)`` every ``interval`` seconds, first at ``next`` (monotonic)."""
 
-    __slots__ = ("fn", "interval", "next")
+    __slots__ = ("fn", "interval", "next", "node")
 
-    def __init__(self, fn: Callable[[float], None], interval: float, start: float) -> None:
+    def __init__(
+        self, fn: Callable[[float], None], interval: float, start: float, node: Node
+    ) -> None:
         self.fn = fn
         self.interval = interval
         self.next = start
+        self.node = node  # whose poll a timer brought forward must cut
+        if start < node.soonest:
+            node.soonest = start
 
     def fire_now(self) -> None:
         """Run at the end of this turn (or the next one)."""
-        self.next = 0.0
+        self.pull(0.0)
 
     def postpone(self, now: float) -> None:
         """Next run a whole interval after ``now`` (it was just done another way)."""
@@ -53,6 +58,8 @@ class Timer:
         """Run no later than ``at``."""
         if at < self.next:
             self.next = at
+            if at < self.node.soonest:
+                self.node.soonest = at
 
 
 class Step:
@@ -102,6 +109,7 @@ class Node:
         self.metrics = Metrics(name)
         self.running = True
         self.ready: dict = {}  # this turn's poll result: socket -> events
+        self.soonest = math.inf  # when the next timer is due (monotonic)
         self.beats: BeatSender | None = None
         self._poller = zmq.Poller()
         self._watched: dict[zmq.Socket, int] = {}
@@ -203,7 +211,7 @@ class Node:
 
     def every(self, seconds: float, fn: Callable[[float], None], start: float = 0.0) -> Timer:
         """``fn(now)`` every ``seconds``, first at ``start`` (monotonic; 0: the first turn)."""
-        timer = Timer(fn, seconds, start)
+        timer = Timer(fn, seconds, start, self)
         self._timers.append(timer)
         return timer
 
@@ -266,23 +274,23 @@ class Node:
             tune_gc()
         poll = self._poller.poll
         timers = self._timers
+        dynamic = callable(poll_ms)
         try:
             while self.running:
-                wait = poll_ms() if callable(poll_ms) else poll_ms
-                if timers:
-                    soonest = min(t.next for t in timers) - monotonic()
-                    if soonest * 1000 < wait:
-                        wait = max(0, math.ceil(soonest * 1000))
+                wait = poll_ms() if dynamic else poll_ms
+                ahead = (self.soonest - monotonic()) * 1000
+                if ahead < wait:
+                    wait = math.ceil(ahead) if ahead > 0 else 0
                 self.ready = ready = dict(poll(wait))
                 now = monotonic()
                 for step in self._turn:
-                    if not step.live or (step.when is not None and not step.when()):
-                        continue
                     kind = step.kind
-                    if kind == ON:
-                        if step.sock in ready:
-                            step.fn(now)
-                    elif kind == FOLLOW:
+                    if kind == ON and step.sock not in ready:
+                        continue
+                    when = step.when
+                    if (when is not None and not when()) or not step.live:
+                        continue
+                    if kind == FOLLOW:
                         follower = step.follower
                         if follower.due(step.sock in ready):
                             step.fn(follower.drain())
@@ -290,10 +298,15 @@ class Node:
                                 step.after()
                     else:
                         step.fn(now)
+                # what is due runs; the soonest of what is left bounds the next poll
+                # (a timer a callback brings forward lowers it too, via Timer.pull)
+                self.soonest = math.inf
                 for timer in timers:
                     if now >= timer.next:
                         timer.next = now + timer.interval
                         timer.fn(now)
+                    if timer.next < self.soonest:
+                        self.soonest = timer.next
         finally:
             self.close()
         return 0

@@ -132,7 +132,7 @@ class Gateway:
 
     def _from_matcher(self, now: float) -> None:
         back = self.back
-        if back is None or not self.node.readable(back):
+        if back is None or back not in self.node.ready:
             return
         while True:
             try:
