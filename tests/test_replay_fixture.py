@@ -1,7 +1,9 @@
 """A journal written by an earlier version of the exchange replays, under today's code
 and the default configuration, to the state hash that version recorded.
 
-tests/fixtures/journal-v1 was written by a real mesh (its make_fixture.py) running a
+tests/fixtures/journal-v1 was written by a real mesh of the services as they were
+before the shared runtime (commit 8e390c7, with the engine as it is now), by its
+make_fixture.py, running a
 scenario with every command and event kind: sign-ups with opening cash, limit, market,
 IOC and FOK orders, trades, a replace, a cancel, a duplicate, a band reject, a
 volatility pause and its reopen, a deposit, a halt and resume, a new reference, a kill
