@@ -13,6 +13,7 @@ from pathlib import Path
 import zmq
 from supervisor.xmlrpc import SupervisorTransport
 
+from clients import scrape
 from services.common import config, curve
 from services.common.bus import Status, StatusRequest
 from services.common.codec import bus_decoder, encode
@@ -196,6 +197,10 @@ def down(as_json: bool = False) -> int:
     return 0 if stopped else 1
 
 
+def _figure(value: float) -> str:
+    return f"{value:g}" if value != int(value) else f"{int(value):,}"
+
+
 def status(as_json: bool) -> int:
     cfg = config.load(_config_path(), home=config.exchange_home())
     st = query_status(cfg)
@@ -221,6 +226,10 @@ def status(as_json: bool) -> int:
     # the journal says "disk-full" as its role while it cannot write (a full disk or a
     # failing one): nothing new is stored and the matcher refuses new orders meanwhile
     disk_full = any(r["role"] == DISK_FULL and r["alive"] for r in rows)
+    for r in rows:  # the key figures from each service's metrics endpoint, if it has one
+        port = cfg.metrics.ports.get(r["service"])
+        samples = scrape.scrape(cfg.metrics.host, port) if port and r["alive"] else None
+        r["metrics"] = scrape.key_figures(r["service"], samples) if samples else {}
     if as_json:
         print(
             json.dumps(
@@ -239,6 +248,14 @@ def status(as_json: bool) -> int:
             f"{r['service']:<12} {r['role']:<9} {r['pid']:>7} {r['epoch']:>5} {r['seq']:>9} "
             f"{r['committed']:>9} {r['lag']:>6} {beat:>7}"
         )
+    shown = [r for r in rows if r["metrics"]]
+    if shown:
+        print("\nkey metrics (all of them: docs/operations.md)")
+        for r in shown:
+            figures = ", ".join(
+                f"{k} {_figure(v)}" for k, v in r["metrics"].items() if v is not None
+            )
+            print(f"{r['service']:<12} {figures}")
     if disk_full:
         journal = config.exchange_home() / "journal"
         print(

@@ -57,9 +57,9 @@ FAST_TIMINGS = {"heartbeat_ms": 50, "missed_beats": 4}
 
 
 @contextlib.contextmanager
-def running(home, **sections: dict):
+def running(home, standby: bool = False, **sections: dict):
     """A started mesh with fast heartbeats, stopped by PID afterwards, whatever happens."""
-    mesh = Mesh(home, timings=FAST_TIMINGS, **sections)
+    mesh = Mesh(home, standby, timings=FAST_TIMINGS, **sections)
     try:
         mesh.start()
         yield mesh

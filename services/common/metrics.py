@@ -88,6 +88,24 @@ class Histogram:
         return {"count": self.count, "sum": self.sum, "buckets": cumulative}
 
 
+class Gauge:
+    """A value read when asked (``fn()``): queue depths, lags, states. Nothing is
+    updated on the order path; the exporter's thread calls ``fn`` when scraped.
+    ``counter=True`` marks a total that only grows (a counter another object keeps)."""
+
+    __slots__ = ("name", "help", "labels", "fn", "kind")
+
+    def __init__(self, name: str, help: str, labels: Labels, fn, counter: bool = False) -> None:
+        self.name = name
+        self.help = help
+        self.labels = labels
+        self.fn = fn
+        self.kind = "counter" if counter else "gauge"
+
+    def read(self) -> int | float:
+        return self.fn()
+
+
 class Metrics:
     """One service's series, by name and labels; asking twice gives the same object."""
 
@@ -116,7 +134,20 @@ class Metrics:
     ) -> Histogram:
         return self._get(Histogram, name, help, labels, buckets=buckets)
 
-    def series(self) -> list[Counter | Histogram]:
+    def gauge(
+        self,
+        name: str,
+        help: str,
+        fn,
+        labels: dict[str, str] | None = None,
+        counter: bool = False,
+    ) -> Gauge:
+        """A series read from ``fn()`` when asked (it is replaced if asked again)."""
+        key = (name, _labels(labels))
+        found = self._series[key] = Gauge(name, help, key[1], fn, counter)
+        return found
+
+    def series(self) -> list[Counter | Histogram | Gauge]:
         """Every series (name, help, kind, labels and ``read()``), for an exporter."""
         return list(self._series.values())
 

@@ -18,7 +18,7 @@ from collections.abc import Callable
 
 import zmq
 
-from services.common import curve
+from services.common import curve, exporter
 from services.common.beats import BeatSender
 from services.common.config import Config
 from services.common.metrics import Metrics
@@ -90,14 +90,18 @@ class SnapshotSchedule:
         self.seq = seq
         self.state = state
         self.fork = fork
+        self.timing = None  # a histogram, once the node follows with this schedule
 
     def __call__(self) -> None:
         seq = self.seq()
         if self.snapshots.due(seq):
+            began = monotonic()
             if self.fork:
                 self.snapshots.fork_write(seq, self.state)
             else:
                 self.snapshots.write(seq, self.state())
+            if self.timing is not None:
+                self.timing.observe(monotonic() - began)
 
 
 class Node:
@@ -190,6 +194,22 @@ class Node:
     ) -> Step:
         """``fn(follower.drain())`` in each turn ``follower.due`` says to (and ``when()``),
         then ``after()`` (a ``SnapshotSchedule``)."""
+        metrics = self.metrics
+        metrics.gauge(
+            "follower_lag",
+            "records the source has that this service has not applied yet",
+            lambda: max(0, follower.source_seq - follower.next_seq + 1),
+        )
+        metrics.gauge(
+            "follower_gap_reads",
+            "range reads made to fill gaps the feed left",
+            lambda: follower.gap_reads,
+            counter=True,
+        )
+        if after is not None and isinstance(after, SnapshotSchedule):
+            after.timing = metrics.histogram(
+                "snapshot_loop_seconds", "loop time spent starting or writing a snapshot"
+            )
         return self._add(Step(FOLLOW, follower.sub, fn, follower, when, after))
 
     def step(self, fn: Callable[[float], None], when=None) -> Step:
@@ -270,6 +290,14 @@ class Node:
         """Turn until stopped; then close everything registered. ``poll_ms`` (or a
         function giving it each turn) is the longest wait; a timer due sooner cuts it."""
         self.handle_signals()
+        port = self.cfg.metrics.ports.get(self.name, 0)
+        try:
+            server = exporter.serve(self.metrics, self.name, port, self.cfg.metrics.host)
+        except OSError as exc:  # a port in use must not stop the exchange
+            server = None
+            self.log.warning("metrics_not_served", port=port, error=str(exc))
+        if server is not None:
+            self.close_later(server.shutdown)
         if gc:
             tune_gc()
         poll = self._poller.poll

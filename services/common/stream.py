@@ -69,6 +69,7 @@ class Follower:
         self.next_seq = next_seq
         self.timeout_ms = timeout_ms
         self.source_seq = next_seq - 1  # highest sequence number the source says it has
+        self.gap_reads = 0  # range reads made to fill gaps the feed left
         self.source_epoch = 0
         self.quiet_after = 0.5  # seconds without a message before asking the source
         self._heard = time.monotonic()
@@ -134,6 +135,7 @@ class Follower:
     def _fill(self, upto: int, out: list[Sequenced]) -> bool:
         """Fetch ``next_seq`` .. ``upto``; False if the source could not supply them now."""
         while self.next_seq <= upto:
+            self.gap_reads += 1
             records = self.fetch(self.next_seq, min(FETCH_CHUNK, upto - self.next_seq + 1))
             if not records:
                 return False

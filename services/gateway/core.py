@@ -45,6 +45,7 @@ from services.common.wire import (
     Pong,
     Positions,
     Reject,
+    Rejected,
     ReplaceRequest,
     Report,
     Reports,
@@ -179,6 +180,12 @@ class GatewayCore:
         )
         self.forwarded = metrics.counter("commands_forwarded", "commands sent to the matcher")
         self.reports_out = metrics.counter("reports_out", "reports sent to sessions")
+        self.metrics = metrics
+        self.rejects: dict[tuple[int, str], object] = {}  # (code, by) -> its counter
+        metrics.gauge("in_flight", "commands awaiting their commit", lambda: len(self.inflight))
+        metrics.gauge("sessions", "logged-in connections", lambda: len(self.sessions.by_ident))
+        metrics.gauge("hashing_queue", "password hashes waiting", lambda: len(self.hashing))
+        metrics.gauge("choked_clients", "clients not read for now", lambda: len(self.choked))
 
     # -- replies ------------------------------------------------------------------
 
@@ -204,7 +211,17 @@ class GatewayCore:
             self.choke_logged[ident] = now
         self.choked[ident] = now + CHOKE_S
 
+    def count_reject(self, code: int, by: str) -> None:
+        counter = self.rejects.get((code, by))
+        if counter is None:
+            name = Reject(code).name if code in Reject._value2member_map_ else str(code)
+            counter = self.rejects[(code, by)] = self.metrics.counter(
+                "rejects", "requests refused, by code and by whom", {"code": name, "by": by}
+            )
+        counter.inc()
+
     def reject(self, ident: bytes, code: int, ref: str = "", detail: str = "") -> None:
+        self.count_reject(code, "gateway")
         text = REJECT_TEXT[code] + (f": {detail}" if detail else "")
         self.reply(ident, RequestRejected(code, text, ref))
 
@@ -509,6 +526,8 @@ class GatewayCore:
         for record in records:
             view.apply(record)
             cmd = record.command
+            if record.events and type(record.events[0]) is Rejected:
+                self.count_reject(record.events[0].code, "matcher")
             key = key_of(cmd)
             entry = None if key is None else inflight.take(key)
             if key is not None and key[0] == SIGNUP:  # the new account has no session yet

@@ -69,6 +69,8 @@ class JournalCore:
         self.committed = metrics.counter("records_committed", "records made durable")
         self.commits = metrics.counter("commits", "group commits (one sync each)")
         self.sync_seconds = metrics.histogram("fsync_seconds", "time in one commit's sync")
+        metrics.gauge("disk_full", "1 while the journal cannot write", lambda: int(self.disk_full))
+        metrics.gauge("durable_seq", "last record made durable", lambda: self.store.durable_seq)
 
     # -- reads and fences -----------------------------------------------------------
 

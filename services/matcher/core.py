@@ -69,6 +69,19 @@ class MatcherCore:
         self.applied_at = 0.0
         self.sequenced = metrics.counter("commands_sequenced", "commands given a seq")
         self.refused = metrics.counter("batches_busy", "command batches handed back busy")
+        metrics.gauge(
+            "commit_lag",
+            "records published (primary) and not yet committed by the journal",
+            lambda: self.seq - self.committed,
+        )
+        metrics.gauge(
+            "primary", "1 while this matcher is the primary", lambda: int(self.role == "primary")
+        )
+        metrics.gauge(
+            "journal_full",
+            "1 while the journal says its disk is full",
+            lambda: int(self.journal_full),
+        )
 
     def beat(self) -> tuple[str, int, int, int]:
         return self.role, self.epoch, self.seq, self.committed
