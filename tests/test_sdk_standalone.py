@@ -2,7 +2,9 @@
 
 A subprocess refuses to import the server's dependencies (structlog, supervisor,
 sortedcontainers, hdrhistogram) and textual, and every module of ``services`` but the
-public protocol (``services.common.wire``) and the money helpers: the SDK, the trading
+public protocol (``services.common.wire``), the money helpers and the typed
+configuration (``services.common.config``: one definition of every key and default for
+both sides, itself needing only those and msgspec): the SDK, the trading
 commands, the market maker and the TUI's model still import, the SDK signs up,
 trades, follows a book and reads the tape through a real mesh, and the `exchange`
 command's trading commands work."""
@@ -18,7 +20,13 @@ from clients.bench.cluster import ROOT
 from tests.mesh import cli_env
 
 SERVER_PACKAGES = ("structlog", "supervisor", "sortedcontainers", "hdrhistogram", "textual")
-ALLOWED = ("services", "services.common", "services.common.wire", "services.common.money")
+ALLOWED = (
+    "services",
+    "services.common",
+    "services.common.wire",
+    "services.common.money",
+    "services.common.config",
+)
 CLIENT_MODULES = (
     "clients.cli",
     "clients.client",
@@ -69,7 +77,7 @@ def test_the_fence_holds():
         """
         import json
         refused = []
-        for name in ("structlog", "services.common.config", "services.common.bus"):
+        for name in ("structlog", "services.common.node", "services.common.bus"):
             try:
                 __import__(name)
             except ImportError:
@@ -77,7 +85,7 @@ def test_the_fence_holds():
         print(json.dumps(refused))
         """
     )
-    assert out == ["structlog", "services.common.config", "services.common.bus"]
+    assert out == ["structlog", "services.common.node", "services.common.bus"]
 
 
 def test_client_modules_import_without_the_server():
