@@ -8,6 +8,7 @@ list is in docs/operations.md.
 
 from __future__ import annotations
 
+import http.client
 import math
 import re
 import urllib.request
@@ -59,7 +60,7 @@ def scrape(host: str, port: int, timeout: float = 1.0) -> list | None:
     try:
         with urllib.request.urlopen(f"http://{host}:{port}/metrics", timeout=timeout) as r:
             return parse(r.read().decode())
-    except OSError:
+    except (OSError, ValueError, http.client.HTTPException):  # nothing there, or not HTTP
         return None
 
 

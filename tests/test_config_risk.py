@@ -108,3 +108,11 @@ def test_config_show_prints_the_configuration_in_force(tmp_path):
         cwd=ROOT, env=env, capture_output=True, text=True, timeout=60,
     )  # fmt: skip
     assert refused.returncode == 2 and "[gateway]: unknown key 'speed'" in refused.stderr
+
+
+@pytest.mark.parametrize("ports", ["gateway = 70000", "gatway = 9101", "journal = 0"])
+def test_metrics_ports_are_checked(tmp_path, ports):
+    path = tmp_path / "bad.toml"
+    path.write_text(f"[symbols.A]\ntick = '0.01'\nreference = '1.00'\n[metrics.ports]\n{ports}\n")
+    with pytest.raises(config.ConfigError, match=r"\[metrics\] ports"):
+        config.load(path, home=tmp_path)

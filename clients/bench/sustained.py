@@ -342,8 +342,8 @@ def with_floor(row: dict, floor_runs: list[dict]) -> dict:
         floor_p99_ms=f["p99_ms"],
         floor_p999_ms=f["p999_ms"],
         floor_unanswered=f["unanswered"],
-        p50_vs_floor=round(row["p50_ms"] / f["p50_ms"], 2),
-        p99_vs_floor=round(row["p99_ms"] / f["p99_ms"], 2),
+        p50_vs_floor=round(row["p50_ms"] / f["p50_ms"], 2) if f["p50_ms"] else None,
+        p99_vs_floor=round(row["p99_ms"] / f["p99_ms"], 2) if f["p99_ms"] else None,
         achieved_vs_floor=round(row["achieved_per_s"] / max(1, f["achieved_per_s"]), 3),
         floor_repeats=[{k: r[k] for k in FLOOR_REPEAT_KEYS} for r in floor_runs],
     )

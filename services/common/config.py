@@ -241,6 +241,8 @@ SECTIONS = {
     "matcher": Matcher,
     "metrics": MetricsExport,
 }
+# the services a [metrics] ports table may name
+SERVICES = ("gateway", "matcher-a", "matcher-b", "journal", "marketdata", "heartbeat")
 # keys written in dollars (strings, like prices) and kept in price units
 MONEY_KEYS = {
     "risk": frozenset({"max_price", "max_cash", "opening_cash", "credit_limit"}),
@@ -309,6 +311,12 @@ def parse(raw: dict, home: Path | None = None) -> Config:
     )
     sections["risk"].check()
     sections["security"].check()
+    for service, port in sections["metrics"].ports.items():
+        if service not in SERVICES or not isinstance(port, int) or not 0 < port < 65536:
+            raise ConfigError(
+                f"[metrics] ports: {service} = {port!r}: a service of "
+                f"{', '.join(SERVICES)} and a port 1-65535"
+            )
     for name, spec in symbols.items():
         if spec.reference > sections["risk"].max_price:
             raise ConfigError(f"[symbols.{name}]: reference above [risk] max_price")

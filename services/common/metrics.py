@@ -84,7 +84,9 @@ class Histogram:
         for bound, n in zip(self.bounds, self.counts, strict=False):
             total += n
             cumulative[bound] = total
-        cumulative[float("inf")] = self.count
+        # from the buckets too, not ``count``: a scrape from the exporter's thread in the
+        # middle of ``observe`` must not show +Inf below the last bucket
+        cumulative[float("inf")] = total + self.counts[-1]
         return {"count": self.count, "sum": self.sum, "buckets": cumulative}
 
 

@@ -217,10 +217,18 @@ class Node:
         return self._add(Step(ALWAYS, None, fn, when=when))
 
     def off(self, target) -> None:
-        """Remove every step of ``target`` (a socket, a follower or a Step)."""
+        """Remove every step of ``target`` (a socket, a follower or a Step); a follower's
+        steps include any registered on its SUB socket, so none is left polling a
+        socket the caller is about to close."""
+        sub = getattr(target, "sub", None)
         kept = []
         for step in self._steps:
-            if target is step or target is step.sock or target is step.follower:
+            if (
+                target is step
+                or target is step.sock
+                or target is step.follower
+                or (sub is not None and step.sock is sub)
+            ):
                 step.live = False
                 if step.sock is not None:
                     self.unwatch(step.sock)
@@ -293,7 +301,7 @@ class Node:
         port = self.cfg.metrics.ports.get(self.name, 0)
         try:
             server = exporter.serve(self.metrics, self.name, port, self.cfg.metrics.host)
-        except OSError as exc:  # a port in use must not stop the exchange
+        except (OSError, OverflowError, ValueError) as exc:  # a bad port: never fatal
             server = None
             self.log.warning("metrics_not_served", port=port, error=str(exc))
         if server is not None:

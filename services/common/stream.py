@@ -72,6 +72,10 @@ class Follower:
         self.gap_reads = 0  # range reads made to fill gaps the feed left
         self.source_epoch = 0
         self.quiet_after = 0.5  # seconds without a message before asking the source
+        # whether a quiet feed is a reason to ask the source: a range read blocks up to
+        # ``timeout_ms`` while the source is down, which a service whose loop must keep
+        # answering (the gateway, a standby matcher's beats) cannot afford every turn
+        self.probe_when_quiet = True
         self._heard = time.monotonic()
 
     def _connect_reader(self) -> zmq.Socket:
@@ -152,13 +156,15 @@ class Follower:
         """Whether to drain now (``readable``: the SUB socket has something): a message
         waits, a beat said the source is ahead, or the feed has been quiet long enough
         that the source should be asked directly (``quiet``)."""
-        return readable or self.source_seq >= self.next_seq or self.quiet()
+        return (
+            readable or self.source_seq >= self.next_seq or (self.probe_when_quiet and self.quiet())
+        )
 
     def drain(self) -> list[Sequenced]:
         """Everything new, in order: records waiting on the SUB socket, plus gap fills."""
         out: list[Sequenced] = []
         sub = self.sub
-        if self.quiet():
+        if self.probe_when_quiet and self.quiet():
             self._heard = time.monotonic()
             records = self.fetch(self.next_seq, FETCH_CHUNK)
             for record in records or ():

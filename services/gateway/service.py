@@ -71,6 +71,7 @@ class Gateway:
         self.follower = Follower(
             node.ctx, cfg.endpoints["journal_pub"], cfg.endpoints["journal_read"], view.seq + 1
         )
+        self.follower.probe_when_quiet = False  # the journal's beats say when to read
         node.close_later(self.follower.close)
         self.received = node.metrics.counter("requests_in", "client frames received")
         node.on(self.status, self._on_status)

@@ -51,6 +51,7 @@ class Matcher:
         self.follower = Follower(
             node.ctx, cfg.endpoints["journal_pub"], cfg.endpoints["journal_read"]
         )
+        self.follower.probe_when_quiet = False  # the journal's beats say when to read
         node.close_later(self.follower.close)
         # a matcher follows the journal's beats, not its records: a standby reads what a
         # beat says is committed from the journal's range endpoint (``Follower._fill``),
@@ -96,7 +97,7 @@ class Matcher:
         curve.link(sock, matcher_endpoints(self.cfg, other)[0])
         try:
             sock.send(encode(StateQuery()), zmq.NOBLOCK)
-            if not sock.poll(300):
+            if not sock.poll(100):  # well inside the beat window: never look dead
                 return  # no primary there right now
             info = bus_decoder.decode(sock.recv())
         except (zmq.Again, *DecodeError):
@@ -126,6 +127,7 @@ class Matcher:
                 self.log.warning("catch_up_stalled", seq=core.seq, committed=committed)
                 return
             core.apply_committed(records)
+            self.follower.next_seq = core.seq + 1  # or a later drain re-applies them
         core.become_primary(epoch)
         cmd_endpoint, pub_endpoint = matcher_endpoints(self.cfg, self.instance)
         self.router = node.bind(zmq.ROUTER, cmd_endpoint, RCVHWM=10_000)
