@@ -240,10 +240,6 @@ ANSWER_KIND: dict[type, type] = {
 SESSION_REQUESTS = (Login, Resume)
 
 
-# rejects without a ref that answer no particular request: they are notices
-UNNAMED_ONLY_NOTICE = frozenset({Reject.NOT_LOGGED_IN, Reject.RATE_LIMITED})
-
-
 class Waiting:
     """The requests sent and not answered yet, each with the caller's ``handle`` (what
     it waits on: a future, a token). ``answer`` finds who a reply answers; nothing here
@@ -327,15 +323,15 @@ class Waiting:
             name = request.name[:REF_CHARS] if type(request) is Login else ""
             if ref == name or (not ref and code in SESSION_REJECTS):
                 return [sessions.popleft()[0]]
-        if not ref and len(self) == 1 and code not in UNNAMED_ONLY_NOTICE:
-            # no name on it: the one request waiting (but never a NOT_LOGGED_IN that a
-            # request sent before a reconnect earned, nor a RATE_LIMITED that may be
-            # about a dropped ping while the order itself went through)
-            for table in (self._orders, self._signups):
-                if table:
-                    return [table.popitem()[1][0]]
-            for waiting in self._queries.values():
-                if waiting:
+        if not ref and len(self) == 1:
+            # no name on it: the one request waiting; but an order is not answered by a
+            # RATE_LIMITED that may be about a dropped ping while it went through, nor a
+            # log-in or resume by a NOT_LOGGED_IN that a request sent before a
+            # reconnect earned
+            if self._signups or (self._orders and code != Reject.RATE_LIMITED):
+                return [(self._orders or self._signups).popitem()[1][0]]
+            for kind, waiting in self._queries.items():
+                if waiting and not (kind is LoggedIn and code == Reject.NOT_LOGGED_IN):
                     return [waiting.popleft()[0]]
         return []
 
