@@ -4,10 +4,11 @@ an account logs in."""
 
 from __future__ import annotations
 
+from services.common.bucket import TokenBucket
 from services.common.config import Security
 from services.common.wire import LoggedIn, Reject
 from services.gateway import sessions
-from services.gateway.security import LoginGuard, TokenBucket
+from services.gateway.security import LoginGuard
 from services.gateway.sessions import SessionTable
 
 

@@ -12,27 +12,6 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 
 
-class TokenBucket:
-    """``rate`` requests a second on average, bursts up to ``burst``."""
-
-    __slots__ = ("rate", "burst", "tokens", "stamp")
-
-    def __init__(self, rate: float, burst: float, now: float) -> None:
-        self.rate = rate
-        self.burst = burst
-        self.tokens = burst
-        self.stamp = now
-
-    def take(self, now: float) -> bool:
-        tokens = min(self.burst, self.tokens + (now - self.stamp) * self.rate)
-        self.stamp = now
-        if tokens < 1:
-            self.tokens = tokens
-            return False
-        self.tokens = tokens - 1
-        return True
-
-
 class LoginGuard:
     """Log-in back-off per (connection, name) and a throttle per name: guessing costs
     the guesser time and the gateway bounded hashing, and cannot lock the owner out.

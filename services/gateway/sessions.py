@@ -11,9 +11,10 @@ from __future__ import annotations
 from collections import OrderedDict
 from dataclasses import dataclass
 
+from services.common.bucket import TokenBucket
 from services.common.config import Security
 from services.common.wire import LoggedIn, Reject
-from services.gateway.security import LoginGuard, TokenBucket, Tokens
+from services.gateway.security import LoginGuard, Tokens
 
 ANONYMOUS_KEPT = 10_000  # buckets of connections not logged in; past it the oldest goes
 

@@ -11,13 +11,14 @@ from __future__ import annotations
 
 from collections import OrderedDict
 
+from services.common.bucket import TokenBucket
 
-class Peer:
-    __slots__ = ("tokens", "stamp", "stalled_until", "told_at")
 
-    def __init__(self, tokens: float, now: float) -> None:
-        self.tokens = tokens
-        self.stamp = now
+class Peer(TokenBucket):
+    __slots__ = ("stalled_until", "told_at")
+
+    def __init__(self, rate: float, burst: float, now: float) -> None:
+        super().__init__(rate, burst, now)
         self.stalled_until = 0.0
         self.told_at = -1.0  # when it was last answered RATE_LIMITED
 
@@ -41,7 +42,7 @@ class PeerTable:
         peers = self.peers
         peer = peers.get(ident)
         if peer is None:
-            peer = peers[ident] = Peer(self.burst, now)
+            peer = peers[ident] = Peer(self.rate, self.burst, now)
             if len(peers) > self.max_peers:
                 peers.popitem(last=False)
         else:
@@ -50,14 +51,7 @@ class PeerTable:
 
     def allow(self, ident: bytes, now: float) -> bool:
         """Take one token from ``ident``'s bucket; False when it has none left."""
-        peer = self._peer(ident, now)
-        tokens = min(self.burst, peer.tokens + (now - peer.stamp) * self.rate)
-        peer.stamp = now
-        if tokens < 1:
-            peer.tokens = tokens
-            return False
-        peer.tokens = tokens - 1
-        return True
+        return self._peer(ident, now).take(now)
 
     def tell(self, ident: bytes, now: float, every: float) -> bool:
         """True at most once per ``every`` seconds: whether an over-rate peer is told so
