@@ -131,6 +131,21 @@ def _wash(cfg, until: float, counts: Counter) -> None:
             time.sleep(0.01)
 
 
+def _sockets(kind: int, endpoint: str, count: int, **options) -> list:
+    """``count`` sockets of ``kind`` connected to ``endpoint`` (options by zmq name)."""
+    import zmq
+
+    socks = []
+    for _ in range(count):
+        sock = zmq.Context.instance().socket(kind)
+        sock.setsockopt(zmq.LINGER, 0)
+        for name, value in options.items():
+            sock.setsockopt(getattr(zmq, name), value)
+        sock.connect(endpoint)
+        socks.append(sock)
+    return socks
+
+
 def _login_flood(cfg, until: float, counts: Counter) -> None:
     """Wrong passwords for the honest trader's name, from many connections."""
     import zmq
@@ -138,13 +153,7 @@ def _login_flood(cfg, until: float, counts: Counter) -> None:
     from services.common.codec import encode, reply_decoder
     from services.common.wire import Login, RequestRejected
 
-    ctx = zmq.Context.instance()
-    socks = []
-    for _ in range(20):
-        sock = ctx.socket(zmq.DEALER)
-        sock.setsockopt(zmq.LINGER, 0)
-        sock.connect(cfg.endpoints["gateway"])
-        socks.append(sock)
+    socks = _sockets(zmq.DEALER, cfg.endpoints["gateway"], 20)
     n = 0
     pace = _Pace(LOGIN_FLOOD_PER_S / len(socks))
     while time.time() < until:
@@ -165,16 +174,9 @@ def _slow_subscribers(cfg, until: float, counts: Counter) -> None:
     """Subscribers to every feed that never read."""
     import zmq
 
-    ctx = zmq.Context.instance()
-    socks = []
-    for _ in range(5):
-        sock = ctx.socket(zmq.SUB)
-        sock.setsockopt(zmq.LINGER, 0)
-        sock.setsockopt(zmq.RCVHWM, 10)
-        sock.setsockopt(zmq.RCVBUF, 4096)
-        sock.setsockopt(zmq.SUBSCRIBE, b"")
-        sock.connect(cfg.endpoints["marketdata_pub"])
-        socks.append(sock)
+    socks = _sockets(
+        zmq.SUB, cfg.endpoints["marketdata_pub"], 5, RCVHWM=10, RCVBUF=4096, SUBSCRIBE=b""
+    )
     counts["subscribers"] = len(socks)
     while time.time() < until:
         time.sleep(0.1)
@@ -183,15 +185,13 @@ def _slow_subscribers(cfg, until: float, counts: Counter) -> None:
 
 
 def _snapshot_flood(cfg, until: float, counts: Counter) -> None:
-    """Snapshot requests as fast as one connection can send them."""
+    """Snapshot requests from one connection at SNAPSHOT_FLOOD_PER_S."""
     import zmq
 
     from services.common.codec import encode
     from services.common.wire import SnapshotRequest
 
-    sock = zmq.Context.instance().socket(zmq.DEALER)
-    sock.setsockopt(zmq.LINGER, 0)
-    sock.connect(cfg.endpoints["marketdata_snapshot"])
+    (sock,) = _sockets(zmq.DEALER, cfg.endpoints["marketdata_snapshot"], 1)
     pace = _Pace(SNAPSHOT_FLOOD_PER_S)
     while time.time() < until:
         try:
