@@ -7,7 +7,16 @@ import errno
 
 import pytest
 
-from services.common.bus import Archived, Beat, Fence, ReadRange, Record, Reopen
+from services.common.bus import (
+    Archived,
+    Beat,
+    Fence,
+    FenceAck,
+    ReadRange,
+    Reconcile,
+    Record,
+    Reopen,
+)
 from services.common.codec import beat_decoder, bus_decoder, encode, raw_records, records_decoder
 from services.common.metrics import Metrics
 from services.journal.core import RESUME_FREE_BYTES, JournalCore
@@ -92,15 +101,25 @@ def test_syncs_are_paced_and_what_arrives_meanwhile_shares_the_next(tmp_path):
     assert h.published == [[1], [2, 3, 4]]
 
 
-def test_a_fence_is_stored_before_it_is_answered_and_names_the_matcher_to_follow(tmp_path):
+def test_a_fence_is_stored_before_it_is_answered_with_the_log_s_end_and_history(tmp_path):
     h = Harness(tmp_path)
     h.core.commit(batch(1, 2))
     reply, follow = h.core.request(Fence(2, "b"))
-    assert h.epochs == [2] and h.core.min_epoch == 2
-    assert beat_decoder.decode(reply) == Beat(2, 2, False) and follow == "b"
-    reply, follow = h.core.request(Fence(1, "a"))  # an older epoch: told, not followed
-    assert beat_decoder.decode(reply) == Beat(2, 2, False) and follow is None
+    assert h.epochs == [2] and h.core.min_epoch == 2 and follow is None
+    assert bus_decoder.decode(reply) == FenceAck("journal", 2, 2, [(1, 1)], 0)
+    reply, follow = h.core.request(Fence(1, "a"))  # an older epoch: told, nothing stored
+    assert bus_decoder.decode(reply).epoch == 2 and follow is None
     assert h.epochs == [2]
+
+
+def test_a_reconcile_names_the_matcher_to_follow_and_an_old_one_is_only_told(tmp_path):
+    h = Harness(tmp_path)
+    h.core.commit(batch(1, 2))
+    reply, follow = h.core.request(Reconcile(2, "b", [(1, 1), (2, 3)]))
+    assert follow == "b" and h.core.reconciled == 2 and h.epochs == [2]
+    assert bus_decoder.decode(reply).reconciled == 2
+    reply, follow = h.core.request(Reconcile(1, "a", [(1, 1)]))
+    assert follow is None and h.core.reconciled == 2
 
 
 def test_records_of_a_fenced_epoch_are_refused_and_the_follower_sent_back(tmp_path):
@@ -110,11 +129,35 @@ def test_records_of_a_fenced_epoch_are_refused_and_the_follower_sent_back(tmp_pa
     assert h.store.last_seq == 2
 
 
-def test_the_primary_is_followed_unless_fenced_out(tmp_path):
-    h = Harness(tmp_path, min_epoch=3)
-    assert h.core.primary(("b", 3)) == "b"
-    assert h.core.primary(("a", 2)) is None
-    assert h.core.primary(None) is None
+def test_one_of_several_publishes_only_up_to_the_primary_s_commit_position(tmp_path):
+    h = Harness(tmp_path, solo=False, name="journal-b")
+    h.core.request(Reconcile(1, "a", [(1, 1)]))
+    h.core.commit(batch(1, 5))
+    assert h.published == [] and h.store.durable_seq == 5
+    assert h.core.beat() == Beat(0, 1, False, "journal-b", 1, 5)
+    reply, _ = h.core.request(ReadRange(1, 10))  # readers get committed records only
+    assert records_decoder.decode(reply) == []
+    reply, _ = h.core.request(ReadRange(1, 10, durable=True))  # a new primary all of them
+    assert len(records_decoder.decode(reply)) == 5
+    h.core.release(3)
+    assert h.published == [[1, 2, 3]] and h.core.visible == 3
+    h.core.release(9)  # past what it holds: up to what it holds
+    assert h.published == [[1, 2, 3], [4, 5]] and h.core.beat().seq == 5
+
+
+def test_a_reconcile_cuts_a_deposed_epoch_s_uncommitted_tail(tmp_path):
+    h = Harness(tmp_path, solo=False, name="journal-a")
+    h.core.request(Reconcile(1, "a", [(1, 1)]))
+    h.core.commit(batch(1, 6))
+    h.core.release(4)  # 5 and 6 never reached a majority
+    reply, follow = h.core.request(Reconcile(2, "b", [(1, 1), (2, 5)]))
+    assert follow == "b" and h.store.last_seq == 4 and h.store.epochs == [(1, 1)]
+    assert bus_decoder.decode(reply).last_seq == 4
+    h.core.commit(batch(5, 2, epoch=2))
+    assert h.store.epochs == [(1, 1), (2, 5)]
+    # a primary whose log would cut committed records is refused (never happens)
+    _, follow = h.core.request(Reconcile(3, "a", [(1, 1), (3, 2)]))
+    assert follow is None and h.store.last_seq == 6
 
 
 def test_a_fence_that_cannot_be_stored_is_not_answered_and_fills_the_disk(tmp_path):
@@ -141,7 +184,7 @@ def test_a_full_disk_drops_the_batch_then_writes_it_again_when_there_is_room(tmp
     assert not h.core.commit(batch(3, 2))
     assert h.core.disk_full and h.announced == 1
     assert h.rewound == [3] and h.store.last_seq == 2  # fetched again on resuming
-    assert h.core.beat() == Beat(2, 1, True)
+    assert h.core.beat() == Beat(2, 1, True, "journal", 0, 2)
     assert not h.core.commit(batch(3, 2))  # still full: announced once
     assert h.announced == 1
 

@@ -85,9 +85,9 @@ def test_batches_are_handed_back_busy_while_the_journal_lags_a_window_or_is_full
     busy = bus_decoder.decode(frame)
     assert to == b"gw" and isinstance(busy, MatcherBusy) and busy.code == Reject.BUSY
     assert busy.commands == [order(1, "o1")] and c.seq == 2
-    c.track(Beat(2, 1))  # the journal caught up
+    c.track(Beat(2, 1, journal="journal", reconciled=1, durable=2))  # the journal caught up
     assert c.serve([(b"gw", CommandBatch([order(1, "o1")]))])[1] is not None
-    c.track(Beat(3, 1, True))
+    c.track(Beat(3, 1, True, "journal", 1, 3))
     assert c.journal_full and c.log.events == ["journal_full"]
     [(_, frame)] = c.serve([(b"gw", CommandBatch([order(1, "o2")]))])[0]
     assert bus_decoder.decode(frame).code == Reject.JOURNAL_FULL

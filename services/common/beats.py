@@ -13,22 +13,32 @@ from services.common.codec import encode
 
 
 class BeatSender:
-    """Sends ServiceBeats (its node says when); never blocks the caller's loop (a full
-    queue to a dead heartbeat service just drops the beat). The heartbeat service
+    """Sends ServiceBeats (its node says when) to every heartbeat service (one per
+    host of a cluster, so each sees every service); never blocks the caller's loop (a
+    full queue to a dead heartbeat service just drops the beat). A heartbeat service
     answers on the same socket (a matcher's Promote and Demote)."""
 
-    def __init__(self, ctx: zmq.Context, endpoint: str, service: str) -> None:
-        self.socket = ctx.socket(zmq.DEALER)
-        self.socket.setsockopt(zmq.LINGER, 0)
-        self.socket.setsockopt(zmq.SNDHWM, 10)
-        curve.link(self.socket, endpoint)
+    def __init__(
+        self, ctx: zmq.Context, endpoints: list[str], service: str, host: str = ""
+    ) -> None:
+        self.sockets = []
+        for endpoint in endpoints:
+            sock = ctx.socket(zmq.DEALER)
+            sock.setsockopt(zmq.LINGER, 0)
+            sock.setsockopt(zmq.SNDHWM, 10)
+            curve.link(sock, endpoint)
+            self.sockets.append(sock)
+        self.socket = self.sockets[0]  # the local heartbeat service's
         self.service = service
+        self.host = host
         self.pid = os.getpid()
 
     def send(self, role: str, epoch: int = 0, seq: int = 0, committed: int = 0) -> None:
-        beat = ServiceBeat(self.service, role, self.pid, epoch, seq, committed)
-        with contextlib.suppress(zmq.Again):
-            self.socket.send(encode(beat), zmq.NOBLOCK)
+        frame = encode(ServiceBeat(self.service, role, self.pid, epoch, seq, committed, self.host))
+        for sock in self.sockets:
+            with contextlib.suppress(zmq.Again):
+                sock.send(frame, zmq.NOBLOCK)
 
     def close(self) -> None:
-        self.socket.close(0)
+        for sock in self.sockets:
+            sock.close(0)

@@ -96,7 +96,18 @@ class Reopen(Command, tag="reopen"):
     symbol: str
 
 
-AnyCommand = CreateAccount | NewOrder | CancelOrder | ReplaceOrder | SetPassword | Admin | Reopen
+class Lead(Command, tag="lead"):
+    """A new primary's first record, which changes no state: the records it adopted
+    from earlier epochs count as committed only once a majority of journals holds a
+    record of its own epoch after them (Raft's rule for entries of earlier terms)."""
+
+    epoch: int
+    instance: str
+
+
+AnyCommand = (
+    CreateAccount | NewOrder | CancelOrder | ReplaceOrder | SetPassword | Admin | Reopen | Lead
+)
 
 
 # ---------------------------------------------------------------------------
@@ -125,8 +136,17 @@ class Beat(msgspec.Struct, array_like=True, frozen=True, gc=False):
     traffic; the primary matcher learns its journal lag from the journal's beats."""
 
     seq: int  # last sequence number published (matcher) or committed (journal)
-    epoch: int
+    epoch: int  # the matcher's epoch, or the newest epoch the journal is fenced at
     disk_full: bool = False  # journal: it cannot write; the matcher refuses new commands
+    # journal: its name, the epoch whose primary's log it matches (0: not yet
+    # reconciled since it started), and the last record it holds on disk, committed
+    # or not; the primary counts ``durable`` of journals reconciled at its epoch
+    journal: str = ""
+    reconciled: int = 0
+    durable: int = 0
+    # matcher: the commit position (a majority of journals hold every record up to
+    # it); each journal publishes its records as committed only up to here
+    commit: int = 0
 
 
 class Bus(msgspec.Struct, array_like=True, tag=True, frozen=True, gc=False):
@@ -140,10 +160,13 @@ class CommandBatch(Bus, tag="commands"):
 
 
 class ReadRange(Bus, tag="read"):
-    """Ask for records ``first`` .. ``first + count - 1`` (journal or matcher retransmit)."""
+    """Ask for records ``first`` .. ``first + count - 1`` (journal or matcher retransmit).
+    A journal serves committed records only, unless ``durable``: a new primary reads
+    the most complete log's uncommitted tail that way, to adopt it."""
 
     first: int
     count: int
+    durable: bool = False
 
 
 class Archived(Bus, tag="archived"):
@@ -162,11 +185,34 @@ class MatcherBusy(Bus, tag="busy"):
 
 class Fence(Bus, tag="fence"):
     """New primary -> journal: refuse records of any epoch below ``epoch`` from now on.
-    The journal answers with a Beat of its committed seq, which the new primary catches
-    up to before it sequences anything (so no record of the old epoch can slip in)."""
+    The journal answers with a FenceAck (its log's end and epoch history), from which
+    the new primary takes the most complete log of a majority before it sequences
+    anything (so no committed record is lost and no old-epoch record slips in)."""
 
     epoch: int
     instance: str  # the matcher instance to follow from now on ("a" or "b")
+
+
+class FenceAck(Bus, tag="fence_ack"):
+    """Journal -> primary: fenced at ``epoch``; holds records up to ``last_seq`` on disk,
+    and ``epochs`` lists (epoch, first seq) of every epoch in its log, oldest first."""
+
+    journal: str
+    epoch: int
+    last_seq: int
+    epochs: list[tuple[int, int]]
+    reconciled: int = 0
+
+
+class Reconcile(Bus, tag="reconcile"):
+    """Primary -> journal: the log every journal must match, as (epoch, first seq) of
+    each of its epochs (the primary's own last). The journal cuts whatever of its log
+    differs (records of a deposed epoch that never reached a majority), then follows
+    ``instance`` from its new end."""
+
+    epoch: int
+    instance: str
+    epochs: list[tuple[int, int]]
 
 
 class ServiceBeat(Bus, tag="service_beat"):
@@ -178,6 +224,7 @@ class ServiceBeat(Bus, tag="service_beat"):
     epoch: int = 0
     seq: int = 0  # last sequence number the service has applied / published
     committed: int = 0  # last committed sequence number it knows of
+    host: str = ""  # the cluster host it runs on ("" on a one-host exchange)
 
 
 class StatusRequest(Bus, tag="status_req"):
@@ -193,6 +240,7 @@ class ServiceState(msgspec.Struct, array_like=True, frozen=True, gc=False):
     committed: int
     age_ms: int  # since its last beat
     alive: bool
+    host: str = ""
 
 
 class Status(Bus, tag="status"):
@@ -231,6 +279,8 @@ AnyBus = (
     | Archived
     | MatcherBusy
     | Fence
+    | FenceAck
+    | Reconcile
     | ServiceBeat
     | StatusRequest
     | Status

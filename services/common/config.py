@@ -215,6 +215,56 @@ class MetricsExport:
 
 
 @dataclass(frozen=True, slots=True)
+class Host:
+    """[cluster.hosts.NAME]: one machine of a cluster."""
+
+    address: str  # the address other hosts reach it at (advertised in every endpoint)
+    bind: str = ""  # the interface its services bind to: "" (its address) or "*"
+    # what runs there: any of etcd, heartbeat, journal, matcher-a, matcher-b, gateway,
+    # marketdata
+    services: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class ClusterPorts:
+    """[cluster.ports]: the TCP port of each endpoint, the same on every host."""
+
+    gateway: int = 5555
+    marketdata_pub: int = 5556
+    marketdata_snapshot: int = 5557
+    matcher_in: int = 5560  # matcher-a's
+    matcher_pub: int = 5561
+    matcher_b_in: int = 5562
+    matcher_b_pub: int = 5563
+    journal_pub: int = 5570
+    journal_read: int = 5571
+    heartbeat: int = 5580
+    status_pub: int = 5581
+    etcd_client: int = 2379
+    etcd_peer: int = 2380
+
+
+@dataclass(frozen=True, slots=True)
+class Cluster:
+    """[cluster]: several hosts (``docs/operations.md``, "Three machines"). Empty
+    ``hosts`` (the default) is the one-host exchange, with [endpoints] as written."""
+
+    # this process's host: ``exchange up --cluster FILE --host NAME`` sets it through
+    # $EXCHANGE_HOST, which wins over this key
+    host: str = ""
+    hosts: dict[str, Host] = field(default_factory=dict)
+    ports: ClusterPorts = field(default_factory=ClusterPorts)
+    etcd_heartbeat_ms: int = 25  # etcd's --heartbeat-interval (its leader's beat)
+    etcd_election_ms: int = 250  # etcd's --election-timeout
+    etcd_timeout_ms: int = 500  # one request to an etcd member, before the next is tried
+
+
+CLUSTER_SERVICES = frozenset(
+    {"etcd", "heartbeat", "journal", "matcher-a", "matcher-b", "gateway", "marketdata"}
+)
+
+
+@dataclass(frozen=True, slots=True)
 class Config:
     symbols: dict[str, SymbolSpec]
     risk: RiskLimits = field(default_factory=RiskLimits)
@@ -226,6 +276,7 @@ class Config:
     gateway: Gateway = field(default_factory=Gateway)
     matcher: Matcher = field(default_factory=Matcher)
     metrics: MetricsExport = field(default_factory=MetricsExport)
+    cluster: Cluster = field(default_factory=Cluster)
     home: Path = Path("var")
 
 
@@ -240,6 +291,7 @@ SECTIONS = {
     "gateway": Gateway,
     "matcher": Matcher,
     "metrics": MetricsExport,
+    "cluster": Cluster,
 }
 # the services a [metrics] ports table may name
 SERVICES = ("gateway", "matcher-a", "matcher-b", "journal", "marketdata", "heartbeat")
@@ -311,6 +363,9 @@ def parse(raw: dict, home: Path | None = None) -> Config:
     )
     sections["risk"].check()
     sections["security"].check()
+    cluster = sections["cluster"] = _cluster(sections["cluster"])
+    if cluster.hosts:
+        sections["endpoints"] = _host_endpoints(cluster, home)
     for service, port in sections["metrics"].ports.items():
         if service not in SERVICES or not isinstance(port, int) or not 0 < port < 65536:
             raise ConfigError(
@@ -321,6 +376,148 @@ def parse(raw: dict, home: Path | None = None) -> Config:
         if spec.reference > sections["risk"].max_price:
             raise ConfigError(f"[symbols.{name}]: reference above [risk] max_price")
     return Config(symbols=symbols, home=home, **sections)
+
+
+def _cluster(cluster: Cluster) -> Cluster:
+    """Check a cluster's layout; the host named by $EXCHANGE_HOST wins over ``host``."""
+    if not cluster.hosts:
+        return cluster
+    host = os.environ.get("EXCHANGE_HOST") or cluster.host
+    if host and host not in cluster.hosts:
+        raise ConfigError(f"[cluster]: host {host!r} is not one of {', '.join(cluster.hosts)}")
+    for name, spec in cluster.hosts.items():
+        unknown = sorted(set(spec.services) - CLUSTER_SERVICES)
+        if unknown:
+            raise ConfigError(
+                f"[cluster.hosts.{name}] services: unknown {', '.join(unknown)} "
+                f"(known: {', '.join(sorted(CLUSTER_SERVICES))})"
+            )
+    for single in ("matcher-a", "matcher-b"):
+        if len(placed(cluster, single)) > 1:
+            raise ConfigError(f"[cluster]: {single} runs on more than one host")
+    for needed in ("matcher-a", "journal", "heartbeat"):
+        if not placed(cluster, needed):
+            raise ConfigError(f"[cluster]: no host runs {needed}")
+    journals = placed(cluster, "journal")
+    if host and host in cluster.hosts:
+        for local in ("journal", "heartbeat"):
+            if local not in cluster.hosts[host].services:
+                raise ConfigError(
+                    f"[cluster.hosts.{host}]: every host runs a {local} (its services "
+                    "follow the local one)"
+                )
+    if len(placed(cluster, "etcd")) not in (0, len(placed(cluster, "heartbeat"))) or (
+        len(journals) > 1 and not placed(cluster, "etcd")
+    ):
+        raise ConfigError("[cluster]: with several journals, every heartbeat host runs etcd")
+    return dataclasses.replace(cluster, host=host)
+
+
+def placed(cluster: Cluster, service: str) -> list[str]:
+    """The hosts that run ``service``, in the file's order."""
+    return [name for name, spec in cluster.hosts.items() if service in spec.services]
+
+
+def _tcp(cluster: Cluster, host: str, port: str) -> str:
+    return f"tcp://{cluster.hosts[host].address}:{getattr(cluster.ports, port)}"
+
+
+def _host_endpoints(cluster: Cluster, home: Path) -> Endpoints:
+    """[endpoints] as one host of a cluster sees them: its own journal, heartbeat,
+    gateway and marketdata; the matchers wherever they run. Advertised addresses:
+    ``bind_endpoint`` turns one of this host's into what its socket binds."""
+    here = cluster.host or next(iter(cluster.hosts))
+    (matcher_a,) = placed(cluster, "matcher-a")
+    matcher_b = (placed(cluster, "matcher-b") or [matcher_a])[0]
+    return Endpoints(
+        gateway=_tcp(cluster, here, "gateway"),
+        matcher_in=_tcp(cluster, matcher_a, "matcher_in"),
+        matcher_pub=_tcp(cluster, matcher_a, "matcher_pub"),
+        matcher_b_in=_tcp(cluster, matcher_b, "matcher_b_in"),
+        matcher_b_pub=_tcp(cluster, matcher_b, "matcher_b_pub"),
+        journal_pub=_tcp(cluster, here, "journal_pub"),
+        journal_read=_tcp(cluster, here, "journal_read"),
+        marketdata_pub=_tcp(cluster, here, "marketdata_pub"),
+        marketdata_snapshot=_tcp(cluster, here, "marketdata_snapshot"),
+        heartbeat=_tcp(cluster, here, "heartbeat"),
+        status_pub=_tcp(cluster, here, "status_pub"),
+    )
+
+
+def is_cluster(cfg: Config) -> bool:
+    return bool(cfg.cluster.hosts)
+
+
+def service_name(cfg: Config, kind: str) -> str:
+    """How a service names itself in beats and status: ``journal`` on one host,
+    ``journal-a`` on cluster host a (matchers keep their own names)."""
+    if not is_cluster(cfg) or kind.startswith("matcher"):
+        return kind
+    return f"{kind}-{cfg.cluster.host}"
+
+
+def journals(cfg: Config) -> list[tuple[str, str, str]]:
+    """(name, committed-stream PUB, range-read ROUTER) of every journal."""
+    cluster = cfg.cluster
+    if not cluster.hosts:
+        return [("journal", cfg.endpoints.journal_pub, cfg.endpoints.journal_read)]
+    return [
+        (f"journal-{h}", _tcp(cluster, h, "journal_pub"), _tcp(cluster, h, "journal_read"))
+        for h in placed(cluster, "journal")
+    ]
+
+
+def heartbeats(cfg: Config) -> list[str]:
+    """Every heartbeat service's ROUTER: each service beats to all of them."""
+    cluster = cfg.cluster
+    if not cluster.hosts:
+        return [cfg.endpoints.heartbeat]
+    hosts = placed(cluster, "heartbeat")
+    hosts.sort(key=lambda h: h != cluster.host)
+    return [_tcp(cluster, h, "heartbeat") for h in hosts]
+
+
+def gateways(cfg: Config) -> list[str]:
+    """Every gateway's client endpoint, the local host's first: the clients' list."""
+    cluster = cfg.cluster
+    if not cluster.hosts:
+        return [cfg.endpoints.gateway]
+    hosts = placed(cluster, "gateway")
+    hosts.sort(key=lambda h: h != cluster.host)
+    return [_tcp(cluster, h, "gateway") for h in hosts]
+
+
+def marketdata_endpoints(cfg: Config) -> list[tuple[str, str]]:
+    """(feed PUB, snapshot ROUTER) of every marketdata service, the local host's first."""
+    cluster = cfg.cluster
+    if not cluster.hosts:
+        return [(cfg.endpoints.marketdata_pub, cfg.endpoints.marketdata_snapshot)]
+    hosts = placed(cluster, "marketdata")
+    hosts.sort(key=lambda h: h != cluster.host)
+    return [
+        (_tcp(cluster, h, "marketdata_pub"), _tcp(cluster, h, "marketdata_snapshot")) for h in hosts
+    ]
+
+
+def etcd_endpoints(cfg: Config) -> list[str]:
+    """Every etcd member's client URL, the local host's first."""
+    cluster = cfg.cluster
+    hosts = placed(cluster, "etcd")
+    hosts.sort(key=lambda h: h != cluster.host)
+    return [f"http://{cluster.hosts[h].address}:{cluster.ports.etcd_client}" for h in hosts]
+
+
+def bind_endpoint(cfg: Config, endpoint: str) -> str:
+    """What a socket of this host binds for an advertised ``endpoint``: the host's
+    ``bind`` interface instead of its address when one is set."""
+    cluster = cfg.cluster
+    if not cluster.hosts or not cluster.host:
+        return endpoint
+    spec = cluster.hosts[cluster.host]
+    prefix = f"tcp://{spec.address}:"
+    if spec.bind and endpoint.startswith(prefix):
+        return f"tcp://{spec.bind}:" + endpoint[len(prefix) :]
+    return endpoint
 
 
 def load(path: str | Path | None = None, home: Path | None = None) -> Config:
@@ -347,13 +544,16 @@ def effective(cfg: Config) -> dict:
         if isinstance(value, tuple):
             return list(value)
         if isinstance(value, dict):
-            return dict(value)
+            return {k: plain(v) for k, v in value.items()}
+        if dataclasses.is_dataclass(value):
+            return {f.name: plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
         return value
 
     out: dict = {"home": str(cfg.home)}
     for name in SECTIONS:
         section = getattr(cfg, name)
         out[name] = {f.name: plain(getattr(section, f.name)) for f in dataclasses.fields(section)}
+    out["cluster.ports"] = out["cluster"].pop("ports")  # a table of its own, as in TOML
     out["symbols"] = {
         name: {
             f.name: getattr(spec, f.name) for f in dataclasses.fields(spec) if f.name != "symbol"

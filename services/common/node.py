@@ -20,7 +20,7 @@ import zmq
 
 from services.common import curve, exporter
 from services.common.beats import BeatSender
-from services.common.config import Config
+from services.common.config import Config, bind_endpoint, heartbeats
 from services.common.metrics import Metrics
 from services.common.runtime import tune_gc
 from services.common.snapfile import Snapshots
@@ -140,7 +140,7 @@ class Node:
     def bind(self, kind: int, endpoint: str, **options: int) -> zmq.Socket:
         """A socket bound to a mesh endpoint (CURVE on ``tcp://``, ``curve.bind``)."""
         sock = self.socket(kind, **options)
-        curve.bind(sock, endpoint)
+        curve.bind(sock, bind_endpoint(self.cfg, endpoint))
         return sock
 
     def link(self, kind: int, endpoint: str, **options: int) -> zmq.Socket:
@@ -248,7 +248,8 @@ class Node:
     def beat_with(self, service: str, state: Callable[[], tuple]) -> BeatSender:
         """Beat to the heartbeat service every ``heartbeat_ms``: ``state()`` gives
         (role, epoch, seq, committed)."""
-        self.beats = BeatSender(self.ctx, self.cfg.endpoints["heartbeat"], service)
+        cfg = self.cfg
+        self.beats = BeatSender(self.ctx, heartbeats(cfg), service, cfg.cluster.host)
         self.close_later(self.beats.close)
         self._beat_state = state
         self._beat_timer = self.every(self.cfg.timings.heartbeat_ms / 1000, self._beat)

@@ -71,6 +71,7 @@ class Follower:
         self.source_seq = next_seq - 1  # highest sequence number the source says it has
         self.gap_reads = 0  # range reads made to fill gaps the feed left
         self.source_epoch = 0
+        self.source_commit = 0  # the commit position a primary's beats announce
         self.quiet_after = 0.5  # seconds without a message before asking the source
         # whether a quiet feed is a reason to ask the source: a range read blocks up to
         # ``timeout_ms`` while the source is down, which a service whose loop must keep
@@ -179,6 +180,8 @@ class Follower:
                 beat = beat_decoder.decode(payload)
                 self.source_seq = max(self.source_seq, beat.seq)
                 self.source_epoch = max(self.source_epoch, beat.epoch)
+                if beat.commit > self.source_commit:
+                    self.source_commit = beat.commit
                 continue
             records = self._decode(payload)
             if not records or records[-1].seq < self.next_seq:

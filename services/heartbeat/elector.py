@@ -58,7 +58,9 @@ class Elector:
         since = previous.since if same_role and previous.beat.pid == beat.pid else now
         self.services[beat.service] = Seen(ident, beat, now, since)
         self.highest = max(self.highest, beat.epoch)
-        if beat.epoch > self.epoch and (beat.role == "primary" or beat.service == "journal"):
+        if beat.epoch > self.epoch and (
+            beat.role == "primary" or beat.service.startswith("journal")
+        ):
             self.epoch = beat.epoch
         return previous is None or previous.beat.role != beat.role
 
@@ -107,7 +109,7 @@ class Elector:
             for name, s in matchers.items()
             if s.beat.role == "standby"
         ]
-        if not standbys or "journal" not in self.services:
+        if not standbys or not any(name.startswith("journal") for name in self.services):
             return out
         *_, chosen = min(standbys)
         self.highest += 1
@@ -128,6 +130,7 @@ class Elector:
                     s.beat.committed,
                     int((now - s.at) * 1000),
                     self.alive(s, now),
+                    s.beat.host,
                 )
                 for name, s in sorted(self.services.items())
             ],

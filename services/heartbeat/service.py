@@ -12,28 +12,36 @@ epoch comes back with the beats (the journal reports the highest it has fenced).
 
 from __future__ import annotations
 
+import dataclasses
 import time
 
 import zmq
 
 from services.common.bus import Promote
 from services.common.codec import encode
-from services.common.config import Config
+from services.common.config import Config, etcd_endpoints, service_name
 from services.common.node import Node
 from services.common.router import bus_messages
 from services.heartbeat.elector import Elector
 from services.heartbeat.epochfile import EpochFile
+from services.heartbeat.etcd import Etcd
+from services.heartbeat.leadership import EtcdLeadership, LocalLeadership
 
 
 class Heartbeat:
     def __init__(self, cfg: Config, log) -> None:
         self.log = log
         self.interval = cfg.timings.heartbeat_ms / 1000
-        self.epochs = EpochFile(cfg.home / "heartbeat" / "epoch")
-        issued = self.epochs.load()
+        members = etcd_endpoints(cfg)
+        if members:  # a cluster: etcd decides which heartbeat service promotes
+            etcd = Etcd(members, cfg.cluster.etcd_timeout_ms / 1000)
+            self.leadership = EtcdLeadership(etcd, log)
+        else:
+            self.leadership = LocalLeadership(EpochFile(cfg.home / "heartbeat" / "epoch"))
+        issued = self.leadership.issued()
         timeout = self.interval * cfg.timings.missed_beats
         self.elector = Elector(timeout, time.monotonic(), issued)
-        node = self.node = Node("heartbeat", cfg, log)
+        node = self.node = Node(service_name(cfg, "heartbeat"), cfg, log)
         self.router = node.bind(zmq.ROUTER, cfg.endpoints["heartbeat"])
         self.pub = node.bind(zmq.PUB, cfg.endpoints["status_pub"])
         self.received = node.metrics.counter("messages_in", "bus messages received")
@@ -55,20 +63,30 @@ class Heartbeat:
             self.publisher.fire_now()  # tell everyone this turn, not at the next tick
 
     def _decide(self, now: float) -> None:
-        for ident, msg in self.elector.decide(now):
+        elector = self.elector
+        for ident, msg in elector.decide(now):
             if isinstance(msg, Promote):
+                pending = elector.pending
                 try:
-                    self.epochs.save(msg.epoch)  # on disk before anyone holds it
+                    # stored (or won in etcd) before anyone holds it
+                    epoch = self.leadership.claim(pending.matcher, msg.epoch)
                 except OSError as exc:
                     # unsent, the epoch is simply skipped: the next try takes a new one
                     self.log.error("epoch_not_stored", epoch=msg.epoch, error=str(exc))
                     continue
-                pending = self.elector.pending
+                if epoch is None:
+                    # another heartbeat service promotes (or etcd is out of reach): wait
+                    # for the promotion's deadline like for one of our own
+                    continue
+                if epoch != msg.epoch:
+                    msg = Promote(epoch)
+                    elector.highest = max(elector.highest, epoch)
+                    elector.pending = pending = dataclasses.replace(pending, epoch=epoch)
                 self.log.info(
                     "promote",
                     matcher=pending.matcher,
                     epoch=msg.epoch,
-                    seq=self.elector.services[pending.matcher].beat.seq,
+                    seq=elector.services[pending.matcher].beat.seq,
                 )
                 self.promotions.inc()
             self.router.send_multipart([ident, encode(msg)])

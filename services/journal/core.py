@@ -11,12 +11,14 @@ while none is followed). Tests give it a store in a temp directory and recording
 from __future__ import annotations
 
 import time
+from collections import deque
 from collections.abc import Callable
 from pathlib import Path
 
-from services.common.bus import Archived, Beat, Fence, ReadRange
+from services.common.bus import Archived, Beat, Fence, FenceAck, ReadRange, Reconcile
 from services.common.codec import RawRecord, encode, join_batch
 from services.common.metrics import Metrics
+from services.journal.history import agreement
 from services.journal.segment import JournalStore
 from services.journal.spare import free_bytes
 
@@ -38,11 +40,14 @@ class JournalCore:
         publish: Callable[[bytes], None],
         rewind: Callable[[int], None],
         announce: Callable[[], None],
+        announce_durable: Callable[[], None] = lambda: None,
         drain: Callable[[], list | None],
         fsync: bool = True,
         sync_interval: float = 0.0,
         retry_every: float = 1.0,
         covered: Callable[[], int] = lambda: 0,
+        name: str = "journal",
+        solo: bool = True,
         free: Callable[[Path], int] = free_bytes,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
@@ -54,6 +59,7 @@ class JournalCore:
         self.publish = publish
         self.rewind = rewind
         self.announce = announce
+        self.announce_durable = announce_durable  # one of several: beat the primary now
         self.drain = drain
         self.fsync = fsync
         self.sync_interval = sync_interval
@@ -66,58 +72,109 @@ class JournalCore:
         self.sleep = sleep
         self.disk_full = False
         self.spare_deferred = False  # as last logged
+        self.name = name
+        # alone, a journal commits what it syncs; one of several publishes a record
+        # only once the primary says a majority holds it (its commit position)
+        self.solo = solo
+        self.reconciled = 0  # the epoch whose primary's log this one was matched to
+        self.commit_seen = 0  # the commit position that primary announced
+        self.visible = store.durable_seq if solo else 0  # published as committed
+        self.held: deque[RawRecord] = deque()  # synced, awaiting the commit position
         self.committed = metrics.counter("records_committed", "records made durable")
         self.commits = metrics.counter("commits", "group commits (one sync each)")
         self.sync_seconds = metrics.histogram("fsync_seconds", "time in one commit's sync")
         metrics.gauge("disk_full", "1 while the journal cannot write", lambda: int(self.disk_full))
         metrics.gauge("durable_seq", "last record made durable", lambda: self.store.durable_seq)
+        metrics.gauge("committed_seq", "last record published as committed", lambda: self.visible)
 
     # -- reads and fences -----------------------------------------------------------
 
     def request(self, msg: object) -> tuple[bytes | None, str | None]:
-        """The answer to a range read or a fence (None: none), and the matcher to follow
-        from now on (None: no change)."""
+        """The answer to a range read, a fence or a reconcile (None: none), and the
+        matcher to follow from now on (None: no change)."""
         store = self.store
         if isinstance(msg, ReadRange):
             if store.archived(msg.first):
                 return encode(Archived(store.first_seq)), None
-            return join_batch(store.read(msg.first, min(msg.count, MAX_READ))), None
+            top = store.durable_seq if msg.durable else self.visible
+            count = min(msg.count, MAX_READ, top - msg.first + 1)
+            return join_batch(store.read(msg.first, count)), None
         if isinstance(msg, Fence):
-            return self._fence(msg)
+            return (encode(self.ack()) if self._fence(msg.epoch) else None), None
+        if isinstance(msg, Reconcile):
+            return self._reconcile(msg)
         return None, None
 
-    def _fence(self, fence: Fence) -> tuple[bytes | None, str | None]:
-        if fence.epoch > self.min_epoch:
+    def ack(self) -> FenceAck:
+        store = self.store
+        return FenceAck(
+            self.name, self.min_epoch, store.durable_seq, list(store.epochs), self.reconciled
+        )
+
+    def _fence(self, epoch: int) -> bool:
+        """Refuse records of epochs below ``epoch`` from now on; False if that could
+        not be stored (unanswered, the new primary asks again)."""
+        if epoch > self.min_epoch:
             try:
-                self.write_epoch(fence.epoch)
+                self.write_epoch(epoch)
             except OSError as exc:
                 # a fence that is not on disk could be forgotten by a restart, letting
-                # the old primary write again: unanswered, the promotion is retried
-                self.log.error("fence_not_stored", epoch=fence.epoch, error=str(exc))
+                # the old primary write again
+                self.log.error("fence_not_stored", epoch=epoch, error=str(exc))
+                self.disk_failed(exc)
+                return False
+            self.min_epoch = epoch
+            self.reconciled = 0
+            self.log.info("fenced", epoch=epoch)
+        return True
+
+    def _reconcile(self, msg: Reconcile) -> tuple[bytes | None, str | None]:
+        """Match this log to the primary's (cut records of a deposed epoch it does not
+        hold), then follow that primary from the new end."""
+        if msg.epoch < self.min_epoch or not self._fence(msg.epoch):
+            return encode(self.ack()), None
+        store = self.store
+        keep = agreement(store.epochs, store.last_seq, msg.epochs)
+        if keep < store.last_seq:
+            if keep < self.visible:  # never happens unless the protocol is broken
+                self.log.critical(
+                    "reconcile_refused", keep=keep, committed=self.visible, epoch=msg.epoch
+                )
+                return encode(self.ack()), None
+            self.log.warning(
+                "truncated", after=keep, dropped=store.last_seq - keep, epoch=msg.epoch
+            )
+            try:
+                store.truncate(keep)
+            except OSError as exc:
                 self.disk_failed(exc)
                 return None, None
-            self.min_epoch = fence.epoch
-            self.log.info("fenced", epoch=fence.epoch, matcher=fence.instance)
-        follow = fence.instance if fence.epoch >= self.min_epoch else None
-        return encode(self.beat()), follow
-
-    def primary(self, primary: tuple[str, int] | None) -> str | None:
-        """The matcher to follow given the heartbeat service's word on who is primary
-        (a restarted journal learns it so): one not fenced out, or None."""
-        if primary is not None and primary[1] >= self.min_epoch:
-            return primary[0]
-        return None
+            while self.held and self.held[-1].seq > keep:
+                self.held.pop()
+        if self.reconciled != msg.epoch:
+            self.reconciled = msg.epoch
+            self.commit_seen = 0  # a new primary's commit position comes with its beats
+            self.log.info("reconciled", epoch=msg.epoch, last_seq=store.last_seq)
+        return encode(self.ack()), msg.instance
 
     def beat(self) -> Beat:
-        return Beat(self.store.durable_seq, self.min_epoch, self.disk_full)
+        store = self.store
+        return Beat(
+            self.visible,
+            self.min_epoch,
+            self.disk_full,
+            self.name,
+            self.reconciled,
+            store.durable_seq,
+        )
 
     def service_beat(self) -> tuple[str, int, int, int]:
-        committed = self.store.durable_seq
-        return ("disk-full" if self.disk_full else "journal", self.min_epoch, committed, committed)
+        role = "disk-full" if self.disk_full else "journal"
+        return (role, self.min_epoch, self.store.durable_seq, self.visible)
 
     # -- committing -------------------------------------------------------------------
 
-    def _append(self, records: list[RawRecord]) -> list[bytes]:
+    def _append(self, records: list[RawRecord]) -> list[RawRecord]:
         """Append what is acceptable (buffered): the matcher's own bytes, stored and
         republished without decoding them again."""
         raws: list = []
@@ -132,7 +189,7 @@ class JournalCore:
                 self.rewind(record.seq)  # the fenced primary's seqs are void
                 break
             self.store.append(record.seq, record.epoch, record.raw)
-            raws.append(record.raw)
+            raws.append(record)
         return raws
 
     def commit(self, records: list[RawRecord]) -> bool:
@@ -164,8 +221,28 @@ class JournalCore:
             return False
         self.commits.value += 1
         self.committed.value += len(raws)
-        self.publish(join_batch(raws))
+        if self.solo:
+            self.visible = self.store.durable_seq
+            self.publish(join_batch([record.raw for record in raws]))
+        else:
+            self.held.extend(raws)
+            self.release(self.commit_seen)
+            self.announce_durable()
         return True
+
+    def release(self, commit: int) -> None:
+        """Publish as committed what the primary says a majority holds (``commit``)."""
+        if commit > self.commit_seen:
+            self.commit_seen = commit
+        top = min(self.commit_seen, self.store.durable_seq)
+        if top <= self.visible or not self.reconciled:
+            return
+        held, out = self.held, []
+        while held and held[0].seq <= top:
+            out.append(held.popleft().raw)
+        self.visible = top
+        if out:
+            self.publish(join_batch(out))
 
     # -- a full disk --------------------------------------------------------------------
 

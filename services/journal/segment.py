@@ -132,6 +132,9 @@ class JournalStore:
         self.first_seq = 1  # the oldest record kept here; older ones are archived
         self.truncated: str | None = None
         self.index: list[tuple[int, Path, int]] = []  # (seq, segment, offset), sparse
+        # (epoch, first seq) of every epoch in the live segments: how a new primary
+        # tells which records of this log match its own (``history.py``)
+        self.epochs: list[tuple[int, int]] = []
         # the newest records' bytes, the last one being ``last_seq`` (seqs are
         # contiguous, so no seq is stored: a tuple per record would be tracked by the
         # garbage collector, and 50,000 of them made each young collection a 6 ms pause)
@@ -187,6 +190,8 @@ class JournalStore:
         self.cache.append(payload)
         self.last_seq = seq
         self.last_epoch = max(self.last_epoch, epoch)
+        if not self.epochs or self.epochs[-1][0] != epoch:
+            self.epochs.append((epoch, seq))
 
     def append(self, seq: int, epoch: int, payload: bytes) -> None:
         """Buffered append; durable only after ``sync``."""
@@ -283,7 +288,46 @@ class JournalStore:
         for _ in range(min(self.last_seq - seq, len(self.cache))):
             self.cache.pop()
         self.index = [entry for entry in self.index if entry[0] <= seq]
+        self.epochs = [entry for entry in self.epochs if entry[1] <= seq]
         self.last_seq, self.last_epoch = seq, self._durable_epoch
+
+    def truncate(self, last: int) -> None:
+        """Cut every record after ``last``, durably: records of a deposed epoch that a
+        new primary's log does not hold (they never reached a majority, so nobody was
+        told of them). Rare (after a failover), so the store simply opens again."""
+        if last >= self.last_seq:
+            return
+        if last < self.first_seq - 1:
+            raise ValueError(f"cannot cut to {last}: records from {self.first_seq} are kept")
+        self._write()
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+        kept = []
+        for path in segment_paths(self.directory):
+            if int(path.stem) > last:
+                path.unlink()
+            else:
+                kept.append(path)
+        if kept:  # cut the segment holding ``last`` after it
+            end = 0
+            for item in read_entries(kept[-1]):
+                if isinstance(item, tuple) or item.seq > last:
+                    break
+                end = item.offset + HEADER.size + len(item.payload)
+            fd = os.open(kept[-1], os.O_WRONLY)
+            try:
+                os.ftruncate(fd, end)
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+        sync_dir(self.directory)
+        self.last_seq = self.last_epoch = self._size = 0
+        self.index, self.epochs, self._path = [], [], None
+        self.cache.clear()
+        self._preallocated = False
+        self._open()
+        self._synced()
 
     def archived(self, seq: int) -> bool:
         """True when record ``seq`` was archived: this journal can no longer serve it."""

@@ -25,14 +25,13 @@ import zmq
 
 from services.common import snapfile
 from services.common.bus import TOPIC_BEAT, TOPIC_RECORDS
-from services.common.codec import encode, raw_records
-from services.common.config import Config, matcher_endpoints
+from services.common.codec import encode
+from services.common.config import Config, journals, matcher_endpoints, service_name
 from services.common.frames import send_pair
 from services.common.node import Node
 from services.common.router import bus_messages
-from services.common.status import current_primary, latest_status, status_socket
-from services.common.stream import Follower
 from services.journal.core import JournalCore
+from services.journal.peers import PeerFollower
 from services.journal.segment import FILE_MODE, JournalStore, sync_dir
 
 # while commits advance, a beat says how far at least this often: the primary matcher
@@ -57,6 +56,10 @@ class Journal:
         if store.truncated:
             self.log.warning("torn_tail_dropped", detail=store.truncated)
         self.epoch_file = directory / "epoch"
+        name = service_name(cfg, "journal")
+        everyone = journals(cfg)
+        # the other journals' range-read endpoints: a second source of committed records
+        self.peers = [read for other, _, read in everyone if other != name]
         node = self.node = Node("journal", cfg, log)
         node.close_later(store.close)
         self.core = JournalCore(
@@ -73,21 +76,21 @@ class Journal:
             sync_interval=cfg.journal.min_sync_interval_us / 1e6,
             retry_every=retry_every,
             covered=lambda: snapfile.covered_seq(cfg.home),
+            name=name,
+            solo=len(everyone) == 1,
+            announce_durable=self._beat_soon,
         )
         self.pub = node.bind(zmq.PUB, cfg.endpoints["journal_pub"], SNDHWM=0)  # bounded
         # by the matcher's lag window
         self.router = node.bind(zmq.ROUTER, cfg.endpoints["journal_read"])
-        self.status = status_socket(node.ctx, cfg.endpoints["status_pub"])
-        node.close_later(lambda: self.status.close(0))
-        self.follower: Follower | None = None
+        self.follower: PeerFollower | None = None
         self.instance: str | None = None
         node.close_later(lambda: self.follower and self.follower.close())
         node.on(self.router, self._serve)
-        node.on(self.status, self._on_status)
         node.step(self.core.maintain)
         self.beaten_at = 0.0  # when the last beat went out on the PUB
         self.pub_beat = node.every(cfg.timings.heartbeat_ms / 2000, self._pub_beat)
-        node.beat_with("journal", self.core.service_beat)
+        node.beat_with(name, self.core.service_beat)
         # seconds between checks for segments to archive (0: keep everything here)
         if cfg.journal.archive_check_s:
             node.every(cfg.journal.archive_check_s, lambda _: self.core.archive())
@@ -112,20 +115,23 @@ class Journal:
         sync_dir(self.epoch_file.parent)  # the rename too, or a crash could undo the fence
 
     def _follow(self, instance: str) -> None:
-        """Follow matcher ``instance`` from the record after the last one on disk."""
-        if self.follower is not None and instance == self.instance:
-            return
+        """Follow matcher ``instance`` from the record after the last one on disk (a
+        reconcile may have cut the log: then follow again from the new end)."""
         node, core = self.node, self.core
+        next_seq = core.store.last_seq + 1
+        if (
+            self.follower is not None
+            and instance == self.instance
+            and self.follower.next_seq == next_seq
+        ):
+            return
         if self.follower is not None:
             node.off(self.follower)
             self.follower.close()
         cmd_endpoint, pub_endpoint = matcher_endpoints(self.cfg, instance)
-        next_seq = core.store.last_seq + 1
-        self.follower = Follower(
-            node.ctx, pub_endpoint, cmd_endpoint, next_seq, timeout_ms=200, decode=raw_records
-        )
+        self.follower = PeerFollower(node.ctx, pub_endpoint, cmd_endpoint, next_seq, self.peers)
         self.instance = instance
-        node.follow(self.follower, core.commit, when=lambda: not core.disk_full)
+        node.follow(self.follower, self._take, when=lambda: not core.disk_full)
         node.on(self.follower.sub, self._discard, when=lambda: core.disk_full)
         self.log.info("following", matcher=instance, next_seq=next_seq)
 
@@ -138,11 +144,12 @@ class Journal:
             if reply is not None:
                 router.send_multipart([ident, reply])
 
-    def _on_status(self, now: float) -> None:
-        """A restarted journal learns the current primary from the heartbeat service."""
-        follow = self.core.primary(current_primary(latest_status(self.status)))
-        if follow is not None:
-            self._follow(follow)
+    def _take(self, records) -> None:
+        """Store what the primary published, then publish what it says is committed."""
+        core = self.core
+        core.commit(records)
+        if not core.solo:
+            core.release(self.follower.source_commit)
 
     # -- the core's ports -----------------------------------------------------------
 
@@ -162,6 +169,11 @@ class Journal:
         """Tell the matcher (journal beat) and the heartbeat service (role) at once."""
         self._pub_beat(time.monotonic())
         self.node.beat_now()
+
+    def _beat_soon(self) -> None:
+        """One of several journals: the primary counts this sync toward its commit
+        position, so say how far at once."""
+        self._pub_beat(time.monotonic())
 
     def _pub_beat(self, now: float) -> None:
         send_pair(self.pub, TOPIC_BEAT, encode(self.core.beat()))

@@ -18,6 +18,7 @@ from services.common.bus import (
     Beat,
     CommandBatch,
     Demote,
+    Lead,
     MatcherBusy,
     Promote,
     ReadRange,
@@ -30,6 +31,7 @@ from services.common.codec import encode, join_batch
 from services.common.metrics import Metrics
 from services.common.wire import Reject
 from services.matcher.engine import Engine
+from services.matcher.quorum import Quorum
 
 MAX_TURN = 4_096  # commands per loop turn, so beats are never late (~20 ms of work)
 VERIFY_EVERY_S = 1.0  # how often a quiet standby checks its state hash against the primary's
@@ -49,8 +51,10 @@ class MatcherCore:
         retransmit: int,
         pause_s: float,
         clock: Callable[[], float] = time.monotonic,
+        quorum: Quorum | None = None,
     ) -> None:
         self.engine = engine
+        self.quorum = quorum or Quorum(["journal"])
         self.log = log
         self.window = window
         self.pause_s = pause_s
@@ -141,20 +145,44 @@ class MatcherCore:
             return "demote", msg.epoch
         return None
 
-    def become_primary(self, epoch: int) -> None:
+    def become_primary(self, epoch: int, adopted: list[bytes] = ()) -> None:
+        """Take over at ``epoch`` with the log as replayed; ``adopted``: the encoded
+        records up to ``seq`` that came from the most complete journal, which the
+        other journals may still need (the retransmit buffer serves them)."""
         self.epoch = epoch
         self.role = "primary"
         self.retransmit.clear()
+        self.retransmit.extend(adopted)
+        self.quorum.lead(epoch, self.seq + 1 if not self.quorum.solo else 0)
+
+    def lead(self, instance: str) -> bytes | None:
+        """A new primary's first record, with several journals (``bus.Lead``)."""
+        if self.quorum.solo:
+            return None
+        self.seq += 1
+        command = Lead(self.epoch, instance)
+        return self._publish([Record(self.seq, self.epoch, command, self.engine.apply(command))])
+
+    def superseded(self) -> bool:
+        """A journal is fenced at a newer epoch: another primary reigns; step down."""
+        return self.role == "primary" and self.quorum.newest_fence > self.epoch
 
     # -- primary --------------------------------------------------------------------
 
-    def track(self, beat: Beat) -> None:
-        """How far the journal has committed, and whether it can write, from its beat."""
-        if beat.seq > self.committed:
-            self.committed = beat.seq
-        if beat.disk_full != self.journal_full:
-            self.journal_full = beat.disk_full
-            self.log.warning("journal_full" if beat.disk_full else "journal_writable")
+    def track(self, beat: Beat) -> bool:
+        """A journal's beat: how far the journals hold this primary's log, and whether
+        enough of them can write. True when the commit position moved."""
+        quorum = self.quorum
+        quorum.beat(beat)
+        full = quorum.full()
+        if full != self.journal_full:
+            self.journal_full = full
+            self.log.warning("journal_full" if full else "journal_writable")
+        commit = quorum.commit()
+        if commit > self.committed:
+            self.committed = commit
+            return True
+        return False
 
     def serve(self, messages: Iterable[tuple[bytes, object]]) -> tuple[list, bytes | None]:
         """Sequence the command batches among ``messages`` and answer the rest: the
@@ -197,7 +225,9 @@ class MatcherCore:
         """Retransmit from the bounded buffer, so the journal can fill a gap."""
         retransmit = self.retransmit
         base = self.seq - len(retransmit) + 1  # seq of the oldest record kept
-        start = max(request.first - base, 0)
+        if request.first < base:
+            return join_batch([])  # gone: the journals serve older records
+        start = request.first - base
         stop = min(start + max(request.count, 0), len(retransmit))
         return join_batch([retransmit[i] for i in range(start, stop)])
 

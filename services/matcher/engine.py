@@ -20,6 +20,7 @@ from services.common.bus import (
     Admin,
     CancelOrder,
     CreateAccount,
+    Lead,
     NewOrder,
     Reopen,
     ReplaceOrder,
@@ -100,6 +101,7 @@ class Engine:
             SetPassword: self._set_password,
             Admin: self._admin,
             Reopen: self._reopen,
+            Lead: self._lead,
         }
         self.halted: set[str] = set()  # symbols an operator halted
 
@@ -231,6 +233,10 @@ class Engine:
         target.cash = cash
         events.append(CashAdjusted(target.account, amount, cash))
         return 0
+
+    def _lead(self, cmd: Lead) -> list[Event]:
+        """A new primary's first record: nothing changes (bus.Lead says why it exists)."""
+        return []
 
     def _reopen(self, cmd: Reopen) -> list[Event]:
         """The matcher's word that a volatility pause has run its time."""

@@ -12,15 +12,32 @@ The decisions are ``core.py``'s; this is its node.
 
 from __future__ import annotations
 
+import contextlib
 import time
 
 import msgspec
 import zmq
 
 from services.common import curve, snapfile
-from services.common.bus import TOPIC_BEAT, TOPIC_RECORDS, Beat, Fence, StateQuery
-from services.common.codec import DecodeError, beat_decoder, bus_decoder, encode
-from services.common.config import Config, matcher_endpoints
+from services.common.bus import (
+    TOPIC_BEAT,
+    TOPIC_RECORDS,
+    Beat,
+    Fence,
+    FenceAck,
+    ReadRange,
+    Reconcile,
+    StateQuery,
+)
+from services.common.codec import (
+    DecodeError,
+    beat_decoder,
+    bus_decoder,
+    encode,
+    raw_batch_decoder,
+    record_decoder,
+)
+from services.common.config import Config, journals, matcher_endpoints
 from services.common.frames import recv_frames, send_pair
 from services.common.node import Node
 from services.common.runtime import tune_gc
@@ -28,8 +45,11 @@ from services.common.stream import Follower
 from services.matcher import snapshot
 from services.matcher.core import VERIFY_EVERY_S, MatcherCore
 from services.matcher.engine import Engine
+from services.matcher.quorum import Quorum
 
 DRAIN_FRAMES = 256  # command frames sequenced per publish
+FENCE_WAIT_MS = 2_000  # a promotion waits this long for a majority of journals
+ADOPT_CHUNK = 2_000  # records per read of the most complete journal's tail
 
 
 class Matcher:
@@ -40,6 +60,8 @@ class Matcher:
         node = self.node = Node(f"matcher-{instance}", cfg, log)
         timings = cfg.timings
         self.heartbeat_ms = timings.heartbeat_ms
+        # name -> range-read endpoint of every journal (one, or one per cluster host)
+        self.journals = {name: read for name, _, read in journals(cfg)}
         core = self.core = MatcherCore(
             Engine(cfg.symbols, cfg.risk),
             log,
@@ -47,6 +69,7 @@ class Matcher:
             timings.journal_lag_window,
             timings.retransmit_buffer,
             cfg.risk.pause_ms / 1000,
+            quorum=Quorum(list(self.journals)),
         )
         self.follower = Follower(
             node.ctx, cfg.endpoints["journal_pub"], cfg.endpoints["journal_read"]
@@ -74,13 +97,22 @@ class Matcher:
         standby = lambda: core.role == "standby"  # noqa: E731
         primary = lambda: core.role == "primary"  # noqa: E731
         node.follow(self.follower, core.apply_committed, when=standby, after=schedule)
-        node.on(self.follower.sub, self._track_commits, when=primary)
+        # every journal's beats: how far each holds the primary's log (its commit
+        # position), and whether one is fenced at a newer epoch (then step down)
+        self.journal_beats = node.socket(zmq.SUB, RCVHWM=10_000)
+        self.journal_beats.setsockopt(zmq.SUBSCRIBE, TOPIC_BEAT)
+        for _, pub, _ in journals(cfg):
+            curve.link(self.journal_beats, pub)
+        node.on(self.journal_beats, self._track_commits, when=primary)
         beats = node.beat_with(f"matcher-{instance}", core.beat)
-        node.on(beats.socket, self._control)
+        for sock in beats.sockets:
+            node.on(sock, self._control)
         node.every(VERIFY_EVERY_S, self._verify)
+        self.links: dict[str, zmq.Socket] = {}  # journal name -> DEALER (reconciles)
         self.router: zmq.Socket | None = None
         self.pub: zmq.Socket | None = None
         self.idle_beat = None
+        self.history: list[tuple[int, int]] = []  # (epoch, first seq) of our log
 
     # -- standby ------------------------------------------------------------
 
@@ -109,72 +141,167 @@ class Matcher:
     # -- promotion ----------------------------------------------------------
 
     def _promote(self, epoch: int) -> None:
-        """Fence the journal at ``epoch``, replay up to what it committed, then serve."""
+        """Fence the journals at ``epoch``; from a majority's answers adopt the most
+        complete log (replaying what this standby has not applied, committed or not);
+        then serve, and have every journal match its log to ours (``Reconcile``)."""
         core, node = self.core, self.node
-        fence = node.ctx.socket(zmq.DEALER)
-        fence.setsockopt(zmq.LINGER, 0)
-        curve.link(fence, self.cfg.endpoints["journal_read"])
-        fence.send(encode(Fence(epoch, self.instance)))
-        if not fence.poll(2_000):
-            fence.close(0)
+        acks = self._fence_all(epoch)
+        if acks is None:
             self.log.warning("fence_unanswered", epoch=epoch)
-            return  # the heartbeat service will ask again
-        committed = beat_decoder.decode(fence.recv()).seq
-        fence.close(0)
-        while core.seq < committed:
-            records = self.follower.fetch(core.seq + 1, committed - core.seq)
-            if not records:
-                self.log.warning("catch_up_stalled", seq=core.seq, committed=committed)
-                return
-            core.apply_committed(records)
-            self.follower.next_seq = core.seq + 1  # or a later drain re-applies them
-        core.become_primary(epoch)
+            return  # the heartbeat service will ask again, with a new epoch
+        best = Quorum.most_complete(acks)
+        adopted = self._adopt(self.journals[best.journal], best.last_seq)
+        if adopted is None:
+            self.log.warning("catch_up_stalled", seq=core.seq, upto=best.last_seq)
+            return
+        history = [(e, first) for e, first in best.epochs if first <= core.seq]
+        core.become_primary(epoch, adopted)
         cmd_endpoint, pub_endpoint = matcher_endpoints(self.cfg, self.instance)
         self.router = node.bind(zmq.ROUTER, cmd_endpoint, RCVHWM=10_000)
         # bounded instead by the journal lag window
         self.pub = node.bind(zmq.PUB, pub_endpoint, SNDHWM=0)
+        lead = core.lead(self.instance)
+        if lead is not None:
+            self._publish(lead)
+        if not history or history[-1][0] != epoch:
+            history.append((epoch, core.seq + (0 if lead is not None else 1)))
+        self.history = history
         node.on(self.router, self._serve)
         node.step(self._reopen)
         # idle, the primary says where it is on its PUB every half heartbeat
         self.idle_beat = node.every(self.heartbeat_ms / 2000, self._idle_beat)
+        node.every(self.heartbeat_ms / 1000, self._reconcile)
+        self._reconcile(0.0)
         tune_gc()
         # no state hash here: at 300,000 client order ids it took 0.2 s of the failover
-        self.log.info("promoted", epoch=epoch, seq=core.seq)
+        self.log.info("promoted", epoch=epoch, seq=core.seq, adopted_from=best.journal)
         node.beat_now()
 
+    def _link(self, name: str) -> zmq.Socket:
+        sock = self.links.get(name)
+        if sock is None:
+            sock = self.links[name] = self.node.socket(zmq.DEALER)
+            sock.setsockopt(zmq.SNDHWM, 100)
+            curve.link(sock, self.journals[name])
+        return sock
+
+    def _fence_all(self, epoch: int) -> list[FenceAck] | None:
+        """Fence every journal; the answers of a majority (and of any other that
+        answers within a moment more), or None if no majority answered in time."""
+        fences = {}
+        for name, endpoint in self.journals.items():
+            sock = fences[name] = self.node.ctx.socket(zmq.DEALER)
+            sock.setsockopt(zmq.LINGER, 0)
+            curve.link(sock, endpoint)
+            sock.send(encode(Fence(epoch, self.instance)))
+        poller = zmq.Poller()
+        for sock in fences.values():
+            poller.register(sock, zmq.POLLIN)
+        acks: dict[str, FenceAck] = {}
+        majority = self.core.quorum.majority
+        deadline = time.monotonic() + FENCE_WAIT_MS / 1000
+        try:
+            while len(acks) < len(fences):
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    break
+                for sock, _ in poller.poll(left * 1000):
+                    try:
+                        ack = bus_decoder.decode(sock.recv())
+                    except DecodeError:
+                        continue
+                    if isinstance(ack, FenceAck) and ack.epoch == epoch:
+                        acks[ack.journal] = ack
+                if len(acks) >= majority:  # the rest get a moment, then reconciles
+                    deadline = min(deadline, time.monotonic() + 0.02)
+        finally:
+            for sock in fences.values():
+                sock.close(0)
+        return list(acks.values()) if len(acks) >= majority else None
+
+    def _adopt(self, endpoint: str, upto: int) -> list[bytes] | None:
+        """Replay records after ours up to ``upto`` from the journal at ``endpoint``
+        (committed or not: it holds the most complete log); their encoded bytes, or
+        None if that journal stopped answering."""
+        core = self.core
+        raws: list[bytes] = []
+        sock = self.node.ctx.socket(zmq.DEALER)
+        sock.setsockopt(zmq.LINGER, 0)
+        curve.link(sock, endpoint)
+        try:
+            while core.seq < upto:
+                count = min(ADOPT_CHUNK, upto - core.seq)
+                sock.send(encode(ReadRange(core.seq + 1, count, durable=True)))
+                if not sock.poll(FENCE_WAIT_MS):
+                    return None
+                batch = [
+                    raw
+                    for raw in raw_batch_decoder.decode(sock.recv())
+                    if record_decoder.decode(raw).seq > core.seq
+                ]
+                if not batch:
+                    return None
+                core.apply_committed([record_decoder.decode(raw) for raw in batch])
+                raws.extend(bytes(raw) for raw in batch)
+                self.follower.next_seq = core.seq + 1  # or a later drain re-applies them
+        finally:
+            sock.close(0)
+        return raws
+
+    def _reconcile(self, now: float) -> None:
+        """Ask each journal not known to match our log to match it (one that was down
+        or cut off hears this when it is back), without waiting for answers."""
+        core = self.core
+        message = encode(Reconcile(core.epoch, self.instance, self.history))
+        for name in core.quorum.unmatched():
+            sock = self._link(name)
+            while sock.poll(0):
+                sock.recv()  # earlier answers: the beats say the same
+            with contextlib.suppress(zmq.Again):
+                sock.send(message, zmq.NOBLOCK)
+
     def _control(self, now: float) -> None:
-        """Messages from the heartbeat service: promote or demote this matcher."""
-        sock = self.node.beats.socket
-        while True:
-            try:
-                frame = sock.recv(zmq.NOBLOCK)
-            except zmq.Again:
-                return
-            try:
-                decision = self.core.control(bus_decoder.decode(frame))
-            except DecodeError:
-                continue
-            if decision is None:
-                continue
-            what, epoch = decision
-            if what == "promote":
-                self._promote(epoch)
-            else:
-                self.log.warning("demoted", epoch=self.core.epoch, new_epoch=epoch)
-                self.node.stop()
+        """Messages from the heartbeat services: promote or demote this matcher."""
+        for sock in self.node.beats.sockets:
+            while True:
+                try:
+                    frame = sock.recv(zmq.NOBLOCK)
+                except zmq.Again:
+                    break
+                try:
+                    decision = self.core.control(bus_decoder.decode(frame))
+                except DecodeError:
+                    continue
+                if decision is None:
+                    continue
+                what, epoch = decision
+                if what == "promote":
+                    self._promote(epoch)
+                else:
+                    self.log.warning("demoted", epoch=self.core.epoch, new_epoch=epoch)
+                    self.node.stop()
+                    return
 
     # -- primary ------------------------------------------------------------
 
     def _track_commits(self, now: float) -> None:
-        """How far the journal has committed, from its beats."""
-        sub, track = self.follower.sub, self.core.track
+        """How far the journals hold our log, from their beats; with several, the
+        commit position goes out at once (each journal publishes up to it)."""
+        core = self.core
+        sub, track = self.journal_beats, core.track
+        moved = False
         while True:
             try:
                 topic, payload = recv_frames(sub)
             except zmq.Again:
-                return
+                break
             if topic == TOPIC_BEAT:
-                track(beat_decoder.decode(payload))
+                moved |= track(beat_decoder.decode(payload))
+        if core.superseded():
+            self.log.warning("superseded", epoch=core.epoch, fenced=core.quorum.newest_fence)
+            self.node.stop()  # supervisord restarts it as a standby
+        elif moved and not core.quorum.solo:
+            self._idle_beat(now)
 
     def _commands(self):
         """(identity, message) of up to DRAIN_FRAMES waiting frames, read as the core
@@ -215,7 +342,7 @@ class Matcher:
 
     def _idle_beat(self, now: float) -> None:
         core = self.core
-        send_pair(self.pub, TOPIC_BEAT, encode(Beat(core.seq, core.epoch)))
+        send_pair(self.pub, TOPIC_BEAT, encode(Beat(core.seq, core.epoch, commit=core.committed)))
 
     # -- boot ---------------------------------------------------------------
 
