@@ -11,7 +11,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: install run down status test bench lint fmt clean
+.PHONY: install etcd run down status test bench lint fmt clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -20,6 +20,16 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 install: $(STAMP)
+
+# etcd, for the cluster (docs/operations.md, "Three machines") and its tests: Debian's
+# etcd-server package, installed when missing and we are root; else the tests that
+# need it skip, saying why
+etcd:
+	@command -v etcd >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && \
+	  { DEBIAN_FRONTEND=noninteractive apt-get install -y -qq etcd-server >/dev/null 2>&1 || \
+	    { apt-get update -qq >/dev/null 2>&1 && \
+	      DEBIAN_FRONTEND=noninteractive apt-get install -y -qq etcd-server >/dev/null 2>&1; }; }; } || \
+	  echo "etcd is not installed (needs root and apt-get): the cluster tests will skip"
 
 run: $(STAMP)
 	$(BIN)/exchange up
@@ -30,7 +40,7 @@ down: $(STAMP)
 status: $(STAMP)
 	$(BIN)/exchange status
 
-test: $(STAMP)
+test: $(STAMP) etcd
 	$(BIN)/python -m pytest -q
 
 bench: $(STAMP)

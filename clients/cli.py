@@ -134,7 +134,9 @@ def build_parser() -> argparse.ArgumentParser:
         p.set_defaults(func=func)
         return p
 
-    command("up", _operator("up"), "start the mesh under supervisord")
+    up = command("up", _operator("up"), "start the mesh under supervisord")
+    up.add_argument("--cluster", metavar="FILE", help="a cluster file: start one host's share")
+    up.add_argument("--host", help="which host of the cluster file this is")
     command("down", _operator("down"), "stop the mesh")
     command("status", _operator("status"), "every service's role, epoch, seq, lag")
     account = sub.add_parser("account", help="accounts")
@@ -247,6 +249,8 @@ def _operator(name: str):
     def run(args: argparse.Namespace) -> int:
         from clients import ops
 
+        if name == "up" and args.cluster:
+            return ops.up(args.json, cluster_file=args.cluster, host=args.host)
         return getattr(ops, name)(args.json)
 
     return run

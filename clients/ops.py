@@ -13,7 +13,7 @@ from pathlib import Path
 import zmq
 from supervisor.xmlrpc import SupervisorTransport
 
-from clients import scrape
+from clients import cluster, scrape
 from services.common import config, curve
 from services.common.bus import Status, StatusRequest
 from services.common.codec import bus_decoder, encode
@@ -53,10 +53,14 @@ def query_status(cfg: config.Config, timeout: float = 2.0) -> Status | None:
         sock.close(0)
 
 
-def mesh_ready(status: Status | None) -> bool:
+def mesh_ready(status: Status | None, local: list[str] | None = None) -> bool:
+    """The whole mesh is up; or, one host of a cluster (``local``: its services),
+    that host's services are (a primary needs a majority of the hosts)."""
     if status is None:
         return False
     alive = {s.service: s for s in status.services if s.alive}
+    if local is not None:
+        return all(name in alive for name in local)
     has_primary = any(s.role == "primary" and s.epoch == status.epoch for s in alive.values())
     return has_primary and all(name in alive for name in EXPECTED)
 
@@ -91,8 +95,10 @@ def failed_services(home: Path) -> dict[str, list[str]]:
 
 def _stop_supervisord(home: Path) -> bool:
     """Shut down the supervisord ``up`` started, and every service with it."""
+    cluster.enter(home)
+    conf = cluster.conf_path(home)
     subprocess.run(
-        [sys.executable, "-m", "supervisor.supervisorctl", "-c", str(SUPERVISORD_CONF), "shutdown"],
+        [sys.executable, "-m", "supervisor.supervisorctl", "-c", str(conf), "shutdown"],
         env=_env(_config_path(), home),
         capture_output=True,
         text=True,
@@ -104,25 +110,39 @@ def _stop_supervisord(home: Path) -> bool:
     return not pidfile.exists()
 
 
-def up(as_json: bool = False, timeout: float = 60.0) -> int:
+def up(
+    as_json: bool = False,
+    timeout: float = 60.0,
+    cluster_file: str | None = None,
+    host: str | None = None,
+) -> int:
     home = config.exchange_home()
-    cfg_path = _config_path()
-    cfg = config.load(cfg_path, home=home)
     for sub in ("log", "run", "journal"):
         (home / sub).mkdir(mode=0o700, parents=True, exist_ok=True)
+    where = cluster.enter(home, cluster_file, host)
+    cfg_path = _config_path()
+    cfg = config.load(cfg_path, home=home)
+    local = None
+    conf = SUPERVISORD_CONF
+    if where:
+        if not config.is_cluster(cfg) or not cfg.cluster.host:
+            raise config.ConfigError(f"{cfg_path}: --cluster needs [cluster.hosts] and --host")
+        cluster.remember(home, where)
+        conf = cluster.write_conf(cfg, home)
+        local = cluster.local_services(cfg)
     started = False
     if (home / "run" / "supervisord.pid").exists() and query_status(cfg, 0.5):
         print(f"the exchange in {home} is already running", file=sys.stderr)
     else:
         subprocess.run(
-            [sys.executable, "-m", "supervisor.supervisord", "-c", str(SUPERVISORD_CONF)],
+            [sys.executable, "-m", "supervisor.supervisord", "-c", str(conf)],
             env=_env(cfg_path, home),
             check=True,
         )
         started = True
     deadline = time.monotonic() + timeout
     print(f"starting the exchange in {home} …", file=sys.stderr, flush=True)
-    while not mesh_ready(query_status(cfg, 1.0)):
+    while not mesh_ready(query_status(cfg, 1.0), local):
         failed = failed_services(home)
         if failed:
             return _not_up(home, as_json, started, "failed to start: " + ", ".join(failed), failed)
@@ -180,8 +200,10 @@ def down(as_json: bool = False) -> int:
         say = {"ok": True, "home": str(home), "was_running": False}
         print(json.dumps(say) if as_json else f"no exchange running in {home}")
         return 0
+    cluster.enter(home)
+    conf = cluster.conf_path(home)
     result = subprocess.run(
-        [sys.executable, "-m", "supervisor.supervisorctl", "-c", str(SUPERVISORD_CONF), "shutdown"],
+        [sys.executable, "-m", "supervisor.supervisorctl", "-c", str(conf), "shutdown"],
         env=_env(_config_path(), home),
         capture_output=True,
         text=True,
@@ -202,6 +224,7 @@ def _figure(value: float) -> str:
 
 
 def status(as_json: bool) -> int:
+    cluster.enter(config.exchange_home())
     cfg = config.load(_config_path(), home=config.exchange_home())
     st = query_status(cfg)
     if st is None:
@@ -212,6 +235,7 @@ def status(as_json: bool) -> int:
     rows = [
         {
             "service": s.service,
+            "host": s.host,
             "role": s.role,
             "pid": s.pid,
             "epoch": s.epoch,
@@ -239,14 +263,14 @@ def status(as_json: bool) -> int:
         return 0
     print(f"epoch {st.epoch}")
     print(
-        f"{'service':<12} {'role':<9} {'pid':>7} {'epoch':>5} {'seq':>9} {'committed':>9} "
-        f"{'lag':>6} {'beat':>7}"
+        f"{'service':<13} {'host':<6} {'role':<9} {'pid':>7} {'epoch':>5} {'seq':>9} "
+        f"{'committed':>9} {'lag':>6} {'beat':>7}"
     )
     for r in rows:
         beat = f"{r['age_ms']}ms" if r["alive"] else "DEAD"
         print(
-            f"{r['service']:<12} {r['role']:<9} {r['pid']:>7} {r['epoch']:>5} {r['seq']:>9} "
-            f"{r['committed']:>9} {r['lag']:>6} {beat:>7}"
+            f"{r['service']:<13} {r['host'] or '-':<6} {r['role']:<9} {r['pid']:>7} "
+            f"{r['epoch']:>5} {r['seq']:>9} {r['committed']:>9} {r['lag']:>6} {beat:>7}"
         )
     shown = [r for r in rows if r["metrics"]]
     if shown:

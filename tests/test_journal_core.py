@@ -17,7 +17,7 @@ from services.common.bus import (
     Record,
     Reopen,
 )
-from services.common.codec import beat_decoder, bus_decoder, encode, raw_records, records_decoder
+from services.common.codec import bus_decoder, encode, raw_records, records_decoder
 from services.common.metrics import Metrics
 from services.journal.core import RESUME_FREE_BYTES, JournalCore
 from services.journal.segment import JournalStore
@@ -59,6 +59,8 @@ class Harness:
             free=lambda _: self.free,
             **kw,
         )
+        # following the primary of ``min_epoch``, as after its Reconcile
+        self.core.reconciled = min_epoch
 
     def _announce(self) -> None:
         self.announced += 1
@@ -122,11 +124,16 @@ def test_a_reconcile_names_the_matcher_to_follow_and_an_old_one_is_only_told(tmp
     assert follow is None and h.core.reconciled == 2
 
 
-def test_records_of_a_fenced_epoch_are_refused_and_the_follower_sent_back(tmp_path):
-    h = Harness(tmp_path, min_epoch=2)
-    h.core.commit(batch(1, 2, epoch=2) + batch(3, 2, epoch=1))
+def test_a_deposed_primary_s_records_are_refused_and_the_follower_sent_back(tmp_path):
+    h = Harness(tmp_path, min_epoch=1)
+    h.core.commit(batch(1, 2, epoch=1))
+    h.core.request(Fence(2, "b"))  # a new primary fenced us; not yet reconciled
+    h.core.commit(batch(3, 2, epoch=1))
     assert h.published == [[1, 2]] and h.rewound == [3]
     assert h.store.last_seq == 2
+    h.core.request(Reconcile(2, "b", [(1, 1), (2, 3)]))
+    h.core.commit(batch(3, 1, epoch=1) + batch(4, 1, epoch=2))  # adopted, then its own
+    assert h.store.last_seq == 4 and h.published[-1] == [3, 4]
 
 
 def test_one_of_several_publishes_only_up_to_the_primary_s_commit_position(tmp_path):
@@ -184,7 +191,7 @@ def test_a_full_disk_drops_the_batch_then_writes_it_again_when_there_is_room(tmp
     assert not h.core.commit(batch(3, 2))
     assert h.core.disk_full and h.announced == 1
     assert h.rewound == [3] and h.store.last_seq == 2  # fetched again on resuming
-    assert h.core.beat() == Beat(2, 1, True, "journal", 0, 2)
+    assert h.core.beat() == Beat(2, 1, True, "journal", 1, 2)
     assert not h.core.commit(batch(3, 2))  # still full: announced once
     assert h.announced == 1
 

@@ -32,7 +32,7 @@ import zmq
 import zmq.auth
 from zmq.auth.thread import ThreadAuthenticator
 
-from services.common.config import Config
+from services.common.config import Config, is_cluster
 
 
 def enabled(cfg: Config) -> bool:
@@ -110,7 +110,8 @@ def use_for_services(cfg: Config) -> None:
     """Every service calls this once at start (``services/common/main.py``): from then
     on ``bind`` and ``link`` put CURVE on each tcp:// endpoint if the config turns it on.
     The mesh's keys are read when the first such endpoint needs them."""
-    _mesh.update(on=enabled(cfg), dir=key_dir(cfg), keys=None)
+    # between the hosts of a cluster always: journals, commands and beats cross a network
+    _mesh.update(on=enabled(cfg) or is_cluster(cfg), dir=key_dir(cfg), keys=None)
 
 
 def _mesh_keys() -> tuple[bytes, bytes]:
@@ -129,6 +130,15 @@ def _secured(endpoint: str) -> bool:
     return bool(_mesh["on"]) and endpoint.startswith("tcp://")
 
 
+def _across_hosts(sock: zmq.Socket, endpoint: str) -> None:
+    """A link that may cross a network: ZMTP heartbeats notice a dead or cut-off
+    connection within a second and remake it, instead of waiting out TCP's
+    retransmission back-off (seconds) after a partition heals."""
+    if endpoint.startswith("tcp://"):
+        sock.setsockopt(zmq.HEARTBEAT_IVL, 250)
+        sock.setsockopt(zmq.HEARTBEAT_TIMEOUT, 1_000)
+
+
 def bind(sock: zmq.Socket, endpoint: str) -> None:
     """Bind a socket other services connect to; over tcp with CURVE on, only peers
     holding an authorized service key complete the handshake."""
@@ -139,6 +149,7 @@ def bind(sock: zmq.Socket, endpoint: str) -> None:
         sock.zap_domain = MESH_DOMAIN.encode()
         sock.curve_publickey, sock.curve_secretkey = public, secret
         sock.curve_server = True
+    _across_hosts(sock, endpoint)
     sock.bind(endpoint)
 
 
@@ -147,4 +158,5 @@ def link(sock: zmq.Socket, endpoint: str) -> None:
     if _secured(endpoint):
         public, secret = _mesh_keys()
         sock.curve_publickey, sock.curve_secretkey, sock.curve_serverkey = public, secret, public
+    _across_hosts(sock, endpoint)
     sock.connect(endpoint)

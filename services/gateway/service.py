@@ -18,7 +18,7 @@ import zmq
 from services.common import curve, snapfile
 from services.common.bus import CommandBatch
 from services.common.codec import DecodeError, bus_decoder, encode
-from services.common.config import Config, matcher_endpoints
+from services.common.config import Config, bind_endpoint, matcher_endpoints, service_name
 from services.common.frames import NOBLOCK, recv_bounded, send_pair
 from services.common.node import Node
 from services.common.status import current_primary, latest_status, status_socket
@@ -54,7 +54,7 @@ class Gateway:
         )
         # clients must hold an authorized key when CURVE is on (docs/security.md)
         self.auth = curve.serve(node.ctx, self.front, cfg) if curve.enabled(cfg) else None
-        self.front.bind(cfg.endpoints["gateway"])
+        self.front.bind(bind_endpoint(cfg, cfg.endpoints["gateway"]))
         if self.auth is not None:
             node.close_later(self.auth.stop)
         self.back: zmq.Socket | None = None
@@ -81,7 +81,10 @@ class Gateway:
         schedule = node.snapshots(snapshots, lambda: view.seq, view.snapshot)
         node.follow(self.follower, core.committed, after=schedule)
         follower = self.follower
-        node.beat_with("gateway", lambda: ("gateway", self.epoch, view.seq, follower.source_seq))
+        node.beat_with(
+            service_name(cfg, "gateway"),
+            lambda: ("gateway", self.epoch, view.seq, follower.source_seq),
+        )
         # a session goes between three and four client heartbeats after it fell silent
         # (at most a second late)
         node.every(min(1.0, cfg.timings.client_heartbeat_ms / 1000), core.expire)

@@ -39,9 +39,29 @@ class Pending:
 
 
 class Elector:
-    def __init__(self, timeout: float, started: float, issued: int = 0) -> None:
+    def __init__(
+        self,
+        timeout: float,
+        started: float,
+        issued: int = 0,
+        grace: float = 0.0,
+        local: frozenset[str] | None = None,
+        journals: int = 1,
+    ) -> None:
         self.timeout = timeout  # seconds without a beat before a service counts as dead
         self.started = started
+        # seconds after start before promoting anyone: long enough to hear every
+        # service, those on other hosts included (ZeroMQ reconnects within 0.5 s)
+        self.grace = max(grace, timeout)
+        # the matchers this heartbeat service may promote (None: any): in a cluster,
+        # those on its own host, so the services of one host never race another's
+        self.local = local
+        # a promotion needs a majority of the journals live, as seen from here: a
+        # heartbeat service that hears fewer is the one cut off (or just reconnected),
+        # and the primary it cannot hear may well be alive
+        self.majority = journals // 2 + 1
+        self.waited = 0  # the last fenced epoch whose promotion was given its time
+        self.reigned = 0  # the highest epoch a primary has beaten with
         self.services: dict[str, Seen] = {}
         self.epoch = 0  # the current epoch: the highest a primary or the journal reported
         self.highest = issued  # the highest epoch seen anywhere or ever promoted
@@ -58,9 +78,10 @@ class Elector:
         since = previous.since if same_role and previous.beat.pid == beat.pid else now
         self.services[beat.service] = Seen(ident, beat, now, since)
         self.highest = max(self.highest, beat.epoch)
-        if beat.epoch > self.epoch and (
-            beat.role == "primary" or beat.service.startswith("journal")
-        ):
+        if beat.role == "primary":
+            self.reigned = max(self.reigned, beat.epoch)
+        fencer = beat.role == "primary" or beat.service.startswith("journal")
+        if beat.epoch > self.epoch and fencer:
             self.epoch = beat.epoch
         return previous is None or previous.beat.role != beat.role
 
@@ -80,7 +101,7 @@ class Elector:
         (and the epoch) can arrive. The caller must store a Promote's epoch durably
         before sending it."""
         out: list[tuple[bytes, Bus]] = []
-        if now - self.started < self.timeout:
+        if now - self.started < self.grace:
             return out
         matchers = {
             name: s
@@ -102,6 +123,14 @@ class Elector:
             self.pending = None  # it did not take: the next try gets a new epoch
         if self.epoch in primaries:
             return out
+        deadline = now + max(2.0, 4 * self.timeout)
+        if self.local is not None and self.epoch > max(self.reigned, self.waited):
+            # one of several heartbeat services: a journal is fenced at an epoch no
+            # primary has held yet, so another's promotion is under way; give it its
+            # time first
+            self.waited = self.epoch
+            self.pending = Pending("", self.epoch, deadline)
+            return out
         # a standby that has stood for a timeout first (one restarted a moment ago,
         # often the old primary itself, is the less proven), then the most caught up
         standbys = [
@@ -109,11 +138,18 @@ class Elector:
             for name, s in matchers.items()
             if s.beat.role == "standby"
         ]
-        if not standbys or not any(name.startswith("journal") for name in self.services):
+        live_journals = sum(
+            1
+            for name, s in self.services.items()
+            if name.startswith("journal") and self.alive(s, now)
+        )
+        if not standbys or live_journals < self.majority:
             return out
         *_, chosen = min(standbys)
+        if self.local is not None and chosen not in self.local:
+            return out  # its own host's heartbeat service promotes it
         self.highest += 1
-        self.pending = Pending(chosen, self.highest, now + max(2.0, 4 * self.timeout))
+        self.pending = Pending(chosen, self.highest, deadline)
         out.append((matchers[chosen].ident, Promote(self.highest)))
         return out
 

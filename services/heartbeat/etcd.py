@@ -1,6 +1,7 @@
 """The little of etcd's v3 API the heartbeat service needs, over its JSON gateway.
 
-Two calls: read a key, and compare-and-swap it in one transaction. The standard
+Two calls: read a key, and compare-and-swap it in one transaction (and, for `exchange
+up` replacing a host, the membership calls of etcd's runbook). The standard
 library's HTTP client is enough for that (the gRPC client would pull in grpcio and a
 code generator for two requests); every member is tried in turn, the local one first,
 each with a short timeout, so a member that is down or cut off costs one timeout.
@@ -65,3 +66,14 @@ class Etcd:
             },
         )
         return bool(answer.get("succeeded"))
+
+    # -- membership: replacing a host whose etcd data was lost ---------------------
+
+    def members(self) -> list[dict]:
+        return self._call("cluster/member/list", {}).get("members") or []
+
+    def remove_member(self, member_id: str) -> None:
+        self._call("cluster/member/remove", {"ID": member_id})
+
+    def add_member(self, peer_url: str) -> None:
+        self._call("cluster/member/add", {"peerURLs": [peer_url]})

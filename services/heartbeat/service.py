@@ -19,13 +19,15 @@ import zmq
 
 from services.common.bus import Promote
 from services.common.codec import encode
-from services.common.config import Config, etcd_endpoints, service_name
+from services.common.config import Config, etcd_endpoints, is_cluster, journals
 from services.common.node import Node
 from services.common.router import bus_messages
 from services.heartbeat.elector import Elector
 from services.heartbeat.epochfile import EpochFile
 from services.heartbeat.etcd import Etcd
 from services.heartbeat.leadership import EtcdLeadership, LocalLeadership
+
+CLUSTER_GRACE_S = 1.5
 
 
 class Heartbeat:
@@ -40,8 +42,17 @@ class Heartbeat:
             self.leadership = LocalLeadership(EpochFile(cfg.home / "heartbeat" / "epoch"))
         issued = self.leadership.issued()
         timeout = self.interval * cfg.timings.missed_beats
-        self.elector = Elector(timeout, time.monotonic(), issued)
-        node = self.node = Node(service_name(cfg, "heartbeat"), cfg, log)
+        # a cluster's heartbeat service hears services on other hosts, which find a
+        # restarted one again within ZeroMQ's RECONNECT_IVL_MAX (services/common/main.py)
+        grace = CLUSTER_GRACE_S if members else 0.0
+        local = None
+        if is_cluster(cfg):
+            here = cfg.cluster.hosts[cfg.cluster.host].services
+            local = frozenset(s for s in here if s.startswith("matcher"))
+        self.elector = Elector(
+            timeout, time.monotonic(), issued, grace, local, journals=len(journals(cfg))
+        )
+        node = self.node = Node("heartbeat", cfg, log)
         self.router = node.bind(zmq.ROUTER, cfg.endpoints["heartbeat"])
         self.pub = node.bind(zmq.PUB, cfg.endpoints["status_pub"])
         self.received = node.metrics.counter("messages_in", "bus messages received")
@@ -69,19 +80,27 @@ class Heartbeat:
                 pending = elector.pending
                 try:
                     # stored (or won in etcd) before anyone holds it
-                    epoch = self.leadership.claim(pending.matcher, msg.epoch)
+                    claim = self.leadership.claim(pending.matcher, msg.epoch, elector.highest - 1)
                 except OSError as exc:
                     # unsent, the epoch is simply skipped: the next try takes a new one
                     self.log.error("epoch_not_stored", epoch=msg.epoch, error=str(exc))
                     continue
-                if epoch is None:
-                    # another heartbeat service promotes (or etcd is out of reach): wait
-                    # for the promotion's deadline like for one of our own
+                if claim.outcome != "won":
+                    # another heartbeat service promoted (or etcd is out of reach): give
+                    # that promotion the time we would give one of our own
+                    if claim.outcome == "wait":
+                        elector.highest = max(elector.highest, claim.epoch)
+                        elector.pending = dataclasses.replace(
+                            pending, matcher=claim.matcher, epoch=claim.epoch
+                        )
+                        self.log.info(
+                            "promotion_elsewhere", matcher=claim.matcher, epoch=claim.epoch
+                        )
                     continue
-                if epoch != msg.epoch:
-                    msg = Promote(epoch)
-                    elector.highest = max(elector.highest, epoch)
-                    elector.pending = pending = dataclasses.replace(pending, epoch=epoch)
+                if claim.epoch != msg.epoch:
+                    msg = Promote(claim.epoch)
+                    elector.highest = max(elector.highest, claim.epoch)
+                    elector.pending = pending = dataclasses.replace(pending, epoch=claim.epoch)
                 self.log.info(
                     "promote",
                     matcher=pending.matcher,

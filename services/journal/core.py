@@ -77,6 +77,7 @@ class JournalCore:
         # only once the primary says a majority holds it (its commit position)
         self.solo = solo
         self.reconciled = 0  # the epoch whose primary's log this one was matched to
+        self.refusing = False  # a deposed primary's records are being refused (logged)
         self.commit_seen = 0  # the commit position that primary announced
         self.visible = store.durable_seq if solo else 0  # published as committed
         self.held: deque[RawRecord] = deque()  # synced, awaiting the commit position
@@ -176,18 +177,24 @@ class JournalCore:
 
     def _append(self, records: list[RawRecord]) -> list[RawRecord]:
         """Append what is acceptable (buffered): the matcher's own bytes, stored and
-        republished without decoding them again."""
-        raws: list = []
-        for record in records:
-            if record.epoch < self.min_epoch:
+        republished without decoding them again. Only while this log matches the
+        newest fenced epoch's primary's (reconciled at it): its records may be of any
+        epoch up to its own (the ones it adopted), but a deposed primary's records,
+        arriving after a newer fence, are refused."""
+        if records and self.reconciled != self.min_epoch:
+            if not self.refusing:
+                self.refusing = True
                 self.log.warning(
                     "refused_old_epoch",
-                    seq=record.seq,
-                    epoch=record.epoch,
+                    seq=records[0].seq,
+                    epoch=records[0].epoch,
                     min_epoch=self.min_epoch,
                 )
-                self.rewind(record.seq)  # the fenced primary's seqs are void
-                break
+            self.rewind(records[0].seq)  # the fenced primary's seqs are void
+            return []
+        self.refusing = False
+        raws: list = []
+        for record in records:
             self.store.append(record.seq, record.epoch, record.raw)
             raws.append(record)
         return raws

@@ -19,7 +19,7 @@ import zmq
 from services.common import snapfile
 from services.common.bus import Record
 from services.common.codec import encode
-from services.common.config import Config
+from services.common.config import Config, bind_endpoint, service_name
 from services.common.frames import send_pair
 from services.common.node import Node
 from services.common.stream import Follower
@@ -49,13 +49,13 @@ class MarketDataService:
         # per subscriber: past SNDHWM ZeroMQ drops that subscriber's messages (it sees a
         # gap and resyncs) instead of this process holding all it does not read
         self.pub = node.socket(zmq.PUB, SNDHWM=conf.pub_hwm)
-        self.pub.bind(cfg.endpoints["marketdata_pub"])
+        self.pub.bind(bind_endpoint(cfg, cfg.endpoints["marketdata_pub"]))
         # replies queued per peer; a send to a full queue fails at once (MANDATORY)
         # rather than being dropped unseen, so the peer can be marked as not reading
         self.snap = node.socket(
             zmq.ROUTER, MAXMSGSIZE=MAX_FRAME, SNDHWM=conf.snapshot_queue, ROUTER_MANDATORY=1
         )
-        self.snap.bind(cfg.endpoints["marketdata_snapshot"])
+        self.snap.bind(bind_endpoint(cfg, cfg.endpoints["marketdata_snapshot"]))
         self.follower = Follower(
             node.ctx,
             cfg.endpoints["journal_pub"],
@@ -68,7 +68,7 @@ class MarketDataService:
         node.on(self.snap, self.answer_snapshots)
         follower = self.follower
         node.beat_with(
-            "marketdata",
+            service_name(cfg, "marketdata"),
             lambda: ("marketdata", follower.source_epoch, md.journal_seq, follower.source_seq),
         )
         node.close_later(

@@ -160,6 +160,8 @@ class Matcher:
         self.router = node.bind(zmq.ROUTER, cmd_endpoint, RCVHWM=10_000)
         # bounded instead by the journal lag window
         self.pub = node.bind(zmq.PUB, pub_endpoint, SNDHWM=0)
+        # idle, the primary says where it is on its PUB every half heartbeat
+        self.idle_beat = node.every(self.heartbeat_ms / 2000, self._idle_beat)
         lead = core.lead(self.instance)
         if lead is not None:
             self._publish(lead)
@@ -168,8 +170,6 @@ class Matcher:
         self.history = history
         node.on(self.router, self._serve)
         node.step(self._reopen)
-        # idle, the primary says where it is on its PUB every half heartbeat
-        self.idle_beat = node.every(self.heartbeat_ms / 2000, self._idle_beat)
         node.every(self.heartbeat_ms / 1000, self._reconcile)
         self._reconcile(0.0)
         tune_gc()
@@ -205,7 +205,9 @@ class Matcher:
                 left = deadline - time.monotonic()
                 if left <= 0:
                     break
-                for sock, _ in poller.poll(left * 1000):
+                # a promotion must not look like a dead matcher: beat while waiting
+                self.node.beat_now()
+                for sock, _ in poller.poll(min(left * 1000, self.heartbeat_ms / 2)):
                     try:
                         ack = bus_decoder.decode(sock.recv())
                     except DecodeError:
@@ -231,6 +233,7 @@ class Matcher:
         try:
             while core.seq < upto:
                 count = min(ADOPT_CHUNK, upto - core.seq)
+                self.node.beat_now()
                 sock.send(encode(ReadRange(core.seq + 1, count, durable=True)))
                 if not sock.poll(FENCE_WAIT_MS):
                     return None
