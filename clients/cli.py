@@ -37,6 +37,16 @@ def _bench_failover(args: argparse.Namespace) -> int:
     return 0 if result["lost"] == 0 and result["duplicated"] == 0 else 1
 
 
+def _bench_cluster(args: argparse.Namespace) -> int:
+    from clients.bench import hostbench
+
+    rates = tuple(None if r == "max" else int(r) for r in args.rates.split(","))
+    result = hostbench.run(rates, args.duration, args.kills)
+    print(json.dumps(result) if args.json else hostbench.render(result))
+    failover = result["host_failover"]
+    return 0 if failover["lost"] == 0 and failover["duplicated"] == 0 else 1
+
+
 def _bench_seed(args: argparse.Namespace) -> int:
     from clients.bench import seed
 
@@ -200,6 +210,14 @@ def build_parser() -> argparse.ArgumentParser:
     fail.add_argument("--interval", type=float, default=1.5, help="seconds between kills")
     fail.add_argument("--json", action="store_true", help="one JSON object on stdout")
     fail.set_defaults(func=_bench_failover)
+    clu = bench_sub.add_parser(
+        "cluster", help="one host beside three (network namespaces), and whole-host failover"
+    )
+    clu.add_argument("--rates", default="1000,5000,10000,max", help="orders/s, or max")
+    clu.add_argument("--duration", type=float, default=10.0, help="seconds per rate")
+    clu.add_argument("--kills", type=int, default=5, help="whole-host power losses")
+    clu.add_argument("--json", action="store_true", help="one JSON object on stdout")
+    clu.set_defaults(func=_bench_cluster)
     seed = bench_sub.add_parser("seed", help="the seed system's Figure 2 on the full mesh")
     seed.add_argument("--trials", type=int, default=5)
     seed.add_argument("--json", action="store_true", help="one JSON object on stdout")

@@ -12,15 +12,12 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
 import time
 
 import pytest
 
-from services.common.codec import record_decoder
-from services.common.wire import Accepted, Duplicate
-from tests.cluster import EXCHANGE, Cluster
-from tests.netns import unavailable
+from clients.bench.hosts import Cluster, audit
+from clients.bench.netns import unavailable
 
 why = unavailable() or (None if shutil.which("etcd") else "etcd is not installed")
 pytestmark = pytest.mark.skipif(why is not None, reason=why or "")
@@ -32,60 +29,13 @@ def cluster(tmp_path_factory):
         yield c
 
 
-def settle(cluster: Cluster, timeout: float = 60) -> dict:
-    """Wait until every journal holds everything the primary sequenced; the state."""
-    deadline = time.monotonic() + timeout
-    while True:
-        state = cluster.state()
-        lasts = {h: (cluster.records(h) or [(0,)])[-1][0] for h in "abc"}
-        if state and all(last == state["seq"] for last in lasts.values()):
-            return state
-        if time.monotonic() > deadline:
-            raise AssertionError(f"journals {lasts} never reached the primary's {state}")
-        time.sleep(0.5)
-
-
 def check(cluster: Cluster, loads: list) -> None:
-    for _ in range(3):  # a record sequenced meanwhile (a reopen, say): look again
-        state = settle(cluster)
-        if _check_at(cluster, loads, state):
-            return
-    raise AssertionError("the exchange never stood still long enough to compare")
-
-
-def _check_at(cluster: Cluster, loads: list, state: dict) -> bool:
-    journals = {h: cluster.records(h) for h in "abc"}
-    assert journals["a"] == journals["b"] == journals["c"], "the journals differ"
-    records = {seq: record_decoder.decode(raw) for seq, _, raw in journals["a"]}
-    accepted: dict[str, int] = {}
-    for record in records.values():
-        for event in record.events:
-            if isinstance(event, Accepted):
-                accepted[event.cl_ord_id] = accepted.get(event.cl_ord_id, 0) + 1
-    assert all(n == 1 for n in accepted.values()), "an order was accepted twice"
+    result = audit(cluster, loads)
+    assert result["journals_identical"], "the journals differ"
+    assert result["lost"] == 0 and result["duplicated"] == 0, result
+    assert result["replay_matches"], "replaying the journal gave another state hash"
     for out in loads:
-        acks = json.loads(out.read_text())["acks"]
-        assert acks, f"{out.name}: no order was acknowledged"
-        for ack in acks:
-            record = records[ack["seq"]]  # acknowledged: in the journal, at that seq
-            assert record.command.cl_ord_id == ack["cl_ord_id"]
-            # the answer itself, or to a resend after a move, the original answer
-            (event,) = [
-                e.original if isinstance(e, Duplicate) else e
-                for e in record.events
-                if isinstance(e, Accepted | Duplicate)
-            ]
-            assert event.order_id == ack["order_id"] and accepted[ack["cl_ord_id"]] == 1
-    replay = subprocess.run(
-        [EXCHANGE, "journal", "replay", str(cluster.home("c") / "journal"), "--json",
-         "--config", str(cluster.file)],
-        capture_output=True, text=True, timeout=120, env=cluster.env("c"),
-    )  # fmt: skip
-    replayed = json.loads(replay.stdout)
-    if replayed["last_seq"] != state["seq"] or cluster.state().get("seq") != state["seq"]:
-        return False
-    assert replayed["state_hash"] == state["state_hash"]
-    return True
+        assert json.loads(out.read_text())["acks"], f"{out.name}: nothing acknowledged"
 
 
 def max_gap(out) -> float:

@@ -1,0 +1,155 @@
+"""`exchange bench cluster`: the one-host mesh beside three hosts, in one run.
+
+Both get the same open-loop load as `exchange bench sustained` (its measurement,
+run for the cluster inside a fourth network namespace, through host a's gateway):
+p50/p99 per offered rate and the closed-loop maximum. Then whole-host failover on
+the cluster: two traders (one starting on each gateway, moving on 0.3 s of silence)
+send orders one at a time while the primary matcher's host loses power (every process
+in its namespace SIGKILLed), again and again; each time the host comes back before
+the next. Unavailability is, for each trader and kill, the silence between its last
+acknowledgement before the kill and its first after; then the journals are audited:
+every acknowledged order exactly once at its seq (``lost``, ``duplicated``).
+
+Needs root, iproute2 and etcd (`make etcd`), like tests/test_cluster_hosts.py.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from clients.bench import sustained
+from clients.bench.hosts import CLIENT, Cluster, audit
+from clients.bench.netns import unavailable
+
+RATES: tuple[int | None, ...] = (1_000, 5_000, 10_000, None)  # None: max
+DURATION_S = 10.0
+# the load lifts the per-session and per-account limits and opens with ample cash,
+# as `exchange bench sustained` does: it measures capacity, not policy
+UNLIMITED = (
+    "session_rate = 1000000000\naccount_rate = 1000000000\nmax_in_flight_per_account = 1000000\n"
+)
+AMPLE = '\n[risk]\nopening_cash = "1000000000000.00"\n'
+
+
+def _say(progress, text: str) -> None:
+    print(text, file=progress, flush=True)
+
+
+def cluster_rates(cluster: Cluster, rates, duration: float, progress) -> dict:
+    cluster.inside(CLIENT, "signup", "1")
+    rows = []
+    for i, rate in enumerate(rates):
+        label = f"{rate:,}/s" if rate else "max"
+        _say(progress, f"  cluster, {label} ...")
+        row = cluster.inside(
+            CLIENT, "measure", str(rate or "max"), str(duration), "--run", str(i),
+            timeout=duration * 3 + 120,
+        )  # fmt: skip
+        _say(progress, f"    p50 {row['p50_ms']:.2f} ms, p99 {row['p99_ms']:.2f} ms, "
+                       f"{row['achieved_per_s']:,}/s")  # fmt: skip
+        rows.append(row)
+    return {"max_orders_per_s": max(r["achieved_per_s"] for r in rows), "rates": rows}
+
+
+def host_failover(cluster: Cluster, kills: int, interval: float, progress) -> dict:
+    seconds = kills * (interval + 6) + 10
+    a, b = (f"tcp://{cluster.hosts.address(h)}:5555" for h in ("a", "b"))
+    outs = [
+        cluster.load("fa", seconds, rate=200, gateways=f"{a},{b}", timeout=0.3),
+        cluster.load("fb", seconds, rate=200, gateways=f"{b},{a}", timeout=0.3),
+    ]
+    time.sleep(interval)
+    kill_times = []
+    for k in range(kills):
+        primary = cluster.wait_primary(via="c")
+        host = primary["host"]
+        _say(progress, f"  host failover {k + 1}/{kills}: power off {host} ({primary['service']})")
+        kill_times.append(time.monotonic())
+        cluster.power_off(host)
+        cluster.wait_primary(other_than=primary["service"], via="c")
+        cluster.start(host)
+        time.sleep(interval)
+    cluster.wait_loads(timeout=seconds + 120)
+    outages = []
+    for out in outs:
+        acked = [a["acked"] for a in json.loads(out.read_text())["acks"]]
+        for at in kill_times:
+            before = [t for t in acked if t <= at]
+            after = [t for t in acked if t > at]
+            if before and after:
+                outages.append(round((after[0] - before[-1]) * 1000, 1))
+    checked = audit(cluster, outs)
+    return {
+        "kills": kills,
+        "unavailability_ms": {
+            "p50": statistics.median(outages) if outages else None,
+            "max": max(outages, default=None),
+            "each": outages,
+        },
+        "lost": checked["lost"],
+        "duplicated": checked["duplicated"],
+        "acknowledged": checked["acknowledged"],
+        "journals_identical": checked["journals_identical"],
+        "differ_at": checked["differ_at"],
+        "replay_matches": checked["replay_matches"],
+    }
+
+
+def run(
+    rates=RATES,
+    duration: float = DURATION_S,
+    kills: int = 5,
+    interval: float = 3.0,
+    progress=sys.stderr,
+) -> dict:
+    why = unavailable() or (None if shutil.which("etcd") else "etcd is not installed")
+    if why:
+        raise RuntimeError(f"cannot run the cluster here: {why}")
+    _say(progress, "one host ...")
+    single = sustained.run_mesh(True, rates, duration, progress=progress, floor=False)
+    base = Path(tempfile.mkdtemp(prefix="exc-", dir="/tmp"))
+    try:
+        _say(progress, "three hosts (network namespaces) ...")
+        with Cluster(base, security=UNLIMITED, extra=AMPLE) as cluster:
+            result = cluster_rates(cluster, rates, duration, progress)
+            failover = host_failover(cluster, kills, interval, progress)
+    except BaseException:
+        _say(progress, f"kept {base} for a look")
+        raise
+    if failover["journals_identical"] and failover["replay_matches"]:
+        shutil.rmtree(base, ignore_errors=True)
+    else:
+        _say(progress, f"the journals disagree: kept {base} for a look")
+    return {
+        "duration_s": duration,
+        "single": {"max_orders_per_s": single["max_orders_per_s"], "rates": single["rates"]},
+        "cluster": result,
+        "host_failover": failover,
+    }
+
+
+def render(result: dict) -> str:
+    lines = ["| offered/s | one host p50 | p99 | three hosts p50 | p99 |", "|---|---|---|---|---|"]
+    for one, three in zip(result["single"]["rates"], result["cluster"]["rates"], strict=True):
+        offered = f"{one['offered_per_s']:,}" if one["offered_per_s"] else "max"
+        lines.append(
+            f"| {offered} | {one['p50_ms']:.2f} ms | {one['p99_ms']:.2f} ms | "
+            f"{three['p50_ms']:.2f} ms | {three['p99_ms']:.2f} ms |"
+        )
+    f = result["host_failover"]
+    u = f["unavailability_ms"]
+    lines += [
+        "",
+        f"max orders/s: one host {result['single']['max_orders_per_s']:,}, "
+        f"three hosts {result['cluster']['max_orders_per_s']:,}",
+        f"whole-host failover over {f['kills']} kills: unavailability p50 {u['p50']} ms, "
+        f"max {u['max']} ms; lost {f['lost']}, duplicated {f['duplicated']} "
+        f"of {f['acknowledged']} acknowledged",
+    ]
+    return "\n".join(lines)
