@@ -4,6 +4,7 @@ where the cluster's addresses are reachable (with $EXCHANGE_CONFIG and $EXCHANGE
     python -m clients.bench.inside signup N          # load accounts load0a, load0b, ...
     python -m clients.bench.inside measure RATE SECONDS   # one sustained-load row (JSON)
     python -m clients.bench.inside state             # the primary's seq and state hash
+    python -m clients.bench.inside members           # etcd's members, as this host sees them
     python -m clients.bench.inside trader --gateways A,B --name ann --seconds S --out F
 """
 
@@ -62,6 +63,13 @@ def state() -> dict:
             return {"instance": instance, "epoch": info.epoch, "seq": info.seq,
                     "state_hash": info.state_hash}  # fmt: skip
     return {}
+
+
+def members() -> dict:
+    from services.heartbeat.etcd import Etcd
+
+    cfg = config.load()
+    return {"members": Etcd(config.etcd_endpoints(cfg), 2.0).members()}
 
 
 def trader(gateways: list[str], name: str, seconds: float, rate: float, timeout: float) -> dict:
@@ -136,6 +144,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("seconds", type=float)
     p.add_argument("--run", type=int, default=0)
     sub.add_parser("state")
+    sub.add_parser("members")
     p = sub.add_parser("trader")
     p.add_argument("--gateways", required=True)
     p.add_argument("--name", required=True)
@@ -151,6 +160,8 @@ def main(argv: list[str] | None = None) -> int:
         out = measure(rate, args.seconds, run=args.run)
     elif args.what == "state":
         out = state()
+    elif args.what == "members":
+        out = members()
     else:
         result = trader(args.gateways.split(","), args.name, args.seconds, args.rate, args.timeout)
         with open(args.out, "w") as fh:

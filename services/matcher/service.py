@@ -150,6 +150,10 @@ class Matcher:
             self.log.warning("fence_unanswered", epoch=epoch)
             return  # the heartbeat service will ask again, with a new epoch
         best = Quorum.most_complete(acks)
+        if core.seq > best.last_seq:  # we applied a committed record no majority holds?
+            self.log.error("log_behind_standby", seq=core.seq, best=best.journal,
+                           last_seq=best.last_seq)  # fmt: skip
+            return
         adopted = self._adopt(self.journals[best.journal], best.last_seq)
         if adopted is None:
             self.log.warning("catch_up_stalled", seq=core.seq, upto=best.last_seq)
