@@ -112,6 +112,13 @@ def up(as_json: bool = False, timeout: float = 60.0) -> int:
         (home / sub).mkdir(mode=0o700, parents=True, exist_ok=True)
     started = False
     if (home / "run" / "supervisord.pid").exists() and query_status(cfg, 0.5):
+        if not as_json:  # said once, without the start banner
+            print(
+                f"the exchange in {home} is already running "
+                f"(order entry {cfg.endpoints['gateway']}; stop: exchange down)",
+                file=sys.stderr,
+            )
+            return 0
         print(f"the exchange in {home} is already running", file=sys.stderr)
     else:
         subprocess.run(
@@ -203,11 +210,13 @@ def _figure(value: float) -> str:
 
 def status(as_json: bool) -> int:
     cfg = config.load(_config_path(), home=config.exchange_home())
-    st = query_status(cfg)
+    from clients.trading import not_running
+
+    down = not_running(cfg.endpoints["heartbeat"], cfg.home)
+    st = None if down else query_status(cfg)
     if st is None:
-        print(
-            json.dumps({"running": False}) if as_json else "the heartbeat service does not answer"
-        )
+        why = down or "the heartbeat service does not answer"
+        print(json.dumps({"running": False, "error": why}) if as_json else why)
         return 3
     rows = [
         {

@@ -35,11 +35,17 @@ def test_orders_fills_trades_and_credentials(mesh, short_home, tmp_path):
 
     orders = ok_json("orders", **as_alice)["orders"]
     assert orders == [
-        {"order_id": sold["order_id"], "symbol": "AAPL", "side": "SELL", "price": 170.0, "qty": 20}
+        {
+            "order_id": sold["order_id"],
+            "symbol": "AAPL",
+            "side": "SELL",
+            "price": "170.00",
+            "qty": 20,
+        }
     ]
     fills = ok_json("fills", **as_alice)["fills"]
     assert [(f["side"], f["qty"], f["price"], f["liquidity"]) for f in fills] == [
-        ("SELL", 30, 170.0, "maker")
+        ("SELL", 30, "170.00", "maker")
     ]
     assert fills[0]["order_id"] == sold["order_id"]
     bob_fills = ok_json("fills", "AAPL", **as_bob)["fills"]
@@ -49,7 +55,9 @@ def test_orders_fills_trades_and_credentials(mesh, short_home, tmp_path):
     tape = wait_for(
         lambda: (t := ok_json("trades", "AAPL"))["trades"] and t, what="the trade on the tape"
     )
-    assert [(t["qty"], t["price"], t["aggressor"]) for t in tape["trades"]] == [(30, 170.0, "BUY")]
+    assert [(t["qty"], t["price"], t["aggressor"]) for t in tape["trades"]] == [
+        (30, "170.00", "BUY")
+    ]
     human = run("trades", "AAPL").stdout
     assert "170.00" in human and "BUY" in human
     assert "maker" in run("fills", **as_alice).stdout

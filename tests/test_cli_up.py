@@ -30,7 +30,7 @@ def test_up_trade_book_status_down(short_home):
         order = json.loads(bought.stdout)
         assert order["ok"] and order["events"][0]["type"] == "accepted"
         book = json.loads(run("book", "AAPL", "--json").stdout)
-        assert book["bids"] == [[170.5, 100]] and book["asks"] == []
+        assert book["bids"] == [["170.50", 100]] and book["asks"] == []
         human = run("book", "AAPL").stdout
         assert "170.50" in human
         # a bad order gets a readable reject and a non-zero exit code
@@ -39,7 +39,7 @@ def test_up_trade_book_status_down(short_home):
         sold = run("sell", "AAPL", "40", "170.00", **creds)  # human output this time
         assert sold.returncode == 0 and "SELF_TRADE" in sold.stdout, sold.stdout + sold.stderr
         positions = json.loads(run("positions", "--json", **creds).stdout)
-        assert positions == {"USD": 100_000_000.0}  # the demo config's opening balance
+        assert positions == {"USD": "100000000.00"}  # the demo config's opening balance
         cancelled = run("cancel", str(order["order_id"]), "--json", **creds)
         assert json.loads(cancelled.stdout)["ok"], cancelled.stdout + cancelled.stderr
         assert json.loads(run("book", "AAPL", "--json").stdout)["bids"] == []

@@ -90,6 +90,7 @@ RATE_LIMITED_ANONYMOUS = encode(
     RequestRejected(Reject.RATE_LIMITED, REJECT_TEXT[Reject.RATE_LIMITED] + ": not logged in")
 )
 
+
 def code_name(code: int) -> str:
     return Reject(code).name if code in Reject._value2member_map_ else str(code)
 

@@ -27,12 +27,7 @@ def readable_ref(payload: bytes) -> str:
         raw = msgspec.msgpack.decode(payload)
     except (msgspec.DecodeError, UnicodeDecodeError, ValueError, TypeError):
         return ""
-    if (
-        type(raw) is list
-        and len(raw) > 1
-        and raw[0] in REF_TAGS
-        and type(raw[1]) is str
-    ):
+    if type(raw) is list and len(raw) > 1 and raw[0] in REF_TAGS and type(raw[1]) is str:
         return raw[1][:REF_CHARS]
     return ""
 
