@@ -248,13 +248,13 @@ def status(as_json: bool) -> int:
         return 0
     print(f"epoch {st.epoch}")
     print(
-        f"{'service':<12} {'role':<9} {'pid':>7} {'epoch':>5} {'seq':>9} {'committed':>9} "
+        f"{'service':<12} {'role':<10} {'pid':>7} {'epoch':>5} {'seq':>9} {'committed':>9} "
         f"{'lag':>6} {'beat':>7}"
     )
     for r in rows:
         beat = f"{r['age_ms']}ms" if r["alive"] else "DEAD"
         print(
-            f"{r['service']:<12} {r['role']:<9} {r['pid']:>7} {r['epoch']:>5} {r['seq']:>9} "
+            f"{r['service']:<12} {r['role']:<10} {r['pid']:>7} {r['epoch']:>5} {r['seq']:>9} "
             f"{r['committed']:>9} {r['lag']:>6} {beat:>7}"
         )
     shown = [r for r in rows if r["metrics"]]

@@ -129,7 +129,21 @@ def test_a_first_trade_as_written(short_home):
         assert "170.50" in outs[".venv/bin/exchange book AAPL"]
         positions = json.loads(outs[".venv/bin/exchange positions --json"])
         assert isinstance(positions["USD"], str)  # exact money, not a float
-        assert "primary" in outs[".venv/bin/exchange status"]
+        status = outs[".venv/bin/exchange status"]
+        assert "primary" in status
+        table = status.split("\n\n")[0].splitlines()[1:]  # header and one row a service
+        assert len({len(line) for line in table}) == 1, status  # the columns line up
+        # a symbol the exchange does not list: the same answer from book and buy
+        for args in (["book", "NOPE"], ["buy", "NOPE", "1", "1.00"]):
+            unknown = subprocess.run(
+                [*EXCHANGE.split(), *args],
+                cwd=ROOT,
+                env=shell.env,
+                capture_output=True,
+                text=True,
+                timeout=30,
+            )
+            assert unknown.returncode == 1 and "unknown symbol" in unknown.stderr, unknown
         # mistakes: a usage line (exit 2), a reject with the figures, both logged
         typo = shell.env | {"EXCHANGE_USER": "alice"}
         bad = subprocess.run(
