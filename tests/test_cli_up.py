@@ -5,9 +5,8 @@ from __future__ import annotations
 import json
 import os
 import signal
-import time
 
-from tests.mesh import exchange_cli, wait_for, write_config
+from tests.mesh import exchange_cli, stop_supervised, wait_for, write_config
 
 PASSWORD = "Secret.pw1"
 
@@ -17,7 +16,6 @@ def test_up_trade_book_status_down(short_home):
     run = lambda *args, **env: exchange_cli(  # noqa: E731
         *args, home=short_home, config_path=config_path, env=env
     )
-    pidfile = short_home / "run" / "supervisord.pid"
     try:
         up = run("up")
         assert up.returncode == 0, up.stdout + up.stderr
@@ -67,12 +65,7 @@ def test_up_trade_book_status_down(short_home):
         assert repeat.returncode == 0 and "already running" in repeat.stderr
         assert json.loads(repeat.stdout)["endpoints"]["gateway"].startswith("tcp://127.0.0.1:")
     finally:
-        down = run("down", "--json")
-        deadline = time.monotonic() + 20
-        while pidfile.exists() and time.monotonic() < deadline:
-            time.sleep(0.1)
-        if pidfile.exists():  # clean up by PID whatever happened
-            os.kill(int(pidfile.read_text()), signal.SIGKILL)
+        down = stop_supervised(short_home, config_path)
         assert down.returncode == 0, down.stdout + down.stderr
         assert json.loads(down.stdout) == {
             "ok": True,

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.mesh import cli_env, exchange_cli, wait_for, write_config
+from tests.mesh import cli_env, stop_supervised, wait_for, write_config
 
 textual = pytest.importorskip("textual")
 
@@ -92,6 +92,17 @@ class Shell:
         assert done.returncode == 0, f"{command}\n{done.stdout}\n{done.stderr}"
         return done
 
+    def cli(self, *args: str, **env: str) -> subprocess.CompletedProcess:
+        """`exchange ARGS` in this environment (plus ``env``), whatever its exit code."""
+        return subprocess.run(
+            [*EXCHANGE.split(), *args],
+            cwd=ROOT,
+            env=self.env | env,
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+
     def stop(self) -> None:
         for proc in self.background:  # Ctrl-C: each maker cancels its quotes and exits
             if proc.poll() is None:
@@ -102,14 +113,14 @@ class Shell:
             except subprocess.TimeoutExpired:
                 os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait()
-        down = exchange_cli("down", home=self.home, config_path=self.config_path)
-        pidfile = self.home / "run" / "supervisord.pid"
-        deadline = time.monotonic() + 20
-        while pidfile.exists() and time.monotonic() < deadline:
-            time.sleep(0.1)
-        if pidfile.exists():  # clean up by PID whatever happened
-            os.kill(int(pidfile.read_text()), signal.SIGKILL)
+        down = stop_supervised(self.home, self.config_path)
         assert down.returncode == 0, down.stdout + down.stderr
+
+
+def json_log(home: Path, service: str) -> list[dict]:
+    """A service's log lines (JSON objects), as supervisord files them."""
+    lines = (home / "log" / f"{service}.log").read_text().splitlines()
+    return [json.loads(line) for line in lines if line.startswith("{")]
 
 
 def book(shell: Shell, symbol: str) -> dict:
@@ -135,58 +146,18 @@ def test_a_first_trade_as_written(short_home):
         assert len({len(line) for line in table}) == 1, status  # the columns line up
         # a symbol the exchange does not list: the same answer from book and buy
         for args in (["book", "NOPE"], ["buy", "NOPE", "1", "1.00"]):
-            unknown = subprocess.run(
-                [*EXCHANGE.split(), *args],
-                cwd=ROOT,
-                env=shell.env,
-                capture_output=True,
-                text=True,
-                timeout=30,
-            )
+            unknown = shell.cli(*args)
             assert unknown.returncode == 1 and "unknown symbol" in unknown.stderr, unknown
         # mistakes: a usage line (exit 2), a reject with the figures, both logged
-        typo = shell.env | {"EXCHANGE_USER": "alice"}
-        bad = subprocess.run(
-            [*EXCHANGE.split(), "buy", "AAPL", "10", "abc"],
-            cwd=ROOT,
-            env=typo,
-            capture_output=True,
-            text=True,
-            timeout=30,
-        )
+        bad = shell.cli("buy", "AAPL", "10", "abc", EXCHANGE_USER="alice")
         assert bad.returncode == 2 and len(bad.stderr.strip().splitlines()) == 1, bad.stderr
-        off_tick = subprocess.run(
-            [*EXCHANGE.split(), "buy", "AAPL", "10", "170.005"],
-            cwd=ROOT,
-            env=typo,
-            capture_output=True,
-            text=True,
-            timeout=30,
-        )
+        off_tick = shell.cli("buy", "AAPL", "10", "170.005", EXCHANGE_USER="alice")
         assert off_tick.returncode == 1 and "tick is 0.01" in off_tick.stderr
-        banded = subprocess.run(
-            [*EXCHANGE.split(), "buy", "AAPL", "10", "250.00"],
-            cwd=ROOT,
-            env=typo,
-            capture_output=True,
-            text=True,
-            timeout=30,
-        )
+        banded = shell.cli("buy", "AAPL", "10", "250.00", EXCHANGE_USER="alice")
         assert banded.returncode == 1 and "153.00 - 187.00" in banded.stderr, banded.stderr
-        wrong = subprocess.run(
-            [*EXCHANGE.split(), "orders"],
-            cwd=ROOT,
-            env=typo | {"EXCHANGE_PASSWORD": "Wrong.pw1"},
-            capture_output=True,
-            text=True,
-            timeout=30,
-        )
+        wrong = shell.cli("orders", EXCHANGE_USER="alice", EXCHANGE_PASSWORD="Wrong.pw1")
         assert wrong.returncode == 1
-        logged = [
-            json.loads(x)
-            for x in (short_home / "log" / "gateway.log").read_text().splitlines()
-            if x.startswith("{")
-        ]
+        logged = json_log(short_home, "gateway")
         events = {(e["event"], e.get("code"), e.get("by"), e.get("symbol")) for e in logged}
         assert ("reject", "BAD_PRICE", "gateway", "AAPL") in events
         assert ("reject", "PRICE_BAND", "matcher", "AAPL") in events
@@ -297,11 +268,7 @@ def test_the_five_minute_tour_as_written(short_home):
                     what="the standby promoted at epoch + 1",
                 )
                 # the heartbeat's JSON log tells the story, with the epochs
-                beats = [
-                    json.loads(x)
-                    for x in (short_home / "log" / "heartbeat.log").read_text().splitlines()
-                    if x.startswith("{")
-                ]
+                beats = json_log(short_home, "heartbeat")
                 lost = [e for e in beats if e["event"] == "service_lost"]
                 assert any(e["role"] == "primary" and e["epoch"] == before["epoch"] for e in lost)
                 assert any(
