@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 
 from clients.client import Client
-from tests.mesh import exchange_cli, wait_for
+from tests.mesh import exchange_cli, wait_for, write_config
 
 PASSWORD = "Secret.pw1"
 
@@ -77,3 +77,17 @@ def test_orders_fills_trades_and_credentials(mesh, short_home, tmp_path):
     assert refused.returncode == 2, refused.stdout + refused.stderr
     assert "readable by others" in refused.stderr and "no credentials" in refused.stderr
     assert PASSWORD not in refused.stdout + refused.stderr
+
+
+def test_a_stopped_local_exchange_is_said_at_once(tmp_path):
+    """Nothing listens at the configured loopback/ipc endpoints: every command says
+    the exchange is not running and how to start it (a refused connection, not the
+    request's timeout, which would say "no answer")."""
+    config_path = write_config(tmp_path)
+    creds = {"EXCHANGE_USER": "alice", "EXCHANGE_PASSWORD": "Secret.pw1"}
+    for args in (["buy", "AAPL", "1", "170.00"], ["book", "AAPL"], ["status"]):
+        done = exchange_cli(*args, home=tmp_path, config_path=config_path, env=creds)
+        out = done.stdout + done.stderr
+        assert done.returncode == 3 and "not running" in out and "exchange up" in out, out
+    helped = exchange_cli("--help", home=tmp_path, config_path=config_path).stdout
+    assert "EXCHANGE_USER" in helped and "docs/cli.md" in helped
