@@ -27,7 +27,14 @@ def readable_ref(payload: bytes) -> str:
         raw = msgspec.msgpack.decode(payload)
     except (msgspec.DecodeError, UnicodeDecodeError, ValueError, TypeError):
         return ""
-    if type(raw) is list and len(raw) > 1 and raw[0] in REF_TAGS and type(raw[1]) is str:
+    # each type is checked before use: any element may be anything (an Ext is unhashable)
+    if (
+        type(raw) is list
+        and len(raw) > 1
+        and type(raw[0]) is str
+        and raw[0] in REF_TAGS
+        and type(raw[1]) is str
+    ):
         return raw[1][:REF_CHARS]
     return ""
 
