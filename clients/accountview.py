@@ -8,6 +8,7 @@ and the terminal UI both keep one, so neither needs a round trip per fill.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from fractions import Fraction
 
 from services.common.wire import (
     Accepted,
@@ -128,3 +129,21 @@ class AccountView:
     def pnl(self, marks: dict[str, int]) -> int:
         """Mark-to-market value in price units: cash plus every position at its mark."""
         return self.cash + sum(q * marks.get(s, 0) for s, q in self.positions.items())
+
+
+def average_prices(fills) -> dict[str, tuple[int, Fraction]]:
+    """(position, average entry price in price units) per symbol from an account's own
+    fills, oldest first (``OwnFill``s): buys and sells in the same direction as the
+    position average in, the others close at that average (a flip opens at the fill's
+    price). Exact fractions; round only to show them."""
+    held: dict[str, tuple[int, Fraction]] = {}
+    for f in fills:
+        pos, avg = held.get(f.symbol, (0, Fraction(0)))
+        d = f.qty if f.side == Side.BUY else -f.qty
+        if pos == 0 or (pos > 0) == (d > 0):
+            avg = (avg * abs(pos) + f.price * abs(d)) / (abs(pos) + abs(d))
+        elif abs(d) > abs(pos):
+            avg = Fraction(f.price)  # closed and flipped: the rest opens here
+        pos += d
+        held[f.symbol] = (pos, avg if pos else Fraction(0))
+    return held

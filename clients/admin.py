@@ -7,7 +7,6 @@ gets NOT_AUTHORIZED (exit 1). Each is sequenced and journaled like an order.
 from __future__ import annotations
 
 import argparse
-import getpass
 import json
 import os
 import sys
@@ -49,7 +48,7 @@ def password(as_json: bool) -> int:
 
     def action() -> int:
         user, old = trading.credentials()
-        new = os.environ.get("EXCHANGE_NEW_PASSWORD") or getpass.getpass("new password: ")
+        new = os.environ.get("EXCHANGE_NEW_PASSWORD") or trading.ask_password("new password: ")
         with trading.connect() as client:
             client.login(user, old)
             result = client.change_password(old, new)

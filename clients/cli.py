@@ -129,12 +129,73 @@ def _trade_shell() -> int:
     return shell.main()
 
 
+EPILOG = """environment:
+  EXCHANGE_USER, EXCHANGE_PASSWORD  the trading commands' credentials (else a prompt)
+  EXCHANGE_HOME                     where a local exchange keeps its files (./var)
+  EXCHANGE_CONFIG                   the config file (config/default.toml)
+
+exit codes: 0 done, 1 rejected, 2 usage, 3 no answer.
+Every command, flag and JSON key: docs/cli.md"""
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line on stderr (what was wrong, then the
+    command's usage) and exit 2; subcommands' parsers are made of this class too."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        usage = " ".join(self.format_usage().split())
+        self.exit(2, f"{self.prog}: {message} ({usage})\n")
+
+
+def dollars(text: str) -> str:
+    """An argparse type: a price in dollars, checked here so a typo is a usage error."""
+    from services.common.money import to_units
+
+    try:
+        to_units(text.lstrip("$"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"PRICE must be dollars such as 170.50, not {text!r}"
+        ) from None
+    return text.lstrip("$")
+
+
+def size(text: str) -> int:
+    """An argparse type: a whole number of shares (1,000 and 1_000 are fine)."""
+    cleaned = text.replace(",", "").replace("_", "")
+    if not cleaned.isdigit():
+        raise argparse.ArgumentTypeError(f"SIZE must be a whole number of shares, not {text!r}")
+    return int(cleaned)
+
+
+def order_id(text: str) -> int:
+    if not text.isdigit():
+        raise argparse.ArgumentTypeError(f"ORDER_ID must be a number, not {text!r}")
+    return int(text)
+
+
+def version() -> str:
+    from importlib.metadata import PackageNotFoundError
+    from importlib.metadata import version as installed
+
+    try:
+        return installed("zmq-exchange")
+    except PackageNotFoundError:
+        return "unknown"
+
+
 def build_parser() -> argparse.ArgumentParser:
     from clients import admin, keys, trading, tui
     from clients.mm import bot as mm
     from services.common.wire import Side
 
-    parser = argparse.ArgumentParser(prog="exchange", description=__doc__.splitlines()[0])
+    parser = Parser(
+        prog="exchange",
+        description=__doc__.splitlines()[0],
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"exchange {version()}")
     sub = parser.add_subparsers(dest="command", required=True)
 
     def command(name: str, func, help: str, json_flag: bool = True):
@@ -160,11 +221,11 @@ def build_parser() -> argparse.ArgumentParser:
     for side in (Side.BUY, Side.SELL):
         p = command(side.name.lower(), None, f"{side.name.lower()} SYMBOL SIZE PRICE (limit)")
         p.add_argument("symbol")
-        p.add_argument("size", type=int)
-        p.add_argument("price", help="in dollars, e.g. 170.50")
+        p.add_argument("size", type=size, help="shares")
+        p.add_argument("price", type=dollars, help="in dollars, e.g. 170.50")
         p.set_defaults(func=lambda a, s=side: trading.order(s, a.symbol, a.size, a.price, a.json))
     p = command("cancel", None, "cancel one of your orders")
-    p.add_argument("order_id", type=int)
+    p.add_argument("order_id", type=order_id)
     p.set_defaults(func=lambda a: trading.cancel(a.order_id, a.json))
     p = command("book", None, "the order book of a symbol")
     p.add_argument("symbol")

@@ -91,12 +91,16 @@ REF_CHARS = 40  # the gateway quotes at most this much of a name in a reject's `
 
 
 class ExchangeError(Exception):
-    """The exchange said no: ``code`` is a Reject code (see docs/protocol.md)."""
+    """The exchange said no: ``code`` is a Reject code (see docs/protocol.md).
+    ``consumed``: the matcher rejected it (a journaled ``rejected`` event), so its
+    client order id is used and a resend only repeats this answer; False for the
+    gateway's ``reject``, after which the same id may be sent again and acted on."""
 
-    def __init__(self, code: int, text: str) -> None:
+    def __init__(self, code: int, text: str, consumed: bool = False) -> None:
         super().__init__(f"{text} (code {int(code)})")
         self.code = int(code)
         self.text = text
+        self.consumed = consumed
 
 
 class NoAnswer(TimeoutError):
@@ -200,7 +204,7 @@ def raise_for(reply) -> None:
             if isinstance(event, Duplicate):
                 event = event.original
             if isinstance(event, Rejected):
-                raise ExchangeError(event.code, REJECT_TEXT.get(event.code, "rejected"))
+                raise ExchangeError(event.code, REJECT_TEXT.get(event.code, "rejected"), True)
 
 
 def order_result(reply: Report, request) -> OrderResult:

@@ -132,6 +132,13 @@ def up(
         local = cluster.local_services(cfg)
     started = False
     if (home / "run" / "supervisord.pid").exists() and query_status(cfg, 0.5):
+        if not as_json:  # said once, without the start banner
+            print(
+                f"the exchange in {home} is already running "
+                f"(order entry {cfg.endpoints['gateway']}; stop: exchange down)",
+                file=sys.stderr,
+            )
+            return 0
         print(f"the exchange in {home} is already running", file=sys.stderr)
     else:
         subprocess.run(
@@ -226,11 +233,13 @@ def _figure(value: float) -> str:
 def status(as_json: bool) -> int:
     cluster.enter(config.exchange_home())
     cfg = config.load(_config_path(), home=config.exchange_home())
-    st = query_status(cfg)
+    from clients.trading import not_running
+
+    down = not_running(cfg.endpoints["heartbeat"], cfg.home)
+    st = None if down else query_status(cfg)
     if st is None:
-        print(
-            json.dumps({"running": False}) if as_json else "the heartbeat service does not answer"
-        )
+        why = down or "the heartbeat service does not answer"
+        print(json.dumps({"running": False, "error": why}) if as_json else why)
         return 3
     rows = [
         {
@@ -263,13 +272,13 @@ def status(as_json: bool) -> int:
         return 0
     print(f"epoch {st.epoch}")
     print(
-        f"{'service':<13} {'host':<6} {'role':<9} {'pid':>7} {'epoch':>5} {'seq':>9} "
+        f"{'service':<13} {'host':<6} {'role':<10} {'pid':>7} {'epoch':>5} {'seq':>9} "
         f"{'committed':>9} {'lag':>6} {'beat':>7}"
     )
     for r in rows:
         beat = f"{r['age_ms']}ms" if r["alive"] else "DEAD"
         print(
-            f"{r['service']:<13} {r['host'] or '-':<6} {r['role']:<9} {r['pid']:>7} "
+            f"{r['service']:<13} {r['host'] or '-':<6} {r['role']:<10} {r['pid']:>7} "
             f"{r['epoch']:>5} {r['seq']:>9} {r['committed']:>9} {r['lag']:>6} {beat:>7}"
         )
     shown = [r for r in rows if r["metrics"]]

@@ -58,8 +58,24 @@ class TradeShell(cmd.Cmd):
     def emptyline(self) -> bool:
         return False  # an empty line does nothing (cmd would repeat the last command)
 
-    def default(self, line: str) -> None:
+    def default(self, line: str) -> bool:
+        if line == "EOF":  # end of input (Ctrl-D, or the end of a piped script)
+            print()
+            return True
         print(f"unknown command: {line.split()[0]} (try help)")
+        return False
+
+    def onecmd(self, line: str) -> bool:
+        """Any command, whatever is typed: an error is one line, never the end of the
+        prompt (the session and its open orders stay)."""
+        try:
+            return super().onecmd(line)
+        except Exception as exc:  # noqa: BLE001 - the prompt outlives any one command
+            print(f"error: {exc}")
+            return False
+
+    def get_names(self) -> list[str]:
+        return [n for n in super().get_names() if n != "do_EOF"]
 
     def _news(self) -> None:
         """Reports and notices that arrived since the last command."""
@@ -103,10 +119,11 @@ class TradeShell(cmd.Cmd):
         if args is None:
             return
         symbol, size, price = args
-        if not size.isdigit():
+        qty, units = _size(size), _price(price)
+        if qty is None or units is None:
             print(f"usage: {usage}")
             return
-        trading.order(side, symbol, int(size), price, as_json=False, client=self.client)
+        trading.order(side, symbol, qty, price.lstrip("$"), as_json=False, client=self.client)
 
     def do_buy(self, line: str) -> None:
         """buy SYMBOL SIZE PRICE: a limit order (good till cancelled)."""
@@ -119,20 +136,30 @@ class TradeShell(cmd.Cmd):
     def do_cancel(self, line: str) -> None:
         """cancel ORDER_ID: cancel one of your open orders."""
         args = self._args(line, 1, "cancel ORDER_ID")
-        if args and args[0].isdigit():
-            trading.cancel(int(args[0]), as_json=False, client=self.client)
+        if args is None:
+            return
+        if not args[0].isdigit():
+            print("usage: cancel ORDER_ID   (the number `orders` shows)")
+            return
+        trading.cancel(int(args[0]), as_json=False, client=self.client)
 
     def do_replace(self, line: str) -> None:
-        """replace ORDER_ID PRICE SIZE: a smaller size keeps your place in the queue."""
-        args = self._args(line, 3, "replace ORDER_ID PRICE SIZE")
-        if args is None or not (args[0].isdigit() and args[2].isdigit()):
+        """replace ORDER_ID SIZE PRICE: new size and price (as buy and sell take them);
+        a smaller size at the same price keeps your place in the queue."""
+        usage = "replace ORDER_ID SIZE PRICE   (PRICE in dollars, e.g. 170.50)"
+        args = self._args(line, 3, usage)
+        if args is None:
+            return
+        qty, units = _size(args[1]), _price(args[2])
+        if not args[0].isdigit() or qty is None or units is None:
+            print(f"usage: {usage}")
             return
 
         def action() -> int:
-            result = self.client.replace(int(args[0]), to_units(args[1]), int(args[2]))
+            result = self.client.replace(int(args[0]), units, qty)
             ack = result.ack
             kept = "kept its priority" if getattr(ack, "kept_priority", False) else "requeued"
-            print(f"replaced order {args[0]}: {args[2]} @ {args[1]} ({kept})")
+            print(f"replaced order {args[0]}: {qty:,} @ {to_dollars(units)} ({kept})")
             return 0
 
         trading.run_action(action, as_json=False)
@@ -171,9 +198,17 @@ class TradeShell(cmd.Cmd):
 
     do_exit = do_quit
 
-    def do_EOF(self, line: str) -> bool:  # noqa: N802 - cmd's name for end of input
-        print()
-        return True
+
+def _size(text: str) -> int | None:
+    cleaned = text.replace(",", "").replace("_", "")
+    return int(cleaned) if cleaned.isdigit() else None
+
+
+def _price(text: str) -> int | None:
+    try:
+        return to_units(text.lstrip("$"))
+    except ValueError:
+        return None
 
 
 def _readline(history: Path):

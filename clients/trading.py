@@ -9,6 +9,7 @@ from __future__ import annotations
 import getpass
 import json
 import os
+import socket
 import sys
 import tomllib
 from collections.abc import Iterator
@@ -16,13 +17,85 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from clients import settings
+from clients.accountview import average_prices
 from clients.client import Client, ExchangeError, NoAnswer, recent_trades, snapshot
 from services.common.money import to_dollars, to_units
-from services.common.wire import PRICE_SCALE, CancelReason, Side
+from services.common.wire import FILLS_KEPT, CancelReason, Reject, Side
 
 EXIT_REJECTED = 1
 EXIT_USAGE = 2
 EXIT_NO_ANSWER = 3
+LOOPBACK = ("127.0.0.1", "localhost", "::1", "[::1]")
+
+
+def not_running(endpoint: str, home: Path) -> str | None:
+    """Why nothing can answer at ``endpoint`` when it is on this machine and nothing
+    listens there (a refused connection, a missing ipc socket): said at once, instead
+    of a wait for a timeout. None when it may be up (or is another machine's)."""
+    scheme, _, where = endpoint.partition("://")
+    host, _, port = where.rpartition(":")
+    try:
+        if scheme == "ipc":  # a socket file left by a killed process refuses too
+            with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
+                probe.settimeout(0.5)
+                probe.connect(where)
+        elif scheme == "tcp" and host in LOOPBACK:
+            socket.create_connection((host.strip("[]"), int(port)), timeout=0.5).close()
+        down = False
+    except (ConnectionRefusedError, FileNotFoundError):
+        down = True
+    except (OSError, ValueError):  # anything else: let the real request find out
+        down = False
+    if not down:
+        return None
+    return (
+        f"the exchange is not running: nothing listens at {endpoint} "
+        f"(EXCHANGE_HOME={home}); start it with `make run` or `exchange up`"
+    )
+
+
+def check_running(endpoint: str, cfg: settings.Settings | None = None) -> None:
+    """NoAnswer at once when ``endpoint`` is local and nothing listens there."""
+    why = not_running(endpoint, (cfg or _cfg()).home)
+    if why:
+        raise NoAnswer(why)
+
+
+def ask_password(prompt: str) -> str:
+    """A password from the terminal without echo; without a terminal, the first line
+    of stdin (no GetPassWarning noise), EOFError when there is none."""
+    if sys.stdin.isatty():
+        return getpass.getpass(prompt)
+    line = sys.stdin.readline()
+    if not line:
+        raise EOFError
+    return line.rstrip("\n")
+
+
+def money(units: int) -> str:
+    """Price units as an exact decimal string of dollars, for JSON (never a float)."""
+    return to_dollars(units)
+
+
+def reject_detail(code: int, spec: settings.SymbolSpec | None, max_price: int) -> str:
+    """The numbers behind a matcher's reject that the trader needs (the configured
+    band of the symbol, its tick or lot), or "" when there are none to add."""
+    if spec is None:
+        return ""
+    symbol = spec.symbol
+    if code == Reject.PRICE_BAND:
+        lo = max(1, -(-spec.reference * (10_000 - spec.band_bps) // 10_000))
+        hi = min(max_price, spec.reference * (10_000 + spec.band_bps) // 10_000)
+        return (
+            f"{symbol} trades within {to_dollars(lo)} - {to_dollars(hi)} "
+            f"(reference {to_dollars(spec.reference)} +- {spec.band_bps / 100:g}%, as "
+            "configured; an operator's new reference moves it)"
+        )
+    if code == Reject.BAD_PRICE:
+        return f"{symbol}'s tick is {to_dollars(spec.tick)}"
+    if code == Reject.BAD_QTY:
+        return f"{symbol}'s lot is {spec.lot:,} shares"
+    return ""
 
 
 def _cfg() -> settings.Settings:
@@ -39,6 +112,7 @@ def connect(cfg: settings.Settings | None = None, timeout: float = 10.0) -> Clie
         keys = settings.curve_keys(cfg)
     except LookupError as exc:
         raise NoAnswer(str(exc)) from None
+    check_running(cfg.endpoints["gateway"], cfg)
     return Client(cfg.endpoints["gateway"], timeout=timeout, curve_keys=keys)
 
 
@@ -71,9 +145,7 @@ def credentials() -> tuple[str, str]:
     stored = _from_file()
     user = os.environ.get("EXCHANGE_USER") or stored.get("user") or input("account: ").strip()
     password = (
-        os.environ.get("EXCHANGE_PASSWORD")
-        or stored.get("password")
-        or getpass.getpass("password: ")
+        os.environ.get("EXCHANGE_PASSWORD") or stored.get("password") or ask_password("password: ")
     )
     return user, password
 
@@ -87,14 +159,23 @@ def event_dict(event) -> dict:
     return out
 
 
-def run_action(action, as_json: bool) -> int:
+def run_action(action, as_json: bool, symbol: str = "") -> int:
+    """Run a command's ``action``: a reject is exit 1 with its text (and, for an
+    order, the numbers behind it), no answer exit 3, no credentials exit 2."""
     try:
         return action()
     except ExchangeError as exc:
+        detail = ""
+        if exc.consumed and symbol:  # the matcher's: the gateway's name their own figures
+            cfg = _cfg()
+            detail = reject_detail(exc.code, cfg.symbols.get(symbol.upper()), cfg.risk.max_price)
+        text = f"{exc.text}: {detail}" if detail else exc.text
         if as_json:
-            print(json.dumps({"ok": False, "code": exc.code, "error": exc.text}))
+            print(
+                json.dumps({"ok": False, "code": exc.code, "error": text, "consumed": exc.consumed})
+            )
         else:
-            print(f"rejected: {exc.text} (code {exc.code})", file=sys.stderr)
+            print(f"rejected: {text} (code {exc.code})", file=sys.stderr)
         return EXIT_REJECTED
     except EOFError:
         print(
@@ -125,7 +206,7 @@ def logged_in_session(client: Client | None) -> Iterator[Client]:
 
 def account_create(name: str, as_json: bool) -> int:
     def action() -> int:
-        password = os.environ.get("EXCHANGE_PASSWORD") or getpass.getpass("new password: ")
+        password = os.environ.get("EXCHANGE_PASSWORD") or ask_password("new password: ")
         with connect() as client:
             account = client.signup(name, password)
         print(
@@ -173,7 +254,7 @@ def order(
                 print(f"  cancelled {e.qty} (reason {CancelReason(e.reason).name})")
         return 0
 
-    return run_action(action, as_json)
+    return run_action(action, as_json, symbol)
 
 
 def cancel(order_id: int, as_json: bool, client: Client | None = None) -> int:
@@ -198,19 +279,49 @@ def cancel(order_id: int, as_json: bool, client: Client | None = None) -> int:
     return run_action(action, as_json)
 
 
+def marks(symbols, cfg: settings.Settings | None = None) -> dict[str, int]:
+    """Each symbol's last trade (from marketdata's tape), else its reference price."""
+    cfg = cfg or _cfg()
+    out = {}
+    for symbol in symbols:
+        spec = cfg.symbols.get(symbol)
+        out[symbol] = spec.reference if spec else 0
+        try:
+            tape = recent_trades(cfg.endpoints["marketdata_snapshot"], symbol, 1, 2.0)
+        except (ExchangeError, NoAnswer):
+            continue
+        if tape.trades:
+            out[symbol] = tape.trades[-1].price
+    return out
+
+
 def positions(as_json: bool, client: Client | None = None) -> int:
     def action() -> int:
         with logged_in_session(client) as session:
             pos = session.positions()
+            mine = session.fills("", FILLS_KEPT).fills if pos.positions else []
         if as_json:
-            out = dict(sorted(pos.positions.items()))
-            out["USD"] = pos.cash / PRICE_SCALE
+            out: dict = dict(sorted(pos.positions.items()))
+            out["USD"] = money(pos.cash)
             print(json.dumps(out))
             return 0
-        print(f"{'symbol':<8} {'position':>12}")
-        for symbol, qty in sorted(pos.positions.items()):
-            print(f"{symbol:<8} {qty:>12,}")
-        print(f"{'USD':<8} {to_dollars(pos.cash):>12}")
+        held = {s: q for s, q in pos.positions.items() if q}
+        marked = marks(held)
+        entries = average_prices(mine)
+        print(f"{'symbol':<8} {'position':>10} {'avg price':>12} {'mark':>12} {'P&L':>14}")
+        value = pos.cash
+        for symbol, qty in sorted(held.items()):
+            mark = marked[symbol]
+            value += qty * mark
+            found, avg = entries.get(symbol, (0, 0))
+            if found == qty:  # the fills kept explain the whole position
+                avg_text = to_dollars(round(avg))
+                pnl_text = to_dollars(round(qty * (mark - avg)))
+            else:
+                avg_text = pnl_text = "?"
+            print(f"{symbol:<8} {qty:>10,} {avg_text:>12} {to_dollars(mark):>12} {pnl_text:>14}")
+        print(f"{'USD':<8} {to_dollars(pos.cash):>10}")
+        print(f"{'value':<8} {to_dollars(value):>10}  (cash + positions at their marks)")
         return 0
 
     return run_action(action, as_json)
@@ -218,9 +329,11 @@ def positions(as_json: bool, client: Client | None = None) -> int:
 
 def book(symbol: str, as_json: bool, depth: int = 10) -> int:
     def action() -> int:
-        snap = snapshot(_cfg().endpoints["marketdata_snapshot"], symbol.upper())
-        bids = [[p / PRICE_SCALE, q] for p, q in snap.bids]
-        asks = [[p / PRICE_SCALE, q] for p, q in snap.asks]
+        endpoint = _cfg().endpoints["marketdata_snapshot"]
+        check_running(endpoint)
+        snap = snapshot(endpoint, symbol.upper())
+        bids = [[money(p), q] for p, q in snap.bids]
+        asks = [[money(p), q] for p, q in snap.asks]
         if as_json:
             print(json.dumps({"symbol": snap.symbol, "seq": snap.seq, "bids": bids, "asks": asks}))
             return 0
@@ -246,7 +359,7 @@ def orders(as_json: bool, client: Client | None = None) -> int:
                 "order_id": o.order_id,
                 "symbol": o.symbol,
                 "side": Side(o.side).name,
-                "price": o.price / PRICE_SCALE,
+                "price": money(o.price),
                 "qty": o.qty,
             }
             for o in listed.orders
@@ -275,7 +388,7 @@ def fills(symbol: str, limit: int, as_json: bool, client: Client | None = None) 
                 "trade_id": f.trade_id,
                 "symbol": f.symbol,
                 "side": Side(f.side).name,
-                "price": f.price / PRICE_SCALE,
+                "price": money(f.price),
                 "qty": f.qty,
                 "order_id": f.order_id,
                 "liquidity": "maker" if f.maker else "taker",
@@ -300,12 +413,14 @@ def fills(symbol: str, limit: int, as_json: bool, client: Client | None = None) 
 
 def trades(symbol: str, limit: int, as_json: bool) -> int:
     def action() -> int:
-        tape = recent_trades(_cfg().endpoints["marketdata_snapshot"], symbol.upper(), limit)
+        endpoint = _cfg().endpoints["marketdata_snapshot"]
+        check_running(endpoint)
+        tape = recent_trades(endpoint, symbol.upper(), limit)
         rows = [
             {
                 "seq": t.seq,
                 "trade_id": t.trade_id,
-                "price": t.price / PRICE_SCALE,
+                "price": money(t.price),
                 "qty": t.qty,
                 "aggressor": Side(t.side).name,
             }

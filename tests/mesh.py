@@ -53,6 +53,23 @@ def replay_journal(mesh: Mesh) -> dict:
     return replayed
 
 
+def stop_supervised(home, config_path):
+    """`exchange down` on a mesh `exchange up` started, then supervisord killed by its
+    PID if it is still there after 20 s, whatever happened; the `down` it ran."""
+    import os
+    import signal
+    import time
+
+    down = exchange_cli("down", "--json", home=home, config_path=config_path)
+    pidfile = home / "run" / "supervisord.pid"
+    deadline = time.monotonic() + 20
+    while pidfile.exists() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    if pidfile.exists():
+        os.kill(int(pidfile.read_text()), signal.SIGKILL)
+    return down
+
+
 FAST_TIMINGS = {"heartbeat_ms": 50, "missed_beats": 4}
 
 

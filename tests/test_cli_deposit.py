@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 
 from clients.client import Client
-from services.common.money import to_units
+from services.common.money import to_dollars, to_units
 from services.common.wire import PRICE_SCALE, CashAdjusted, Reject
 from tests.mesh import Mesh, exchange_cli
 
@@ -29,14 +29,14 @@ def test_operator_deposits_and_withdraws_through_the_cli(short_home):
         def run(*args, **env):
             return exchange_cli(*args, home=short_home, config_path=mesh.config_path, env=env)
 
-        def usd() -> float:
+        def usd() -> str:
             shown = run("positions", "--json", **as_alice)
             assert shown.returncode == 0, shown.stdout + shown.stderr
             return json.loads(shown.stdout)["USD"]
 
         with Client(mesh.cfg.endpoints["gateway"]) as alice:
             alice.login("alice", PASSWORD)
-            assert usd() == opening / PRICE_SCALE  # the opening balance is in the view
+            assert usd() == to_dollars(opening)  # the opening balance, an exact string
 
             done = run("admin", "deposit", "alice", "250.50", "--json", **as_ops)
             assert done.returncode == 0, done.stdout + done.stderr
@@ -44,7 +44,7 @@ def test_operator_deposits_and_withdraws_through_the_cli(short_home):
             assert [e["type"] for e in events] == ["admin_done", "cash"]
             assert events[1]["amount"] == to_units("250.50")
             assert events[1]["cash"] == opening + to_units("250.50")
-            assert usd() == (opening + to_units("250.50")) / PRICE_SCALE
+            assert usd() == to_dollars(opening + to_units("250.50"))
             # the account's own session hears of it, with the balance after it
             told = alice.next_report(timeout=5)
             assert told.events == [
@@ -54,7 +54,7 @@ def test_operator_deposits_and_withdraws_through_the_cli(short_home):
         out = run("admin", "deposit", "alice", "-100", **as_ops)  # a withdrawal, in words
         assert out.returncode == 0, out.stdout + out.stderr
         assert "cash now" in out.stdout
-        assert usd() == (opening + to_units("150.50")) / PRICE_SCALE
+        assert usd() == to_dollars(opening + to_units("150.50"))
 
         def refused(*args, env=as_ops) -> int:
             got = run("admin", "deposit", *args, "--json", **env)
@@ -69,6 +69,6 @@ def test_operator_deposits_and_withdraws_through_the_cli(short_home):
         assert refused("alice", "5", env=as_alice) == Reject.NOT_AUTHORIZED
         usage = run("admin", "deposit", "alice", "five", **as_ops)
         assert usage.returncode == 2 and "not a price" in usage.stderr
-        assert usd() == (opening + to_units("150.50")) / PRICE_SCALE  # none of them moved it
+        assert usd() == to_dollars(opening + to_units("150.50"))  # none of them moved it
     finally:
         mesh.stop()

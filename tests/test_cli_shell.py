@@ -27,9 +27,14 @@ def test_trade_prompt_session(mesh, short_home):
             "positions",
             "book AAPL",
             "trades TSLA",
-            "replace 999999 170.00 5",  # not ours: a reject, the prompt carries on
+            "replace 999999 5 170.00",  # not ours: a reject, the prompt carries on
             "cancel 1",
             "frobnicate",
+            "buy AAPL 10 abc",  # typos: one line each, and the prompt lives on
+            "cancel abc",
+            "replace 1 x y",
+            "replace 1 170.00 5",  # the old order (PRICE SIZE): a usage line, not a trade
+            "help",
             "quit",
         ]
     )
@@ -56,4 +61,13 @@ def test_trade_prompt_session(mesh, short_home):
     # replace of an unknown order and cancel of dave's order: rejects, the prompt goes on
     assert done.stderr.count("rejected: no such open order") == 2, done.stderr
     assert "unknown command: frobnicate" in out
+    assert "Traceback" not in out + done.stderr
+    typos = out.split("exchange> ")[13:16]
+    assert "usage: buy SYMBOL SIZE PRICE" in typos[0]
+    assert "usage: cancel ORDER_ID" in typos[1]
+    assert "usage: replace ORDER_ID SIZE PRICE" in typos[2]
+    helped = out.split("exchange> ")[17]
+    assert "replace" in helped and "EOF" not in helped
+    # positions: average price and P&L per holding, like the TUI
+    assert "avg price" in positions and "160.00" in positions and "P&L" in positions
     assert resting == 1  # dave's order, which carol may not cancel

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 
 from clients.client import Client
-from tests.mesh import exchange_cli, wait_for
+from tests.mesh import exchange_cli, wait_for, write_config
 
 PASSWORD = "Secret.pw1"
 
@@ -35,11 +35,17 @@ def test_orders_fills_trades_and_credentials(mesh, short_home, tmp_path):
 
     orders = ok_json("orders", **as_alice)["orders"]
     assert orders == [
-        {"order_id": sold["order_id"], "symbol": "AAPL", "side": "SELL", "price": 170.0, "qty": 20}
+        {
+            "order_id": sold["order_id"],
+            "symbol": "AAPL",
+            "side": "SELL",
+            "price": "170.00",
+            "qty": 20,
+        }
     ]
     fills = ok_json("fills", **as_alice)["fills"]
     assert [(f["side"], f["qty"], f["price"], f["liquidity"]) for f in fills] == [
-        ("SELL", 30, 170.0, "maker")
+        ("SELL", 30, "170.00", "maker")
     ]
     assert fills[0]["order_id"] == sold["order_id"]
     bob_fills = ok_json("fills", "AAPL", **as_bob)["fills"]
@@ -49,7 +55,9 @@ def test_orders_fills_trades_and_credentials(mesh, short_home, tmp_path):
     tape = wait_for(
         lambda: (t := ok_json("trades", "AAPL"))["trades"] and t, what="the trade on the tape"
     )
-    assert [(t["qty"], t["price"], t["aggressor"]) for t in tape["trades"]] == [(30, 170.0, "BUY")]
+    assert [(t["qty"], t["price"], t["aggressor"]) for t in tape["trades"]] == [
+        (30, "170.00", "BUY")
+    ]
     human = run("trades", "AAPL").stdout
     assert "170.00" in human and "BUY" in human
     assert "maker" in run("fills", **as_alice).stdout
@@ -69,3 +77,17 @@ def test_orders_fills_trades_and_credentials(mesh, short_home, tmp_path):
     assert refused.returncode == 2, refused.stdout + refused.stderr
     assert "readable by others" in refused.stderr and "no credentials" in refused.stderr
     assert PASSWORD not in refused.stdout + refused.stderr
+
+
+def test_a_stopped_local_exchange_is_said_at_once(tmp_path):
+    """Nothing listens at the configured loopback/ipc endpoints: every command says
+    the exchange is not running and how to start it (a refused connection, not the
+    request's timeout, which would say "no answer")."""
+    config_path = write_config(tmp_path)
+    creds = {"EXCHANGE_USER": "alice", "EXCHANGE_PASSWORD": "Secret.pw1"}
+    for args in (["buy", "AAPL", "1", "170.00"], ["book", "AAPL"], ["status"]):
+        done = exchange_cli(*args, home=tmp_path, config_path=config_path, env=creds)
+        out = done.stdout + done.stderr
+        assert done.returncode == 3 and "not running" in out and "exchange up" in out, out
+    helped = exchange_cli("--help", home=tmp_path, config_path=config_path).stdout
+    assert "EXCHANGE_USER" in helped and "docs/cli.md" in helped

@@ -5,9 +5,8 @@ from __future__ import annotations
 import json
 import os
 import signal
-import time
 
-from tests.mesh import exchange_cli, wait_for, write_config
+from tests.mesh import exchange_cli, stop_supervised, wait_for, write_config
 
 PASSWORD = "Secret.pw1"
 
@@ -17,7 +16,6 @@ def test_up_trade_book_status_down(short_home):
     run = lambda *args, **env: exchange_cli(  # noqa: E731
         *args, home=short_home, config_path=config_path, env=env
     )
-    pidfile = short_home / "run" / "supervisord.pid"
     try:
         up = run("up")
         assert up.returncode == 0, up.stdout + up.stderr
@@ -30,7 +28,7 @@ def test_up_trade_book_status_down(short_home):
         order = json.loads(bought.stdout)
         assert order["ok"] and order["events"][0]["type"] == "accepted"
         book = json.loads(run("book", "AAPL", "--json").stdout)
-        assert book["bids"] == [[170.5, 100]] and book["asks"] == []
+        assert book["bids"] == [["170.50", 100]] and book["asks"] == []
         human = run("book", "AAPL").stdout
         assert "170.50" in human
         # a bad order gets a readable reject and a non-zero exit code
@@ -39,7 +37,7 @@ def test_up_trade_book_status_down(short_home):
         sold = run("sell", "AAPL", "40", "170.00", **creds)  # human output this time
         assert sold.returncode == 0 and "SELF_TRADE" in sold.stdout, sold.stdout + sold.stderr
         positions = json.loads(run("positions", "--json", **creds).stdout)
-        assert positions == {"USD": 100_000_000.0}  # the demo config's opening balance
+        assert positions == {"USD": "100000000.00"}  # the demo config's opening balance
         cancelled = run("cancel", str(order["order_id"]), "--json", **creds)
         assert json.loads(cancelled.stdout)["ok"], cancelled.stdout + cancelled.stderr
         assert json.loads(run("book", "AAPL", "--json").stdout)["bids"] == []
@@ -67,12 +65,7 @@ def test_up_trade_book_status_down(short_home):
         assert repeat.returncode == 0 and "already running" in repeat.stderr
         assert json.loads(repeat.stdout)["endpoints"]["gateway"].startswith("tcp://127.0.0.1:")
     finally:
-        down = run("down", "--json")
-        deadline = time.monotonic() + 20
-        while pidfile.exists() and time.monotonic() < deadline:
-            time.sleep(0.1)
-        if pidfile.exists():  # clean up by PID whatever happened
-            os.kill(int(pidfile.read_text()), signal.SIGKILL)
+        down = stop_supervised(short_home, config_path)
         assert down.returncode == 0, down.stdout + down.stderr
         assert json.loads(down.stdout) == {
             "ok": True,

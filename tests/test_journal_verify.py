@@ -117,3 +117,12 @@ def test_no_journal_is_an_error_of_its_own(tmp_path, journal):
     code, out, result = verify(tmp_path, journal)
     assert code == VERIFY_NO_JOURNAL and "no journal here" in out
     assert result["status"] == "no-journal"
+
+
+@pytest.mark.parametrize("command", ["replay", "dump"])
+def test_replay_and_dump_refuse_a_folder_with_no_journal(tmp_path, journal, command):
+    config_path = write_config(tmp_path)
+    for path, says in ((tmp_path / "nowhere", "no such directory"), (journal, "no journal here")):
+        done = exchange_cli("journal", command, str(path), home=tmp_path, config_path=config_path)
+        assert done.returncode == VERIFY_NO_JOURNAL, done.stdout + done.stderr
+        assert says in done.stderr and "replayed" not in done.stdout

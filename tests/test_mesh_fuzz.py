@@ -83,6 +83,7 @@ def judge(payload: bytes) -> int | None:
     try:
         req = request_decoder.decode(payload)
     except DecodeError:
+        assert isinstance(validate.readable_ref(payload), str)  # the reject's ref
         return 15  # MALFORMED
     if isinstance(req, PlaceOrder):
         code = validate.check_order(CFG, req)

@@ -9,7 +9,7 @@ import pytest
 
 from clients.client import Client
 from services.common.money import to_units
-from services.common.wire import PlaceOrder, Reject, Side
+from services.common.wire import NOTICE_SESSION_ENDED, Ping, PlaceOrder, Pong, Reject, Side
 from tests.mesh import Mesh
 
 PASSWORD = "Secret.pw1"
@@ -36,10 +36,14 @@ def test_silent_sessions_expire_and_pinging_ones_stay(fast_mesh):
         chatty.ping()
         time.sleep(0.1)
     assert chatty.place("AAPL", Side.BUY, 1, to_units("169.00")).ack.order_id
-    # the gateway forgot the quiet session: a bare request is refused ...
+    # the gateway forgot the quiet session and said so (a notice, kind session_ended) ...
+    ended = quiet.next_notice()
+    assert ended.kind == NOTICE_SESSION_ENDED and "no traffic" in ended.text
+    assert quiet._call(Ping(9)) == Pong(9, False)  # pong says it has no session
+    # ... a bare request is refused, naming its id ...
     quiet.send(PlaceOrder("bare-1", "AAPL", Side.BUY, 1, to_units("169.00")))
     refused = quiet.next_notice()
-    assert refused.code == Reject.NOT_LOGGED_IN
+    assert refused.code == Reject.NOT_LOGGED_IN and refused.ref == "bare-1"
     # ... and the SDK logs in again by itself and resends, so the caller sees an ack
     placed = quiet.place("AAPL", Side.BUY, 1, to_units("169.00"), cl_ord_id="sdk-1")
     assert placed.ack.cl_ord_id == "sdk-1" and placed.ack.order_id

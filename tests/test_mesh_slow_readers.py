@@ -134,7 +134,7 @@ def test_a_client_that_does_not_read_is_choked(short_home):
         began = time.monotonic()
         assert other.place("TSLA", Side.BUY, 1, to_units("150.00")).ack.order_id
         assert time.monotonic() - began < 1.0
-        assert ask(reader, Ping(3)) == Pong(3)
+        assert ask(reader, Ping(3)) == Pong(3, True)
 
         # the hog gets what was queued for it, then answers again once it reads
         answered = 0
@@ -142,7 +142,7 @@ def test_a_client_that_does_not_read_is_choked(short_home):
             answered += isinstance(reply_decoder.decode(hog.recv()), Orders)
         assert 0 < answered < 1_000, answered
         time.sleep(1.1)
-        assert ask(hog, Ping(7)) == Pong(7)
+        assert ask(hog, Ping(7)) == Pong(7, True)  # still logged in: it reads again
         assert mesh["gateway"].alive()
         for sock in (reader, hog):
             sock.close(0)

@@ -22,11 +22,15 @@ def history_of(epochs: list[int]) -> list[tuple[int, int]]:
 
 # a leader's log, and a follower's: a prefix of it, then records of deposed epochs
 # (older than the leader's next) that the leader never had
-LOGS = st.lists(st.integers(1, 4), max_size=30).map(sorted).flatmap(
-    lambda leader: st.tuples(
-        st.just(leader),
-        st.integers(0, len(leader)),
-        st.lists(st.integers(1, 5), max_size=10).map(sorted),
+LOGS = (
+    st.lists(st.integers(1, 4), max_size=30)
+    .map(sorted)
+    .flatmap(
+        lambda leader: st.tuples(
+            st.just(leader),
+            st.integers(0, len(leader)),
+            st.lists(st.integers(1, 5), max_size=10).map(sorted),
+        )
     )
 )
 

@@ -153,6 +153,9 @@ async def _drive(mesh, client, other) -> dict:
         await pilot.press(*"tsl", "enter")
         await _until(pilot, lambda: book.text.startswith("[b]TSLA"), "the TSLA book")
         assert app.query_one("#entry-symbol", Input).value == "TSLA"
+        # AAPL's size and price are not left for one Enter to send at TSLA
+        assert app.query_one("#entry-qty", Input).value == ""
+        assert app.query_one("#entry-price", Input).value == ""
         app.exit()
     return timings
 

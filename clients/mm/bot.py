@@ -386,13 +386,13 @@ class MarketMaker:
         for symbol, q in self.quoters.items():
             live = self._live(q)
             symbols[symbol] = {
-                "fair": q.fair / 10_000,
+                "fair": to_dollars(q.fair),
                 "fair_source": q.fair_source,
-                "centre": q.centre / 10_000,
+                "centre": to_dollars(q.centre),
                 "position": self.view.positions.get(symbol, 0),
                 "bids": sum(1 for (side, _), s in live.items() if side == BUY and s.order_id),
                 "asks": sum(1 for (side, _), s in live.items() if side == SELL and s.order_id),
-                "band": [p / 10_000 for p in band(q.spec, q.spec.reference)],
+                "band": [to_dollars(p) for p in band(q.spec, q.spec.reference)],
             }
         return {
             "account": self.view.account,
@@ -405,21 +405,21 @@ class MarketMaker:
             "rejects": dict(self.rejects),
             "notices": len(self.notices),
             "failovers": self.failovers,
-            "cash": self.view.cash / 10_000,
-            "pnl": self.view.pnl(self.marks()) / 10_000,
+            "cash": to_dollars(self.view.cash),
+            "pnl": to_dollars(self.view.pnl(self.marks())),
         }
 
     def status_line(self) -> str:
         s = self.status()
         parts = [
-            f"{sym} fair {to_dollars(int(round(v['fair'] * 10_000)))} ({v['fair_source']}) "
+            f"{sym} fair {v['fair']} ({v['fair_source']}) "
             f"pos {v['position']:+d} {v['bids']}x{v['asks']}"
             for sym, v in s["symbols"].items()
         ]
         return (
             "mm | " + " | ".join(parts) + f" | open {s['open_orders']} placed {s['placed']} "
             f"replaced {s['replaced']} cancelled {s['cancelled']} fills {s['fills']} "
-            f"rejects {s['rejected']} failovers {s['failovers']} pnl {s['pnl']:+.2f}"
+            f"rejects {s['rejected']} failovers {s['failovers']} pnl {s['pnl']}"
         )
 
 

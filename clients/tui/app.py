@@ -22,7 +22,7 @@ from textual.widgets import Footer, Input, RichLog, Static, TabbedContent, TabPa
 from clients.client import Client, ExchangeError, NoAnswer, new_cl_ord_id, recent_trades
 from clients.feed import BookSubscriber
 from clients.settings import Settings
-from clients.tui.model import TuiModel, parse_ticket
+from clients.tui.model import TuiModel, is_line, parse_line, parse_ticket
 from clients.tui.widgets import (
     BookView,
     OrderEntry,
@@ -53,7 +53,7 @@ class ExchangeApp(App):
     #entry Label { width: 6; }
     #entry-symbol { width: 8; }
     #entry-side { width: 6; }
-    #entry-qty { width: 9; }
+    #entry-qty { width: 24; }
     #entry-price { width: 11; }
     #entry Input { margin: 0 1 0 0; }
     #last { height: 1; padding: 0 1; color: $text-muted; }
@@ -82,7 +82,7 @@ class ExchangeApp(App):
         self.client = client
         self.credentials = credentials
         self.ctx = ctx or zmq.Context.instance()
-        self.model = TuiModel(cfg.symbols, symbol.upper(), client.account)
+        self.model = TuiModel(cfg.symbols, symbol.upper(), client.account, cfg.risk.max_price)
         self.book: BookSubscriber | None = None
         self.trades = self.ctx.socket(zmq.SUB)
         self.trades.setsockopt(zmq.LINGER, 0)
@@ -132,6 +132,15 @@ class ExchangeApp(App):
             self.model.view.load(self.client.positions(), self.client.orders())
         except (ExchangeError, NoAnswer) as exc:
             self.model.note(f"could not load orders and positions: {exc}")
+        # every holding is marked at its last trade, not only the symbol on show's
+        for symbol in self.model.view.positions:
+            if symbol in self.model.last:
+                continue
+            try:
+                recent = recent_trades(self.cfg.endpoints["marketdata_snapshot"], symbol, 1, 0.5)
+            except (ExchangeError, NoAnswer):
+                continue
+            self.model.load_tape(recent.trades)
         self._dirty |= {"orders", "positions"}
 
     def _subscribe(self, symbol: str) -> None:
@@ -230,8 +239,9 @@ class ExchangeApp(App):
             self.query_one(SymbolPicker).show(model.symbol_rows())
         if "top" in dirty:
             account = self.credentials[0] if self.credentials else f"#{model.view.account}"
+            seq = max(model.seq, model.view.seq)  # your account's last record
             self.query_one("#top", Static).update(
-                f"[b]exchange[/b] {account} │ {symbol} │ seq {max(model.seq, model.view.seq)} │ "
+                f"[b]exchange[/b] {account} │ {symbol} │ acct seq {seq} │ "
                 f"open {len(model.order_rows())} │ P&L {to_dollars(model.pnl())}"
             )
         self.last_update = time.monotonic()
@@ -239,15 +249,20 @@ class ExchangeApp(App):
     # -- actions ------------------------------------------------------------------
 
     def on_order_entry_submitted(self, event: OrderEntry.Submitted) -> None:
+        fields = (event.symbol, event.side, event.qty, event.price)
         try:
-            ticket = parse_ticket(
-                self.cfg.symbols, event.symbol, event.side, event.qty, event.price
-            )
+            line = next((f for f in fields[1:] if is_line(f) and " " in f.strip()), None)
+            if line is not None:  # a whole order line typed into one box
+                fields = parse_line(line, self.cfg.symbols, event.symbol, "buy")
+                self.query_one(OrderEntry).fill(*fields)
+            ticket = parse_ticket(self.cfg.symbols, *fields)
         except ValueError as exc:
             self.model.note(f"not sent: {exc}")
             return
+        cl_ord_id = new_cl_ord_id()
+        self.model.sent_order(cl_ord_id, ticket.symbol)
         self.client.send(
-            PlaceOrder(new_cl_ord_id(), ticket.symbol, ticket.side, ticket.qty, ticket.price)
+            PlaceOrder(cl_ord_id, ticket.symbol, ticket.side, ticket.qty, ticket.price)
         )
         self.model.note(
             f"sent {ticket.side.name} {ticket.qty:,} {ticket.symbol} @ {to_dollars(ticket.price)}"
@@ -274,6 +289,10 @@ class ExchangeApp(App):
             self.model.selected = symbol
             self._drawn_book = False
             self._subscribe(symbol)
+            # the last symbol's size and price must not go out at this one's by one Enter
+            entry = self.query_one(OrderEntry)
+            _, side, _, _ = entry.fields()
+            entry.fill(symbol, side, "", "")
 
     def action_focus_entry(self) -> None:
         self.query_one("#entry-qty", Input).focus()

@@ -7,11 +7,12 @@ ask it for rows of text. Money stays integer price units until a row is formatte
 from __future__ import annotations
 
 import time
-from collections import deque
+from collections import OrderedDict, deque
 from dataclasses import dataclass
 
 from clients.accountview import AccountView
 from clients.settings import SymbolSpec
+from clients.trading import reject_detail
 from services.common.money import to_dollars, to_units
 from services.common.wire import (
     REJECT_TEXT,
@@ -33,6 +34,7 @@ from services.common.wire import (
 DEPTH = 10
 TAPE = 200
 LOG = 500
+SENT = 1_000  # orders whose symbol is remembered for their reject's figures
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,6 +74,32 @@ def parse_ticket(
     if units <= 0 or units % spec.tick:
         raise ValueError(f"price must be a positive multiple of {to_dollars(spec.tick)}")
     return OrderTicket(symbol, order_side, size, units)
+
+
+SIDE_WORDS = {"b": "buy", "buy": "buy", "s": "sell", "sell": "sell"}
+
+
+def is_line(text: str) -> bool:
+    """Whether a field holds a whole order line (``buy 300 170.30``), not one field."""
+    return any(c.isspace() or c == "@" or c.isalpha() for c in text.strip())
+
+
+def parse_line(
+    text: str, symbols: dict[str, SymbolSpec], symbol: str, side: str
+) -> tuple[str, str, str, str]:
+    """An order line as a trader types it, into the entry's four fields: ``[buy|sell|b|s]
+    [SYMBOL] SIZE [@] PRICE``, e.g. ``buy 300 170.30``, ``b 300 @ 170.30``, ``sell TSLA
+    10 160``; what it leaves out comes from the fields (``symbol``, ``side``). Raises
+    ValueError with what was expected."""
+    words = text.replace("@", " @ ").split()
+    if words and words[0].lower() in SIDE_WORDS:
+        side = SIDE_WORDS[words.pop(0).lower()]
+    if words and words[0].upper() in symbols:
+        symbol = words.pop(0).upper()
+    words = [w for w in words if w != "@"]
+    if len(words) != 2:
+        raise ValueError("type: buy|sell [SYMBOL] SIZE [@] PRICE, e.g. buy 300 170.30")
+    return symbol, side, words[0], words[1]
 
 
 def describe(event, account: int | None) -> str | None:
@@ -122,9 +150,15 @@ def describe(event, account: int | None) -> str | None:
 
 class TuiModel:
     def __init__(
-        self, symbols: dict[str, SymbolSpec], selected: str, account: int | None = None
+        self,
+        symbols: dict[str, SymbolSpec],
+        selected: str,
+        account: int | None = None,
+        max_price: int = 10**15,
     ) -> None:
         self.symbols = symbols
+        self.max_price = max_price  # [risk] max_price: the band's ceiling
+        self.sent: OrderedDict[str, str] = OrderedDict()  # cl_ord_id -> symbol, the last SENT
         self.selected = selected if selected in symbols else next(iter(symbols))
         self.view = AccountView(account)
         self.log: deque[str] = deque(maxlen=LOG)
@@ -143,12 +177,22 @@ class TuiModel:
         self.log.append(f"{stamp} {text}")
         self.logged += 1
 
+    def sent_order(self, cl_ord_id: str, symbol: str) -> None:
+        """Remember an order's symbol, so its reject can name the symbol's figures."""
+        self.sent[cl_ord_id] = symbol
+        if len(self.sent) > SENT:
+            self.sent.popitem(last=False)
+
     def on_report(self, report) -> None:
         self.seq = max(self.seq, report.seq)
         self.epoch = max(self.epoch, report.epoch)
         self.view.apply_report(report)
         for event in report.events:
             line = describe(event, self.view.account)
+            if line and type(event) is Rejected and event.cl_ord_id in self.sent:
+                spec = self.symbols.get(self.sent[event.cl_ord_id])
+                detail = reject_detail(event.code, spec, self.max_price)
+                line = f"{line}: {detail}" if detail else line
             if line:
                 self.note(line)
 

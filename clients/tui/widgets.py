@@ -15,7 +15,8 @@ class BookView(Static):
     """Top 10 levels a side: bid size, bid | ask, ask size (our levels marked *)."""
 
     def show(self, symbol: str, rows, seq: int, synced: bool) -> None:
-        state = f"seq {seq}" if synced else "no feed"
+        # the L2 feed's own sequence (the top bar's is your account's last record)
+        state = f"feed seq {seq}" if synced else "no feed"
         lines = [
             f"[b]{symbol}[/b] book ({state})",
             f"{'size':>9} {'bid':>10} │ {'ask':<10} {'size':<9}",
@@ -128,15 +129,22 @@ class OrderEntry(Horizontal):
         yield Label("order ")
         yield Input(self.symbol, placeholder="symbol", id="entry-symbol", compact=True)
         yield Input("buy", placeholder="buy/sell", id="entry-side", compact=True)
-        yield Input(placeholder="size", id="entry-qty", compact=True, restrict=r"[0-9,_]*")
-        yield Input(placeholder="price", id="entry-price", compact=True, restrict=r"[0-9.$]*")
+        # the size box takes a whole line too (``buy 300 170.30``): F2 lands there
+        yield Input(placeholder="size or: buy 300 170.30", id="entry-qty", compact=True)
+        yield Input(placeholder="price", id="entry-price", compact=True)
         yield Button("Post", id="entry-post", compact=True, variant="primary")
 
-    def _submit(self) -> None:
+    def fields(self) -> tuple[str, str, str, str]:
         value = lambda i: self.query_one(f"#entry-{i}", Input).value  # noqa: E731
-        self.post_message(
-            self.Submitted(value("symbol"), value("side"), value("qty"), value("price"))
-        )
+        return value("symbol"), value("side"), value("qty"), value("price")
+
+    def fill(self, symbol: str, side: str, qty: str, price: str) -> None:
+        """Show these values in the four fields (a parsed line, a new symbol)."""
+        for name, value in (("symbol", symbol), ("side", side), ("qty", qty), ("price", price)):
+            self.query_one(f"#entry-{name}", Input).value = value
+
+    def _submit(self) -> None:
+        self.post_message(self.Submitted(*self.fields()))
 
     def on_input_submitted(self, event: Input.Submitted) -> None:
         event.stop()

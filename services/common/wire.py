@@ -347,10 +347,9 @@ AnyEvent = (
 # ---------------------------------------------------------------------------
 
 
-class Request(
-    msgspec.Struct, array_like=True, tag=True, frozen=True, gc=False, forbid_unknown_fields=True
-):
-    pass
+class Request(msgspec.Struct, array_like=True, tag=True, frozen=True, gc=False):
+    """Trailing elements past a request's last field are ignored (not refused), so a
+    newer client's additive fields reach an older gateway harmlessly."""
 
 
 class Signup(Request, tag="signup"):
@@ -478,11 +477,12 @@ class Reports(Reply, tag="reports"):
 
 
 class RequestRejected(Reply, tag="reject"):
-    """The gateway refused a request before it reached the matcher."""
+    """The gateway refused a request before it reached the matcher: nothing was
+    sequenced, so the request's client order id is not used (a resend is acted on)."""
 
     code: RejectCode
     text: str
-    ref: str = ""  # the request's cl_ord_id (or account name for signup/login)
+    ref: str = ""  # the request's cl_ord_id (or account name for signup/login), when readable
 
 
 class LoggedIn(Reply, tag="logged_in"):
@@ -544,12 +544,20 @@ ORDERS_PAGE = 1_000  # open orders in one ``orders`` answer at most
 
 class Pong(Reply, tag="pong"):
     nonce: int
+    logged_in: bool = False  # whether this connection has a session now
+
+
+NOTICE_FAILOVER = "failover"  # a matcher failover the gateway handled by resending
+NOTICE_SESSION_ENDED = "session_ended"  # this connection has no session any more
 
 
 class Notice(Reply, tag="notice"):
-    """Informational, not an error: e.g. a matcher failover the gateway handled."""
+    """Information, unasked: a matcher failover the gateway handled, or the end of this
+    connection's session (idle too long, token expired, logged out elsewhere, password
+    changed); ``kind`` says which for a program, ``text`` for a person."""
 
     text: str
+    kind: str = ""  # NOTICE_FAILOVER, NOTICE_SESSION_ENDED ("" from older gateways)
 
 
 AnyReply = (

@@ -21,9 +21,12 @@ from services.common.bus import Admin, CreateAccount, MatcherBusy, Record, SetPa
 from services.common.codec import DecodeError, encode, request_decoder
 from services.common.config import Config
 from services.common.metrics import Metrics
+from services.common.money import to_dollars
 from services.common.wire import (
     ACCOUNT_NAME_RE,
     FILLS_KEPT,
+    NOTICE_FAILOVER,
+    NOTICE_SESSION_ENDED,
     ORDERS_PAGE,
     REJECT_TEXT,
     AdminRequest,
@@ -86,6 +89,38 @@ RATE_LIMITED_SESSION = encode(
 RATE_LIMITED_ANONYMOUS = encode(
     RequestRejected(Reject.RATE_LIMITED, REJECT_TEXT[Reject.RATE_LIMITED] + ": not logged in")
 )
+
+
+def code_name(code: int) -> str:
+    return Reject(code).name if code in Reject._value2member_map_ else str(code)
+
+
+REJECT_LOG_PER_S = 50  # reject and failed log-in lines a second at most; then a count
+
+
+class LogBudget:
+    """At most ``per_s`` lines a second of one noisy kind (rejects, failed log-ins):
+    enough to see who is refused and why, while a flood of bad requests cannot fill
+    the disk; the lines left out are counted in one line the next second."""
+
+    def __init__(self, log, per_s: int, clock: Callable[[], float]) -> None:
+        self.log, self.per_s, self.clock = log, per_s, clock
+        self.second = -1
+        self.used = 0
+        self.skipped = 0
+
+    def warning(self, event: str, **fields) -> None:
+        second = int(self.clock())
+        if second != self.second:
+            if self.skipped:
+                self.log.warning("log_lines_skipped", lines=self.skipped, per_s=self.per_s)
+            self.second, self.used, self.skipped = second, 0, 0
+        if self.used < self.per_s:
+            self.used += 1
+            self.log.warning(event, **fields)
+        else:
+            self.skipped += 1
+
 
 # -- the in-flight table ------------------------------------------------------------
 
@@ -165,6 +200,7 @@ class GatewayCore:
         self.pool = pool
         self.out = out
         self.log = log
+        self.noisy = LogBudget(log, REJECT_LOG_PER_S, clock)
         limits = cfg.security
         self.sessions = SessionTable(limits, frozenset(limits.operators))
         self.session_timeout = 3 * cfg.timings.client_heartbeat_ms / 1000
@@ -211,17 +247,34 @@ class GatewayCore:
             self.choke_logged[ident] = now
         self.choked[ident] = now + CHOKE_S
 
+    def session_ended(self, ident: bytes, why: str) -> None:
+        """Tell a connection its session is over (it would otherwise learn it only from
+        a NOT_LOGGED_IN): log in, or resume while the token lives."""
+        text = f"session ended: {why}; log in or resume to go on"
+        self.reply(ident, Notice(text, NOTICE_SESSION_ENDED))
+
     def count_reject(self, code: int, by: str) -> None:
         counter = self.rejects.get((code, by))
         if counter is None:
-            name = Reject(code).name if code in Reject._value2member_map_ else str(code)
+            name = code_name(code)
             counter = self.rejects[(code, by)] = self.metrics.counter(
                 "rejects", "requests refused, by code and by whom", {"code": name, "by": by}
             )
         counter.inc()
 
-    def reject(self, ident: bytes, code: int, ref: str = "", detail: str = "") -> None:
+    def reject(
+        self, ident: bytes, code: int, ref: str = "", detail: str = "", symbol: str = ""
+    ) -> None:
         self.count_reject(code, "gateway")
+        session = self.sessions.get(ident)
+        self.noisy.warning(
+            "reject",
+            code=code_name(code),
+            by="gateway",
+            account=session.account if session else None,
+            symbol=symbol[: validate.REF_CHARS],
+            ref=ref,
+        )
         text = REJECT_TEXT[code] + (f": {detail}" if detail else "")
         self.reply(ident, RequestRejected(code, text, ref))
 
@@ -261,7 +314,8 @@ class GatewayCore:
         try:
             req = request_decoder.decode(payload)
         except DecodeError as exc:
-            self.reject(ident, Reject.MALFORMED, detail=str(exc)[:200])
+            ref = validate.readable_ref(payload)
+            self.reject(ident, Reject.MALFORMED, ref, detail=str(exc)[:200])
             return
         self._dispatch(ident, req, session, now)
 
@@ -275,7 +329,7 @@ class GatewayCore:
     def _dispatch(self, ident: bytes, req, session: Session | None, now: float) -> None:
         kind = type(req)
         if kind is Ping:
-            self.reply(ident, Pong(req.nonce))
+            self.reply(ident, Pong(req.nonce, session is not None))
         elif kind is Signup:
             self._signup(ident, req, now)
         elif kind is Login:
@@ -287,7 +341,8 @@ class GatewayCore:
             else:
                 self.reject(ident, answer)
         elif session is None:
-            self.reject(ident, Reject.NOT_LOGGED_IN)
+            ref = getattr(req, "cl_ord_id", "")
+            self.reject(ident, Reject.NOT_LOGGED_IN, ref[: validate.REF_CHARS])
         elif kind is PlaceOrder:
             self._forward(ident, session, req, validate.check_order(self.cfg, req))
         elif kind is CancelRequest:
@@ -314,7 +369,9 @@ class GatewayCore:
         elif kind is AdminRequest:
             self._admin(ident, session, req)
         elif kind is Logout:
-            self.sessions.log_out(ident)
+            for other in self.sessions.log_out(ident):
+                if other != ident:
+                    self.session_ended(other, "logged out on another connection")
             self.reply(ident, LoggedOut())
 
     def _signup(self, ident: bytes, req: Signup, now: float) -> None:
@@ -345,6 +402,7 @@ class GatewayCore:
         TOO_MANY_ATTEMPTS with how long to wait."""
         wait = self.sessions.guard.check(ident, name, now)
         if wait > 0:
+            self.noisy.warning("login_locked_out", name=name[: validate.REF_CHARS], wait_s=wait)
             self.reject(ident, Reject.TOO_MANY_ATTEMPTS, ref, f"retry in {wait:.1f} s")
             return False
         return True
@@ -366,7 +424,7 @@ class GatewayCore:
     def _change_password(self, ident: bytes, session, req: ChangePassword, now: float) -> None:
         ref = req.cl_ord_id
         if not validate.cl_ord_id_ok(ref):
-            self.reject(ident, Reject.BAD_CL_ORD_ID)
+            self.reject(ident, Reject.BAD_CL_ORD_ID, ref[: validate.REF_CHARS])
         elif not passwords.policy_ok(req.new_password):
             self.reject(ident, Reject.WEAK_PASSWORD, ref)
         elif len(req.old_password) > passwords.MAX_PASSWORD:
@@ -448,6 +506,7 @@ class GatewayCore:
             account = self.view.names.get(req.name)
             if not (future.result() and account is not None):
                 guard.failed(ident, req.name, now)
+                self.noisy.warning("login_failed", name=req.name[: validate.REF_CHARS])
                 self.reject(ident, Reject.BAD_CREDENTIALS, req.name[:40])
                 continue
             guard.succeeded(ident, req.name)
@@ -465,7 +524,8 @@ class GatewayCore:
         rejects it; a repeat of an id still in flight is answered once, when committed."""
         ref = getattr(req, "cl_ord_id", "")
         if code:
-            self.reject(ident, code, ref if validate.cl_ord_id_ok(ref) else "")
+            symbol = getattr(req, "symbol", "")
+            self.reject(ident, code, ref[: validate.REF_CHARS], self._detail(code, req), symbol)
             return
         inflight = self.inflight
         if inflight.full():
@@ -481,6 +541,25 @@ class GatewayCore:
         cmd = cmd or validate.to_command(account, req)
         inflight.add(key, ident, cmd)
         self.outbox.append(cmd)
+
+    def _detail(self, code: int, req) -> str:
+        """The figures a trader needs to fix a refused order: the symbol's tick or lot,
+        the size limit, the symbol asked for."""
+        symbol = getattr(req, "symbol", "")
+        spec = self.cfg.symbols.get(symbol)
+        if code == Reject.UNKNOWN_SYMBOL and symbol:
+            return f"{symbol[: validate.REF_CHARS]!r}"
+        if code == Reject.MAX_ORDER_SIZE:
+            return f"at most {self.cfg.risk.max_order_qty:,} shares"
+        if spec is None:
+            return ""
+        if code == Reject.BAD_PRICE and getattr(req, "ord_type", 1) != 1:
+            return "a market order's price must be 0"
+        if code == Reject.BAD_PRICE:
+            return f"{symbol}'s tick is {to_dollars(spec.tick)}"
+        if code == Reject.BAD_QTY:
+            return f"{symbol}'s lot is {spec.lot:,} shares"
+        return ""
 
     # -- the matcher side -------------------------------------------------------------
 
@@ -509,7 +588,9 @@ class GatewayCore:
         self.outbox = self.inflight.commands()
         if failover:
             for ident in list(self.sessions.by_ident):
-                self.reply(ident, Notice(f"matcher failover handled (epoch {epoch})"))
+                self.reply(
+                    ident, Notice(f"matcher failover handled (epoch {epoch})", NOTICE_FAILOVER)
+                )
 
     # -- the committed stream ---------------------------------------------------------
 
@@ -527,7 +608,17 @@ class GatewayCore:
             view.apply(record)
             cmd = record.command
             if record.events and type(record.events[0]) is Rejected:
-                self.count_reject(record.events[0].code, "matcher")
+                rejected = record.events[0]
+                self.count_reject(rejected.code, "matcher")
+                self.noisy.warning(
+                    "reject",
+                    code=code_name(rejected.code),
+                    by="matcher",
+                    account=rejected.account,
+                    symbol=getattr(cmd, "symbol", ""),
+                    ref=rejected.cl_ord_id,
+                    seq=record.seq,
+                )
             key = key_of(cmd)
             entry = None if key is None else inflight.take(key)
             if key is not None and key[0] == SIGNUP:  # the new account has no session yet
@@ -535,7 +626,8 @@ class GatewayCore:
                     self.reply(entry[0], Report(record.seq, record.epoch, record.events))
                 continue
             if key is not None and record.events and type(record.events[0]) is PasswordChanged:
-                self.sessions.end_others(key[0], entry[0] if entry else None)
+                for ended in self.sessions.end_others(key[0], entry[0] if entry else None):
+                    self.session_ended(ended, "the account's password was changed")
             for told, events in reports.route(record).items():
                 idents = by_account.get(told)
                 if idents:
@@ -556,7 +648,8 @@ class GatewayCore:
     def expire(self, now: float) -> None:
         """Silent sessions end; chokes whose time is up are lifted (their requests
         count again) and forgotten for logging after CHOKE_LOG_S."""
-        self.sessions.expire(now, self.session_timeout)
+        for ident, why in self.sessions.expire(now, self.session_timeout):
+            self.session_ended(ident, why)
         for ident in [i for i, until in self.choked.items() if until <= now]:
             del self.choked[ident]
         for ident in [i for i, at in self.choke_logged.items() if at + CHOKE_LOG_S <= now]:

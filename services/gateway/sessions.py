@@ -140,11 +140,13 @@ class SessionTable:
             )
         return buckets[0 if session_request else 1].take(now)
 
-    def expire(self, now: float, idle_s: float) -> list[bytes]:
-        """Silent connections lose their session; expired tokens end theirs."""
-        ended = [i for i, s in self.by_ident.items() if now - s.last_seen > idle_s]
-        for ident in ended:
+    def expire(self, now: float, idle_s: float) -> list[tuple[bytes, str]]:
+        """Silent connections lose their session; expired tokens end theirs. Each
+        connection whose session ended, with why (for the notice it is sent)."""
+        idle = [i for i, s in self.by_ident.items() if now - s.last_seen > idle_s]
+        for ident in idle:
             self.drop(ident)
+        ended = [(i, f"no traffic for {idle_s:g} s (ping to keep it)") for i in idle]
         for token in self.tokens.expired(now):
-            ended += self._end_token(token)
+            ended += [(i, "its token expired") for i in self._end_token(token)]
         return ended

@@ -7,12 +7,36 @@ open-order limits, whose order it is), so a bug here can never let bad orders in
 
 from __future__ import annotations
 
+import msgspec
+
 from services.common.bus import CancelOrder, NewOrder, ReplaceOrder
 from services.common.config import Config
 from services.common.wire import CancelRequest, OrdType, PlaceOrder, Reject, ReplaceRequest, Tif
 
 MAX_PRICE = 10**15  # price units: a hundred billion dollars, far past any band
 MAX_ORDER_ID = 2**63
+REF_CHARS = 40  # a reject quotes at most this much of an id or a name in ``ref``
+# requests whose element 1 is the client order id (or, signup/login, the account name)
+REF_TAGS = frozenset({"order", "cancel", "replace", "change_password", "admin", "signup", "login"})
+
+
+def readable_ref(payload: bytes) -> str:
+    """The client order id (or name) of a frame that did not decode as a request, if it
+    can be read at all: a reject then names what it refuses. A token is never quoted."""
+    try:
+        raw = msgspec.msgpack.decode(payload)
+    except (msgspec.DecodeError, UnicodeDecodeError, ValueError, TypeError):
+        return ""
+    # each type is checked before use: any element may be anything (an Ext is unhashable)
+    if (
+        type(raw) is list
+        and len(raw) > 1
+        and type(raw[0]) is str
+        and raw[0] in REF_TAGS
+        and type(raw[1]) is str
+    ):
+        return raw[1][:REF_CHARS]
+    return ""
 
 
 def cl_ord_id_ok(cl_ord_id: str) -> bool:
@@ -50,6 +74,8 @@ def check_order(cfg: Config, req: PlaceOrder) -> int:
             return Reject.BAD_TIF
     elif req.tif == Tif.GTC or req.post_only:
         return Reject.BAD_TIF
+    elif req.price != 0:  # a market order names no price (the engine collars it)
+        return Reject.BAD_PRICE
     return 0
 
 

@@ -60,6 +60,7 @@ class Heartbeat:
         node.on(self.router, self._receive)
         node.step(self._decide)
         self.publisher = node.every(self.interval, self._publish)
+        self.alive: dict[str, bool] = {}  # service -> alive at the last look
         self.log.info("started", promoted_before=issued)
 
     def _receive(self, now: float) -> None:
@@ -73,7 +74,26 @@ class Heartbeat:
         if elector.changed:
             self.publisher.fire_now()  # tell everyone this turn, not at the next tick
 
+    def _watch(self, now: float) -> None:
+        """Log each service that stops beating (a matcher's death, with its role and
+        epoch) and each that beats again, so the log tells a failover's story."""
+        for name, seen in self.elector.services.items():
+            alive = self.elector.alive(seen, now)
+            if alive != self.alive.get(name, True):
+                beat = seen.beat
+                self.log.warning(
+                    "service_lost" if not alive else "service_back",
+                    service=name,
+                    role=beat.role,
+                    pid=beat.pid,
+                    epoch=beat.epoch,
+                    seq=beat.seq,
+                    current_epoch=self.elector.epoch,
+                )
+            self.alive[name] = alive
+
     def _decide(self, now: float) -> None:
+        self._watch(now)
         elector = self.elector
         for ident, msg in elector.decide(now):
             if isinstance(msg, Promote):

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
 import msgspec
@@ -59,6 +60,17 @@ def _entry_at(data: bytes, offset: int) -> bool:
     return isinstance(item, Entry) and item.offset == offset
 
 
+def missing(directory: Path) -> str | None:
+    """Why ``directory`` holds no journal (no such directory, no segment files), or
+    None: every journal command refuses such a path rather than report on nothing."""
+    directory = Path(directory)
+    if not directory.is_dir():
+        return f"{directory}: no such directory"
+    if not history(directory):
+        return f"{directory}: no journal here (no *{SUFFIX} files in it or in archive/)"
+    return None
+
+
 def verify(directory: Path) -> dict:
     """CRCs, sequence continuity and segment names across every segment, telling a
     torn tail (the last live segment's partial last write, which opening the journal
@@ -75,17 +87,11 @@ def verify(directory: Path) -> dict:
         "torn_tail": None,
     }
     directory = Path(directory)
-    if not directory.is_dir():
-        result.update(ok=False, status="no-journal", errors=[f"{directory}: no such directory"])
+    why = missing(directory)
+    if why:
+        result.update(ok=False, status="no-journal", errors=[why])
         return result
     paths = history(directory)
-    if not paths:
-        result.update(
-            ok=False,
-            status="no-journal",
-            errors=[f"{directory}: no journal here (no *{SUFFIX} files in it or in archive/)"],
-        )
-        return result
     live = segment_paths(directory)
     tail_segment = live[-1] if live else None
     errors: list[str] = result["errors"]
@@ -210,7 +216,16 @@ def _verify_cmd(args: argparse.Namespace) -> int:
     return VERIFY_CORRUPT if result["status"] == "corrupt" else VERIFY_OK
 
 
+def _refuse_missing(path: str) -> bool:
+    why = missing(Path(path))
+    if why:
+        print(f"NO JOURNAL: {why}", file=sys.stderr)
+    return why is not None
+
+
 def _dump_cmd(args: argparse.Namespace) -> int:
+    if _refuse_missing(args.path):
+        return VERIFY_NO_JOURNAL
     shown = 0
     for record in records(Path(args.path)):
         if record.seq < args.start:
@@ -227,6 +242,8 @@ def _dump_cmd(args: argparse.Namespace) -> int:
 
 
 def _replay_cmd(args: argparse.Namespace) -> int:
+    if _refuse_missing(args.path):
+        return VERIFY_NO_JOURNAL
     cfg = config.load(args.config)
     result = replay(Path(args.path), cfg)
     if args.json:
