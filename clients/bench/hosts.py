@@ -222,11 +222,12 @@ def audit(cluster: Cluster, loads: list[Path]) -> dict:
     id they were acknowledged with (``lost``), and how many orders were accepted more
     than once (``duplicated``); whether replaying a journal offline gives the live
     primary's state hash. Looks again if a record was sequenced meanwhile."""
-    for _ in range(3):
+    for _ in range(10):
         state = settle(cluster)
         result = _audit_at(cluster, loads, state)
         if result is not None:
             return result
+        time.sleep(1)
     raise TimeoutError("the exchange never stood still long enough to compare")
 
 

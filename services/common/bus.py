@@ -291,3 +291,6 @@ AnyBus = (
 # Topics (first frame) on the matcher's and the journal's PUB sockets.
 TOPIC_RECORDS = b"R"  # second frame: a MessagePack array of Records, in seq order
 TOPIC_BEAT = b"H"  # second frame: a Beat
+# a journal that is one of several: a Beat after every sync, for the primary's commit
+# position only (its followers subscribe to R and H, so they are not woken by it)
+TOPIC_DURABLE = b"D"

@@ -24,7 +24,7 @@ import time
 import zmq
 
 from services.common import snapfile
-from services.common.bus import TOPIC_BEAT, TOPIC_RECORDS
+from services.common.bus import TOPIC_BEAT, TOPIC_DURABLE, TOPIC_RECORDS
 from services.common.codec import encode
 from services.common.config import Config, journals, matcher_endpoints, service_name
 from services.common.frames import send_pair
@@ -172,8 +172,8 @@ class Journal:
 
     def _beat_soon(self) -> None:
         """One of several journals: the primary counts this sync toward its commit
-        position, so say how far at once."""
-        self._pub_beat(time.monotonic())
+        position, so say how far at once (on a topic only the matchers read)."""
+        send_pair(self.pub, TOPIC_DURABLE, encode(self.core.beat()))
 
     def _pub_beat(self, now: float) -> None:
         send_pair(self.pub, TOPIC_BEAT, encode(self.core.beat()))

@@ -21,6 +21,7 @@ import zmq
 from services.common import curve, snapfile
 from services.common.bus import (
     TOPIC_BEAT,
+    TOPIC_DURABLE,
     TOPIC_RECORDS,
     Beat,
     Fence,
@@ -101,6 +102,7 @@ class Matcher:
         # position), and whether one is fenced at a newer epoch (then step down)
         self.journal_beats = node.socket(zmq.SUB, RCVHWM=10_000)
         self.journal_beats.setsockopt(zmq.SUBSCRIBE, TOPIC_BEAT)
+        self.journal_beats.setsockopt(zmq.SUBSCRIBE, TOPIC_DURABLE)
         for _, pub, _ in journals(cfg):
             curve.link(self.journal_beats, pub)
         node.on(self.journal_beats, self._track_commits, when=primary)
@@ -302,7 +304,7 @@ class Matcher:
                 topic, payload = recv_frames(sub)
             except zmq.Again:
                 break
-            if topic == TOPIC_BEAT:
+            if topic in (TOPIC_BEAT, TOPIC_DURABLE):
                 moved |= track(beat_decoder.decode(payload))
         if core.superseded():
             self.log.warning("superseded", epoch=core.epoch, fenced=core.quorum.newest_fence)
