@@ -31,15 +31,16 @@ def _cfg() -> settings.Settings:
 
 
 def connect(cfg: settings.Settings | None = None, timeout: float = 10.0) -> Client:
-    """A client for the configured gateway, with CURVE keys when the config turns it
-    on: the client's secret key file from EXCHANGE_CURVE_KEY, the server's public key
-    from the key directory (``exchange keys`` makes both)."""
+    """A client for the configured gateways (EXCHANGE_GATEWAYS, else the config's:
+    it moves to the next when one goes silent), with CURVE keys when the config turns
+    it on: the client's secret key file from EXCHANGE_CURVE_KEY, the server's public
+    key from the key directory (``exchange keys`` makes both)."""
     cfg = cfg or _cfg()
     try:
         keys = settings.curve_keys(cfg)
     except LookupError as exc:
         raise NoAnswer(str(exc)) from None
-    return Client(cfg.endpoints["gateway"], timeout=timeout, curve_keys=keys)
+    return Client(settings.gateways(cfg), timeout=timeout, curve_keys=keys)
 
 
 def credentials_file() -> Path:
@@ -218,7 +219,7 @@ def positions(as_json: bool, client: Client | None = None) -> int:
 
 def book(symbol: str, as_json: bool, depth: int = 10) -> int:
     def action() -> int:
-        snap = snapshot(_cfg().endpoints["marketdata_snapshot"], symbol.upper())
+        snap = snapshot(settings.marketdata(_cfg())[1], symbol.upper())
         bids = [[p / PRICE_SCALE, q] for p, q in snap.bids]
         asks = [[p / PRICE_SCALE, q] for p, q in snap.asks]
         if as_json:
@@ -300,7 +301,7 @@ def fills(symbol: str, limit: int, as_json: bool, client: Client | None = None) 
 
 def trades(symbol: str, limit: int, as_json: bool) -> int:
     def action() -> int:
-        tape = recent_trades(_cfg().endpoints["marketdata_snapshot"], symbol.upper(), limit)
+        tape = recent_trades(settings.marketdata(_cfg())[1], symbol.upper(), limit)
         rows = [
             {
                 "seq": t.seq,

@@ -1,0 +1,187 @@
+"""Clients given several gateways (and feeds given several marketdata services) carry
+on when the one in use dies: a second gateway and a second marketdata run beside the
+mesh's, the test kills the one a client uses while it trades, and the client moves to
+the other, logs in there and resends what was unanswered. Every order is entered
+exactly once (checked by cl_ord_id against the journal), none lost."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+import signal
+import threading
+import time
+
+import pytest
+import zmq
+
+from clients.aio import AsyncClient
+from clients.client import Client, snapshot
+from clients.feed import BookSubscriber
+from services.common.wire import PRICE_SCALE, Side
+from tests.mesh import beside, exchange_cli, free_port, wait_for
+from tests.test_mesh_feed import flow, traders
+from tests.test_sdk_restart import entered_once, price
+
+PASSWORD = "Secret.pw1"
+AFTER = 40  # orders each loop places after the kill
+
+
+@pytest.fixture
+def second_gateway(mesh):
+    """A second gateway on its own port, ready: an order went through it."""
+    endpoint = f"tcp://127.0.0.1:{free_port()}"
+    gateway = beside(mesh, "gateway", gateway=endpoint)
+    try:
+        with Client(endpoint, timeout=10) as probe:
+            wait_for(lambda: probe.alive(0.5), timeout=20, what="the second gateway")
+            probe.signup("probe", PASSWORD)
+            probe.login("probe", PASSWORD)
+            probe.place("AAPL", Side.BUY, 1, price(0))
+            probe.logout()
+        yield endpoint
+    finally:
+        gateway.stop()
+
+
+def while_killing(mesh, loop, sig: int = signal.SIGKILL) -> None:
+    """Run ``loop(killed)`` on a thread while this thread signals the mesh's gateway
+    (by PID) with ``sig`` once orders are under way; ``killed`` is set then."""
+    killed = threading.Event()
+    failed: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            loop(killed)
+        except BaseException as exc:  # noqa: BLE001 - re-raised below
+            failed.append(exc)
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    time.sleep(0.5)
+    mesh["gateway"].signal(sig)
+    killed.set()
+    thread.join(120)
+    assert not thread.is_alive(), "the client loop did not finish"
+    if failed:
+        raise failed[0]
+
+
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGSTOP], ids=["killed", "silent"])
+def test_sync_client_moves_to_the_other_gateway(mesh, second_gateway, short_home, sig):
+    first = mesh.cfg.endpoints["gateway"]
+    client = Client([first, second_gateway], timeout=20)
+    client.signup("mover", PASSWORD)
+    client.login("mover", PASSWORD)
+    acks: dict[str, int] = {}
+    seqs: list[int] = []
+
+    def loop(killed: threading.Event) -> None:
+        after = 0
+        while after < AFTER:
+            cl = f"s{len(acks)}"
+            result = client.place("AAPL", Side.BUY, 1, price(len(acks)), cl_ord_id=cl)
+            assert result.ack.cl_ord_id == cl
+            acks[cl] = result.ack.order_id
+            seqs.append(result.seq)
+            after += killed.is_set()
+
+    try:
+        while_killing(mesh, loop, sig)
+        # a SIGKILL drops the connection; a stopped gateway is only silent
+        assert client.gateways.current == second_gateway and client.gateways.moves == 1
+        assert len(client.orders().orders) == len(acks)  # none missing, none twice
+        entered_once(short_home, client.account, acks, max(seqs))
+        cash = client.positions().cash
+    finally:
+        client.close()
+    # the command line, told of both by EXCHANGE_GATEWAYS, the dead one first
+    env = {
+        "EXCHANGE_GATEWAYS": f"{first},{second_gateway}",
+        "EXCHANGE_USER": "mover",
+        "EXCHANGE_PASSWORD": PASSWORD,
+    }
+    done = exchange_cli(
+        "positions", "--json", home=mesh.home, config_path=mesh.config_path, env=env
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert json.loads(done.stdout)["USD"] * PRICE_SCALE == cash
+
+
+def test_asyncio_client_moves_to_the_other_gateway(mesh, second_gateway, short_home):
+    gateways = [mesh.cfg.endpoints["gateway"], second_gateway]
+    outcome: list = []
+
+    async def scenario(killed: threading.Event) -> None:
+        async with AsyncClient(gateways, timeout=20) as client:
+            await client.signup("aio-mover", PASSWORD)
+            await client.login("aio-mover", PASSWORD)
+            acks: dict[str, int] = {}
+            seqs: list[int] = []
+
+            async def worker(w: int) -> None:  # eight loops, each with an order in flight
+                after = n = 0
+                while after < AFTER:
+                    cl = f"a{w}-{n}"
+                    result = await client.place("AAPL", Side.BUY, 1, price(n), cl_ord_id=cl)
+                    assert result.ack.cl_ord_id == cl
+                    acks[cl] = result.ack.order_id
+                    seqs.append(result.seq)
+                    n += 1
+                    after += killed.is_set()
+
+            await asyncio.gather(*(worker(w) for w in range(8)))
+            assert client.gateways.current == second_gateway and client.gateways.moves == 1
+            assert len((await client.orders()).orders) == len(acks)
+            outcome.append((client.account, acks, max(seqs)))
+
+    while_killing(mesh, lambda killed: asyncio.run(scenario(killed)))
+    account, acks, last_seq = outcome[0]
+    assert len(acks) >= 8 * AFTER
+    entered_once(short_home, account, acks, last_seq)
+
+
+def in_step(book: BookSubscriber, snapshot_endpoint: str) -> bool:
+    """The subscriber has applied everything that marketdata published, and agrees."""
+    book.poll(50)
+    snap = snapshot(snapshot_endpoint, "AAPL", timeout=1.0)
+    return (
+        book.synced
+        and book.seq == snap.seq
+        and book.bids() == [tuple(x) for x in snap.bids[: book.depth]]
+        and book.asks() == [tuple(x) for x in snap.asks[: book.depth]]
+    )
+
+
+def test_feed_moves_to_the_other_marketdata(mesh):
+    pub, snap = f"tcp://127.0.0.1:{free_port()}", f"tcp://127.0.0.1:{free_port()}"
+    other = beside(mesh, "marketdata", marketdata_pub=pub, marketdata_snapshot=snap)
+    ends = mesh.cfg.endpoints
+    clients = traders(mesh, "feeder1", "feeder2")
+    book = None
+    try:
+        wait_for(lambda: snapshot(snap, "AAPL", timeout=0.5), 20, 0.1, "the second marketdata")
+        book = BookSubscriber(
+            zmq.Context.instance(),
+            [ends["marketdata_pub"], pub],
+            [ends["marketdata_snapshot"], snap],
+            "AAPL",
+            depth=10,
+            timeout_ms=500,
+            check_ms=200,
+        )
+        rng = random.Random(17)
+        flow(clients, rng, 40)
+        wait_for(lambda: in_step(book, ends["marketdata_snapshot"]), 10, what="the first feed")
+        mesh["marketdata"].kill()
+        flow(clients, rng, 40)
+        wait_for(lambda: in_step(book, snap), 10, what="the book from the second marketdata")
+        assert book.markets.moves == 1 and book.markets.current == (pub, snap)
+        assert book.bids() and book.asks()
+    finally:
+        if book is not None:
+            book.close()
+        for client in clients:
+            client.close()
+        other.stop()
