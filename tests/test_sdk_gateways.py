@@ -8,8 +8,11 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import random
 import signal
+import subprocess
+import sys
 import threading
 import time
 
@@ -17,10 +20,12 @@ import pytest
 import zmq
 
 from clients.aio import AsyncClient
-from clients.client import Client, snapshot
+from clients.bench.cluster import ROOT
+from clients.client import Client, NoAnswer, snapshot
 from clients.feed import BookSubscriber
-from services.common.wire import PRICE_SCALE, Side
-from tests.mesh import beside, exchange_cli, free_port, wait_for
+from services.common.money import to_units
+from services.common.wire import PRICE_SCALE, Fill, Side, Tif
+from tests.mesh import beside, cli_env, exchange_cli, free_port, wait_for
 from tests.test_mesh_feed import flow, traders
 from tests.test_sdk_restart import entered_once, price
 
@@ -30,7 +35,7 @@ AFTER = 40  # orders each loop places after the kill
 
 @pytest.fixture
 def second_gateway(mesh):
-    """A second gateway on its own port, ready: an order went through it."""
+    """A second gateway on its own port, ready: an order (cancelled) went through it."""
     endpoint = f"tcp://127.0.0.1:{free_port()}"
     gateway = beside(mesh, "gateway", gateway=endpoint)
     try:
@@ -38,11 +43,30 @@ def second_gateway(mesh):
             wait_for(lambda: probe.alive(0.5), timeout=20, what="the second gateway")
             probe.signup("probe", PASSWORD)
             probe.login("probe", PASSWORD)
-            probe.place("AAPL", Side.BUY, 1, price(0))
+            probe.cancel(probe.place("AAPL", Side.BUY, 1, price(0)).ack.order_id)
             probe.logout()
         yield endpoint
     finally:
         gateway.stop()
+
+
+@pytest.fixture
+def second_marketdata(mesh):
+    """A second marketdata service on its own ports, ready: (feed, snapshot endpoints)."""
+    pub, snap = f"tcp://127.0.0.1:{free_port()}", f"tcp://127.0.0.1:{free_port()}"
+    service = beside(mesh, "marketdata", marketdata_pub=pub, marketdata_snapshot=snap)
+    try:
+        wait_for(lambda: _answers(snap), 20, 0.1, "the second marketdata")
+        yield pub, snap
+    finally:
+        service.stop()
+
+
+def _answers(snapshot_endpoint: str) -> bool:
+    try:
+        return bool(snapshot(snapshot_endpoint, "AAPL", timeout=0.5))
+    except NoAnswer:
+        return False
 
 
 def while_killing(mesh, loop, sig: int = signal.SIGKILL) -> None:
@@ -154,14 +178,12 @@ def in_step(book: BookSubscriber, snapshot_endpoint: str) -> bool:
     )
 
 
-def test_feed_moves_to_the_other_marketdata(mesh):
-    pub, snap = f"tcp://127.0.0.1:{free_port()}", f"tcp://127.0.0.1:{free_port()}"
-    other = beside(mesh, "marketdata", marketdata_pub=pub, marketdata_snapshot=snap)
+def test_feed_moves_to_the_other_marketdata(mesh, second_marketdata):
+    pub, snap = second_marketdata
     ends = mesh.cfg.endpoints
     clients = traders(mesh, "feeder1", "feeder2")
     book = None
     try:
-        wait_for(lambda: snapshot(snap, "AAPL", timeout=0.5), 20, 0.1, "the second marketdata")
         book = BookSubscriber(
             zmq.Context.instance(),
             [ends["marketdata_pub"], pub],
@@ -184,4 +206,64 @@ def test_feed_moves_to_the_other_marketdata(mesh):
             book.close()
         for client in clients:
             client.close()
-        other.stop()
+
+
+def test_market_maker_follows_both_lists(mesh, second_gateway, second_marketdata):
+    """`exchange mm` told of both gateways and both marketdata services keeps its
+    ladder through the loss of the ones it uses: it hears a fill and moves the
+    ladder, never piles up orders, and cancels every quote on the way out."""
+    pub, snap = second_marketdata
+    ends = mesh.cfg.endpoints
+    env = {
+        "EXCHANGE_GATEWAYS": f"{ends['gateway']},{second_gateway}",
+        "EXCHANGE_MARKETDATA": f"{ends['marketdata_pub']}|{ends['marketdata_snapshot']},"
+        f"{pub}|{snap}",
+    }
+    args = ("--account", "mm1", "--create-account", "--refresh", "0", "--seed", "7", "--json")
+    mm = subprocess.Popen(
+        [sys.executable, "-m", "clients.cli", "mm", *args],
+        cwd=ROOT,
+        env=cli_env(mesh.home, mesh.config_path, EXCHANGE_PASSWORD=PASSWORD, **env),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    watcher = Client(second_gateway, timeout=10)
+    taker = Client(second_gateway, timeout=10)
+    try:
+        wait_for(lambda: _ladder(snap), 15, 0.05, "the ladder")
+        mesh["gateway"].kill()
+        mesh["marketdata"].kill()
+        watcher.login("mm1", PASSWORD)
+        wait_for(lambda: len(watcher.orders().orders) == 20, 10, 0.1, "the quotes, all 20")
+        taker.signup("mm-taker", PASSWORD)
+        taker.login("mm-taker", PASSWORD)
+        taken = taker.place("AAPL", Side.SELL, 150, to_units("169.00"), tif=Tif.IOC)
+        assert sum(e.qty for e in taken.events if type(e) is Fill) == 150
+        # long 150: the ladder moves down, through the second gateway and feed
+        wait_for(
+            lambda: (book := _ladder(snap)) and book[0][0][0] < to_units("169.90"),
+            10,
+            0.05,
+            "the ladder to move down",
+        )
+        mm.send_signal(signal.SIGTERM)
+        out, err = mm.communicate(timeout=20)
+        assert mm.returncode == 0, err
+        status = json.loads(out)
+        assert status["ok"] and status["cancelled_on_exit"], status
+        assert status["symbols"]["AAPL"]["position"] == 150
+        assert status["peak_open_orders"] <= 20
+        assert watcher.orders().orders == []
+    finally:
+        if mm.poll() is None:
+            os.kill(mm.pid, signal.SIGKILL)
+            mm.wait(timeout=10)
+        watcher.close()
+        taker.close()
+
+
+def _ladder(snapshot_endpoint: str):
+    """(bids, asks) when the public book shows 10 levels a side, else None."""
+    snap = snapshot(snapshot_endpoint, "AAPL", timeout=1.0)
+    return (snap.bids, snap.asks) if len(snap.bids) == 10 and len(snap.asks) == 10 else None

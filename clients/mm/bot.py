@@ -38,7 +38,7 @@ from clients.mm.quotes import (
     ladder,
     plan,
 )
-from clients.settings import Settings, SymbolSpec
+from clients.settings import Settings, SymbolSpec, marketdata
 from services.common.money import to_dollars
 from services.common.wire import (
     Accepted,
@@ -109,12 +109,14 @@ class MarketMaker:
         self.pending: dict[str, Pending] = {}
         self.ctx = ctx or zmq.Context.instance()
         self.quoters: dict[str, SymbolQuoter] = {}
+        # every marketdata service: a feed moves to the next when its one goes silent
+        pubs, self.snapshots = marketdata(cfg)
         for symbol in symbols:
             spec = cfg.symbols[symbol]
             feed = BookSubscriber(
                 self.ctx,
-                cfg.endpoints["marketdata_pub"],
-                cfg.endpoints["marketdata_snapshot"],
+                pubs,
+                self.snapshots,
                 symbol,
                 cfg.marketdata.depth,
                 trades=True,
@@ -155,8 +157,7 @@ class MarketMaker:
         self.counts["resyncs"] = 0
         for symbol, q in self.quoters.items():  # the last trade, if the symbol had one
             try:
-                endpoint = self.cfg.endpoints["marketdata_snapshot"]
-                trades = recent_trades(endpoint, symbol, 1, 1.0, self.ctx).trades
+                trades = recent_trades(self.snapshots, symbol, 1, 1.0, self.ctx).trades
             except NoAnswer:
                 trades = []
             if trades:
