@@ -144,7 +144,8 @@ class AsyncClient:
 
     async def _send(self, request) -> None:
         await self.socket.send(encode(request))
-        self.gateways.sent(time.monotonic())
+        if self.gateways.several:  # one gateway: nowhere to move, nothing to time
+            self.gateways.sent(time.monotonic())
 
     async def _read(self) -> None:
         while True:
@@ -161,7 +162,8 @@ class AsyncClient:
             self._log_in_again(restart=False)
             return  # an answer to a request sent before the session was restored
         answered = self.waiting.answer(reply)
-        self.gateways.heard(time.monotonic(), self.waiting.due())
+        if self.gateways.several:
+            self.gateways.heard(time.monotonic(), self.waiting.due())
         for future in answered:
             if not future.done():
                 future.set_result(reply)

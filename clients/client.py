@@ -176,7 +176,8 @@ class Client:
 
     def _send(self, request) -> None:
         self.socket.send(encode(request))
-        self.gateways.sent(time.monotonic())
+        if self.gateways.several:  # one gateway: nowhere to move, nothing to time
+            self.gateways.sent(time.monotonic())
 
     def _recv(self, deadline: float, watch: bool = False):
         """The next reply; a Reports frame is unpacked into its reports. With
@@ -229,7 +230,8 @@ class Client:
         """Whether ``reply`` answers the call waiting on ``handle``. An answer to
         another call is kept for it; reports and notices nobody waits for are queued."""
         answered = self.waiting.answer(reply)
-        self.gateways.heard(time.monotonic(), self.waiting.due())
+        if self.gateways.several:
+            self.gateways.heard(time.monotonic(), self.waiting.due())
         mine = False
         for other in answered:
             if other is handle:

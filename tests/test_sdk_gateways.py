@@ -6,7 +6,6 @@ exactly once (checked by cl_ord_id against the journal), none lost."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import random
@@ -14,7 +13,6 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 
 import pytest
 import zmq
@@ -27,10 +25,9 @@ from services.common.money import to_units
 from services.common.wire import PRICE_SCALE, Fill, Side, Tif
 from tests.mesh import beside, cli_env, exchange_cli, free_port, wait_for
 from tests.test_mesh_feed import flow, traders
-from tests.test_sdk_restart import entered_once, price
+from tests.test_sdk_restart import AFTER, aio_loops, entered_once, price, while_disrupted
 
 PASSWORD = "Secret.pw1"
-AFTER = 40  # orders each loop places after the kill
 
 
 @pytest.fixture
@@ -69,29 +66,6 @@ def _answers(snapshot_endpoint: str) -> bool:
         return False
 
 
-def while_killing(mesh, loop, sig: int = signal.SIGKILL) -> None:
-    """Run ``loop(killed)`` on a thread while this thread signals the mesh's gateway
-    (by PID) with ``sig`` once orders are under way; ``killed`` is set then."""
-    killed = threading.Event()
-    failed: list[BaseException] = []
-
-    def run() -> None:
-        try:
-            loop(killed)
-        except BaseException as exc:  # noqa: BLE001 - re-raised below
-            failed.append(exc)
-
-    thread = threading.Thread(target=run, daemon=True)
-    thread.start()
-    time.sleep(0.5)
-    mesh["gateway"].signal(sig)
-    killed.set()
-    thread.join(120)
-    assert not thread.is_alive(), "the client loop did not finish"
-    if failed:
-        raise failed[0]
-
-
 @pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGSTOP], ids=["killed", "silent"])
 def test_sync_client_moves_to_the_other_gateway(mesh, second_gateway, short_home, sig):
     first = mesh.cfg.endpoints["gateway"]
@@ -112,7 +86,7 @@ def test_sync_client_moves_to_the_other_gateway(mesh, second_gateway, short_home
             after += killed.is_set()
 
     try:
-        while_killing(mesh, loop, sig)
+        while_disrupted(loop, lambda: mesh["gateway"].signal(sig))
         # a SIGKILL drops the connection; a stopped gateway is only silent
         assert client.gateways.current == second_gateway and client.gateways.moves == 1
         assert len(client.orders().orders) == len(acks)  # none missing, none twice
@@ -134,35 +108,12 @@ def test_sync_client_moves_to_the_other_gateway(mesh, second_gateway, short_home
 
 
 def test_asyncio_client_moves_to_the_other_gateway(mesh, second_gateway, short_home):
+    def moved(client: AsyncClient) -> None:
+        assert client.gateways.current == second_gateway and client.gateways.moves == 1
+
+    killing = lambda loop: while_disrupted(loop, mesh["gateway"].kill)  # noqa: E731
     gateways = [mesh.cfg.endpoints["gateway"], second_gateway]
-    outcome: list = []
-
-    async def scenario(killed: threading.Event) -> None:
-        async with AsyncClient(gateways, timeout=20) as client:
-            await client.signup("aio-mover", PASSWORD)
-            await client.login("aio-mover", PASSWORD)
-            acks: dict[str, int] = {}
-            seqs: list[int] = []
-
-            async def worker(w: int) -> None:  # eight loops, each with an order in flight
-                after = n = 0
-                while after < AFTER:
-                    cl = f"a{w}-{n}"
-                    result = await client.place("AAPL", Side.BUY, 1, price(n), cl_ord_id=cl)
-                    assert result.ack.cl_ord_id == cl
-                    acks[cl] = result.ack.order_id
-                    seqs.append(result.seq)
-                    n += 1
-                    after += killed.is_set()
-
-            await asyncio.gather(*(worker(w) for w in range(8)))
-            assert client.gateways.current == second_gateway and client.gateways.moves == 1
-            assert len((await client.orders()).orders) == len(acks)
-            outcome.append((client.account, acks, max(seqs)))
-
-    while_killing(mesh, lambda killed: asyncio.run(scenario(killed)))
-    account, acks, last_seq = outcome[0]
-    assert len(acks) >= 8 * AFTER
+    account, acks, last_seq = aio_loops(gateways, "aio-mover", killing, moved)
     entered_once(short_home, account, acks, last_seq)
 
 

@@ -21,31 +21,62 @@ PASSWORD = "Secret.pw1"
 AFTER = 40  # orders each loop still places once the gateway is back
 
 
-def while_restarting(mesh, loop) -> None:
-    """Run ``loop(restarted)`` on a thread while this thread SIGKILLs the gateway and
-    starts it again (the harness is its supervisor here; from this thread, since a
-    service started from a thread that ends is sent SIGTERM, see die_with_parent);
-    ``restarted`` is set once it is back. Re-raises what ``loop`` raised."""
-    restarted = threading.Event()
+def while_disrupted(loop, disrupt) -> None:
+    """Run ``loop(done)`` on a thread while this thread, once orders are under way,
+    calls ``disrupt()`` and then sets ``done``. Re-raises what ``loop`` raised."""
+    done = threading.Event()
     failed: list[BaseException] = []
 
     def run() -> None:
         try:
-            loop(restarted)
+            loop(done)
         except BaseException as exc:  # noqa: BLE001 - re-raised below
             failed.append(exc)
 
     thread = threading.Thread(target=run, daemon=True)
     thread.start()
     time.sleep(0.5)  # orders under way
-    mesh["gateway"].kill()
-    time.sleep(0.3)  # the clients' connections go, and their orders wait
-    mesh["gateway"].start()
-    restarted.set()
+    disrupt()
+    done.set()
     thread.join(120)
     assert not thread.is_alive(), "the client loop did not finish"
     if failed:
         raise failed[0]
+
+
+def while_restarting(mesh, loop) -> None:
+    """Run ``loop(restarted)`` on a thread while this thread SIGKILLs the gateway and
+    starts it again (the harness is its supervisor here; from this thread, since a
+    service started from a thread that ends is sent SIGTERM, see die_with_parent);
+    ``restarted`` is set once it is back."""
+
+    def restart() -> None:
+        mesh["gateway"].kill()
+        time.sleep(0.3)  # the clients' connections go, and their orders wait
+        mesh["gateway"].start()
+
+    while_disrupted(loop, restart)
+
+
+async def eight_loops(client: AsyncClient, after: threading.Event) -> tuple[dict, list]:
+    """Eight loops placing resting buys on ``client``, each with an order in flight,
+    until each has placed AFTER once ``after`` is set: (order ids by cl_ord_id, seqs)."""
+    acks: dict[str, int] = {}
+    seqs: list[int] = []
+
+    async def worker(w: int) -> None:
+        placed = n = 0
+        while placed < AFTER:
+            cl = f"a{w}-{n}"
+            result = await client.place("AAPL", Side.BUY, 1, price(n), cl_ord_id=cl)
+            assert result.ack.cl_ord_id == cl
+            acks[cl] = result.ack.order_id
+            seqs.append(result.seq)
+            n += 1
+            placed += after.is_set()
+
+    await asyncio.gather(*(worker(w) for w in range(8)))
+    return acks, seqs
 
 
 def price(i: int) -> int:
@@ -101,34 +132,33 @@ def test_sync_client_orders_through_a_gateway_restart(mesh, short_home):
         client.close()
 
 
-def test_asyncio_client_orders_through_a_gateway_restart(mesh, short_home):
-    gateway = mesh.cfg.endpoints["gateway"]
+def aio_loops(gateway, name: str, disrupted, check) -> tuple[int, dict, int]:
+    """``eight_loops`` on an AsyncClient of a new account ``name`` (``gateway``: one or
+    several), run by ``disrupted(loop)``; then ``check(client)``, and every order is
+    open. Returns (account, order ids by cl_ord_id, last seq)."""
     outcome: list = []
+    with Client(gateway) as first:  # before the disruption: a sign-up is not resent
+        first.signup(name, PASSWORD)
 
-    async def scenario(restarted: threading.Event) -> None:
+    async def scenario(event: threading.Event) -> None:
         async with AsyncClient(gateway, timeout=20) as client:
-            await client.signup("aio-looper", PASSWORD)
-            await client.login("aio-looper", PASSWORD)
-            acks: dict[str, int] = {}
-            seqs: list[int] = []
-
-            async def worker(w: int) -> None:  # eight loops, each with an order in flight
-                after = n = 0
-                while after < AFTER:
-                    cl = f"a{w}-{n}"
-                    result = await client.place("AAPL", Side.BUY, 1, price(n), cl_ord_id=cl)
-                    assert result.ack.cl_ord_id == cl
-                    acks[cl] = result.ack.order_id
-                    seqs.append(result.seq)
-                    n += 1
-                    after += restarted.is_set()
-
-            await asyncio.gather(*(worker(w) for w in range(8)))
-            assert client._connects >= 2
+            await client.login(name, PASSWORD)
+            acks, seqs = await eight_loops(client, event)
+            check(client)
             assert len((await client.orders()).orders) == len(acks)
             outcome.append((client.account, acks, max(seqs)))
 
-    while_restarting(mesh, lambda restarted: asyncio.run(scenario(restarted)))
-    account, acks, last_seq = outcome[0]
-    assert len(acks) >= 8 * AFTER
+    disrupted(lambda event: asyncio.run(scenario(event)))
+    assert len(outcome[0][1]) >= 8 * AFTER
+    return outcome[0]
+
+
+def test_asyncio_client_orders_through_a_gateway_restart(mesh, short_home):
+    def reconnected(client: AsyncClient) -> None:
+        assert client._connects >= 2
+
+    restarting = lambda loop: while_restarting(mesh, loop)  # noqa: E731
+    account, acks, last_seq = aio_loops(
+        mesh.cfg.endpoints["gateway"], "aio-looper", restarting, reconnected
+    )
     entered_once(short_home, account, acks, last_seq)

@@ -6,8 +6,10 @@ Everything it knows of its orders comes from its execution reports (an
 view's. Requests are sent without waiting; their answers arrive as reports and clear
 the slot's pending mark. A request not answered in ``resync_s`` (a lost session, a
 gateway restart) makes the bot reload its orders and positions from the gateway and
-start from there. A matcher failover needs nothing: the gateway resends what was in
-flight, the repeats are answered once, and a ``notice`` says so (counted here).
+start from there, and so does the client's move to another gateway (the reports sent
+meanwhile went to the one it left). A matcher failover needs nothing: the gateway
+resends what was in flight, the repeats are answered once, and a ``notice`` says so
+(counted here).
 """
 
 from __future__ import annotations
@@ -132,6 +134,7 @@ class MarketMaker:
         self._refreshed: float | None = None
         self._pinged = time.monotonic()
         self.stopping = False
+        self._moves = client.gateways.moves  # the client's moves to another gateway
 
     # -- start and resync -------------------------------------------------------
 
@@ -336,10 +339,15 @@ class MarketMaker:
             q.feed.poll(0)
         self.handle_reports(now)
         oldest = min((p.sent for p in self.pending.values()), default=now)
-        if now - oldest > self.resync_s:
+        moves = self.client.gateways.moves
+        if moves != self._moves:  # reports sent meanwhile went to the gateway left
+            self.log(f"now through {self.client.gateways.current}: reloading orders and positions")
+        elif now - oldest > self.resync_s:
             self.log("requests unanswered: reloading orders and positions")
+        if moves != self._moves or now - oldest > self.resync_s:
             try:
                 self.resync()
+                self._moves = moves
             except NoAnswer:
                 self.log("gateway not answering; retrying")
                 return

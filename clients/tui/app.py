@@ -91,6 +91,7 @@ class ExchangeApp(App):
         self.trades_pub = self.pubs[0]
         self.trades.connect(self.trades_pub)
         self._pinged = time.monotonic()
+        self._moves = client.gateways.moves  # the client's moves to another gateway
         self._dirty: set[str] = {"book", "tape", "orders", "positions", "top", "symbols"}
         self.last_update = 0.0  # monotonic time the panels last changed
 
@@ -153,6 +154,10 @@ class ExchangeApp(App):
         for report in self.client.drain_reports():
             model.on_report(report)
             self._dirty |= {"orders", "positions", "top"}
+        if self.client.gateways.moves != self._moves:  # reports meanwhile went elsewhere
+            self._moves = self.client.gateways.moves
+            model.note(f"now through {self.client.gateways.current}")
+            self._load()
         for reply in list(self.client.notices):
             model.on_reply(reply)
             if isinstance(reply, RequestRejected) and reply.code == Reject.NOT_LOGGED_IN:
