@@ -86,7 +86,7 @@ def test_sync_client_moves_to_the_other_gateway(mesh, second_gateway, short_home
             after += killed.is_set()
 
     try:
-        while_disrupted(loop, lambda: mesh["gateway"].signal(sig))
+        while_disrupted(loop, lambda: mesh["gateway"].signal(sig), acks)
         # a SIGKILL drops the connection; a stopped gateway is only silent
         assert client.gateways.current == second_gateway and client.gateways.moves == 1
         assert len(client.orders().orders) == len(acks)  # none missing, none twice
@@ -111,9 +111,8 @@ def test_asyncio_client_moves_to_the_other_gateway(mesh, second_gateway, short_h
     def moved(client: AsyncClient) -> None:
         assert client.gateways.current == second_gateway and client.gateways.moves == 1
 
-    killing = lambda loop: while_disrupted(loop, mesh["gateway"].kill)  # noqa: E731
     gateways = [mesh.cfg.endpoints["gateway"], second_gateway]
-    account, acks, last_seq = aio_loops(gateways, "aio-mover", killing, moved)
+    account, acks, last_seq = aio_loops(gateways, "aio-mover", mesh["gateway"].kill, moved)
     entered_once(short_home, account, acks, last_seq)
 
 

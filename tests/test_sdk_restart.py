@@ -21,9 +21,10 @@ PASSWORD = "Secret.pw1"
 AFTER = 40  # orders each loop still places once the gateway is back
 
 
-def while_disrupted(loop, disrupt) -> None:
-    """Run ``loop(done)`` on a thread while this thread, once orders are under way,
-    calls ``disrupt()`` and then sets ``done``. Re-raises what ``loop`` raised."""
+def while_disrupted(loop, disrupt, acks: dict) -> None:
+    """Run ``loop(done)`` on a thread while this thread, once orders are under way
+    (``acks``, the loop's, has some), calls ``disrupt()`` and then sets ``done``.
+    Re-raises what ``loop`` raised."""
     done = threading.Event()
     failed: list[BaseException] = []
 
@@ -35,7 +36,8 @@ def while_disrupted(loop, disrupt) -> None:
 
     thread = threading.Thread(target=run, daemon=True)
     thread.start()
-    time.sleep(0.5)  # orders under way
+    wait_for(lambda: acks or failed, 60, what="orders under way")
+    time.sleep(0.2)
     disrupt()
     done.set()
     thread.join(120)
@@ -44,25 +46,23 @@ def while_disrupted(loop, disrupt) -> None:
         raise failed[0]
 
 
-def while_restarting(mesh, loop) -> None:
-    """Run ``loop(restarted)`` on a thread while this thread SIGKILLs the gateway and
-    starts it again (the harness is its supervisor here; from this thread, since a
-    service started from a thread that ends is sent SIGTERM, see die_with_parent);
-    ``restarted`` is set once it is back."""
+def restarter(mesh):
+    """SIGKILL the gateway and start it again (the harness is its supervisor here;
+    from the main thread, since a service started from a thread that ends is sent
+    SIGTERM, see die_with_parent)."""
 
     def restart() -> None:
         mesh["gateway"].kill()
         time.sleep(0.3)  # the clients' connections go, and their orders wait
         mesh["gateway"].start()
 
-    while_disrupted(loop, restart)
+    return restart
 
 
-async def eight_loops(client: AsyncClient, after: threading.Event) -> tuple[dict, list]:
+async def eight_loops(client: AsyncClient, after: threading.Event, acks: dict, seqs: list):
     """Eight loops placing resting buys on ``client``, each with an order in flight,
-    until each has placed AFTER once ``after`` is set: (order ids by cl_ord_id, seqs)."""
-    acks: dict[str, int] = {}
-    seqs: list[int] = []
+    until each has placed AFTER once ``after`` is set; into ``acks`` (order ids by
+    cl_ord_id) and ``seqs``."""
 
     async def worker(w: int) -> None:
         placed = n = 0
@@ -76,7 +76,6 @@ async def eight_loops(client: AsyncClient, after: threading.Event) -> tuple[dict
             placed += after.is_set()
 
     await asyncio.gather(*(worker(w) for w in range(8)))
-    return acks, seqs
 
 
 def price(i: int) -> int:
@@ -123,7 +122,7 @@ def test_sync_client_orders_through_a_gateway_restart(mesh, short_home):
             after += restarted.is_set()
 
     try:
-        while_restarting(mesh, loop)
+        while_disrupted(loop, restarter(mesh), acks)
         assert client._connects >= 2  # it did lose its connection and make a new one
         assert slowest[0] > 0.3  # an order waited out the restart ...
         assert len(client.orders().orders) == len(acks)  # ... and none is missing
@@ -132,33 +131,33 @@ def test_sync_client_orders_through_a_gateway_restart(mesh, short_home):
         client.close()
 
 
-def aio_loops(gateway, name: str, disrupted, check) -> tuple[int, dict, int]:
+def aio_loops(gateway, name: str, disrupt, check) -> tuple[int, dict, int]:
     """``eight_loops`` on an AsyncClient of a new account ``name`` (``gateway``: one or
-    several), run by ``disrupted(loop)``; then ``check(client)``, and every order is
-    open. Returns (account, order ids by cl_ord_id, last seq)."""
+    several) while ``disrupt()`` is done (``while_disrupted``); then ``check(client)``,
+    and every order is open. Returns (account, order ids by cl_ord_id, last seq)."""
+    acks: dict[str, int] = {}
+    seqs: list[int] = []
     outcome: list = []
-    with Client(gateway) as first:  # before the disruption: a sign-up is not resent
-        first.signup(name, PASSWORD)
 
     async def scenario(event: threading.Event) -> None:
         async with AsyncClient(gateway, timeout=20) as client:
+            await client.signup(name, PASSWORD)
             await client.login(name, PASSWORD)
-            acks, seqs = await eight_loops(client, event)
+            await eight_loops(client, event, acks, seqs)
             check(client)
             assert len((await client.orders()).orders) == len(acks)
-            outcome.append((client.account, acks, max(seqs)))
+            outcome.append(client.account)
 
-    disrupted(lambda event: asyncio.run(scenario(event)))
-    assert len(outcome[0][1]) >= 8 * AFTER
-    return outcome[0]
+    while_disrupted(lambda event: asyncio.run(scenario(event)), disrupt, acks)
+    assert len(acks) >= 8 * AFTER
+    return outcome[0], acks, max(seqs)
 
 
 def test_asyncio_client_orders_through_a_gateway_restart(mesh, short_home):
     def reconnected(client: AsyncClient) -> None:
         assert client._connects >= 2
 
-    restarting = lambda loop: while_restarting(mesh, loop)  # noqa: E731
     account, acks, last_seq = aio_loops(
-        mesh.cfg.endpoints["gateway"], "aio-looper", restarting, reconnected
+        mesh.cfg.endpoints["gateway"], "aio-looper", restarter(mesh), reconnected
     )
     entered_once(short_home, account, acks, last_seq)
