@@ -11,7 +11,9 @@ requests, resumes its session by token or logs in again, then resends whatever i
 unanswered: orders carry their ``cl_ord_id``, so a resend is answered once
 (exactly-once entry). An order answered NOT_LEADER is resent until its timeout. A
 matcher failover needs nothing from the caller: the gateway resends and a ``notice``
-says so.
+says so. Given several gateways, a guard task moves to the next when the one in use
+drops the connection or answers nothing, not even a ping (``clients.core.Rotation``),
+then logs in there and resends what is unanswered the same way.
 
     async with AsyncClient("tcp://127.0.0.1:5555") as c:
         await c.login("alice", "Secret.pw1")
@@ -25,23 +27,28 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 
 import zmq
 import zmq.asyncio
 from zmq.utils.monitor import parse_monitor_message
 
 from clients.core import (
+    GONE,
     HEARTBEAT_S,
+    PROBE,
     RETRY_LOGIN,
     RETRY_S,
+    SILENCE_S,
     ExchangeError,
     NoAnswer,
     OrderPages,
     OrderResult,
+    Rotation,
     Waiting,
     cancel_request,
     dealer,
+    endpoint_list,
     order_request,
     order_result,
     raise_for,
@@ -70,21 +77,28 @@ from services.common.wire import (
     reply_decoder,
 )
 
+WATCH_S = 0.1  # how often the guard looks at the gateway in use (several gateways)
+
 
 class AsyncClient:
     def __init__(
         self,
-        endpoint: str,
+        endpoint: str | Sequence[str],
         timeout: float = 10.0,
         ctx: zmq.asyncio.Context | None = None,
         curve_keys: tuple[bytes, bytes, bytes] | None = None,
+        silence: float = SILENCE_S,
     ) -> None:
-        """``curve_keys`` as for ``Client``: (client public, client secret, server
-        public) from ``clients.settings.client_keys``, when CURVE is on."""
+        """``endpoint``, ``curve_keys`` and ``silence`` as for ``Client``: one gateway
+        or several; (client public, client secret, server public) from
+        ``clients.settings.client_keys``, when CURVE is on."""
         self.ctx = ctx or zmq.asyncio.Context.instance()
+        self.gateways = Rotation(endpoint_list(endpoint), silence)
+        self._curve_keys = curve_keys
         # sessions are per connection: a remade connection has none (see ``_watch``)
-        self.socket, self.monitor = dealer(self.ctx, endpoint, curve_keys)
+        self.socket, self.monitor = dealer(self.ctx, self.gateways.current, curve_keys)
         self._connects = 0
+        self._dropped = asyncio.Event()  # the connection dropped, with elsewhere to go
         self.timeout = timeout
         self.account: int | None = None
         self.notices: asyncio.Queue[Notice | RequestRejected] = asyncio.Queue()
@@ -100,9 +114,11 @@ class AsyncClient:
         self._ready.set()
         self._tasks = [
             asyncio.create_task(self._read()),
-            asyncio.create_task(self._beat()),
             asyncio.create_task(self._watch()),
+            asyncio.create_task(self._beat()),
         ]
+        if self.gateways.several:
+            self._tasks.append(asyncio.create_task(self._guard()))
 
     async def __aenter__(self) -> AsyncClient:
         return self
@@ -128,6 +144,8 @@ class AsyncClient:
 
     async def _send(self, request) -> None:
         await self.socket.send(encode(request))
+        if self.gateways.several:  # one gateway: nowhere to move, nothing to time
+            self.gateways.sent(time.monotonic())
 
     async def _read(self) -> None:
         while True:
@@ -144,6 +162,8 @@ class AsyncClient:
             self._log_in_again(restart=False)
             return  # an answer to a request sent before the session was restored
         answered = self.waiting.answer(reply)
+        if self.gateways.several:
+            self.gateways.heard(time.monotonic(), self.waiting.due())
         for future in answered:
             if not future.done():
                 future.set_result(reply)
@@ -155,9 +175,52 @@ class AsyncClient:
         while True:
             event = parse_monitor_message(await self.monitor.recv_multipart())
             if event["event"] == zmq.EVENT_CONNECTED:
+                self.gateways.connected = True
                 self._connects += 1
                 if self._connects > 1 and self._credentials is not None:
                     self._log_in_again(restart=True)
+            elif event["event"] == zmq.EVENT_DISCONNECTED and self.gateways.dropped():
+                self._dropped.set()
+
+    async def _guard(self) -> None:
+        """Several gateways: ping the one in use when it has gone quiet while an answer
+        is due; leave it for the next when it answers nothing or drops the connection."""
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._dropped.wait(), WATCH_S)
+            verdict = self.gateways.check(time.monotonic())
+            if self._dropped.is_set() or verdict == GONE:
+                await self._move()
+            elif verdict == PROBE:
+                await self._send(Ping(0))
+                self.gateways.probed(time.monotonic())
+
+    async def _move(self) -> None:
+        """To the next gateway: a new connection (and reader and watcher for it), then
+        a log-in there (a token is its own gateway's) and every unanswered request
+        again; not logged in, the requests waiting are sent again as they are (a
+        sign-up only if the gateway left was never reached)."""
+        reached = self.gateways.connected
+        for task in self._tasks[:2]:  # the reader and the watcher of the old socket
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self.socket.disable_monitor()
+        self.monitor.close(0)
+        self.socket.close(0)
+        self.socket, self.monitor = dealer(self.ctx, self.gateways.move(), self._curve_keys)
+        self._connects = 0
+        self._dropped.clear()
+        self._token = ""
+        self._tasks[:2] = [
+            asyncio.create_task(self._read()),
+            asyncio.create_task(self._watch()),
+        ]
+        if self._credentials is not None:
+            self._log_in_again(restart=True)
+            return
+        for request in self.waiting.unanswered(sessions=True, signups=not reached):
+            await self._send(request)
 
     def _log_in_again(self, restart: bool) -> None:
         """Hold new requests and restore the session; ``restart``: start over if a

@@ -8,27 +8,39 @@ so none is lost.
     >>> c.login("alice", "Secret.pw1")
     >>> result = c.place("AAPL", Side.BUY, 100, to_units("170.50"))
     >>> result.ack.order_id
+
+Given several gateways (``Client(["tcp://10.0.0.1:5555", "tcp://10.0.0.2:5555"])``) it
+talks to one at a time and moves to the next when the one in use drops the connection
+or goes silent (``clients.core.Rotation``), logs in there and resends what was
+unanswered, orders by their ``cl_ord_id`` (exactly once).
 """
 
 from __future__ import annotations
 
 import time
 from collections import deque
+from collections.abc import Sequence
 
 import zmq
 from zmq.utils.monitor import recv_monitor_message
 
 from clients.core import (
+    GONE,
+    PROBE,
     RELOGINS,
     RETRY_S,
+    SESSION_REQUESTS,
+    SILENCE_S,
     ExchangeError,
     NoAnswer,
     OrderPages,
     OrderResult,
+    Rotation,
     Waiting,
     admin_request,
     cancel_request,
     dealer,
+    endpoint_list,
     new_cl_ord_id,
     order_request,
     order_result,
@@ -74,6 +86,16 @@ class _Reconnected(Exception):
     """The connection to the gateway was made again: the session it had is gone."""
 
 
+class _Moved(_Reconnected):
+    """The client left a silent or dropped gateway for the next: no session there yet.
+    ``reached``: whether the one left had been connected (a request sent to a gateway
+    never reached was not delivered)."""
+
+    def __init__(self, reached: bool) -> None:
+        super().__init__("moved to the next gateway")
+        self.reached = reached
+
+
 class _SessionLost(Exception):
     """The gateway answered NOT_LOGGED_IN: it forgot the session (``reply``)."""
 
@@ -85,20 +107,27 @@ class _SessionLost(Exception):
 class Client:
     def __init__(
         self,
-        endpoint: str,
+        endpoint: str | Sequence[str],
         timeout: float = 10.0,
         ctx: zmq.Context | None = None,
         curve_keys: tuple[bytes, bytes, bytes] | None = None,
+        silence: float = SILENCE_S,
     ):
-        """``curve_keys``: (client public, client secret, server public), from
-        ``clients.settings.client_keys``, when the gateway requires CURVE."""
+        """``endpoint``: the gateway's, or several (a list, or commas between them).
+        ``curve_keys``: (client public, client secret, server public), from
+        ``clients.settings.client_keys``, when the gateway requires CURVE. With several
+        gateways, one that answers no ping for ``silence`` seconds is left."""
         self.ctx = ctx or zmq.Context.instance()
+        self.gateways = Rotation(endpoint_list(endpoint), silence)
+        self._curve_keys = curve_keys
         # the gateway keeps a session per connection: when the connection is made
         # again (the gateway restarted, or the network dropped) the session is gone,
         # and the next request must wait until this client has logged in again
-        self.socket, self.monitor = dealer(self.ctx, endpoint, curve_keys)
+        self.socket, self.monitor = dealer(self.ctx, self.gateways.current, curve_keys)
         self._connects = 0
         self._stale = False  # remade since the last log-in: log in before sending
+        self._dropped = False  # the connection dropped, with another gateway to go to
+        self._resend_sent = False  # moved: resend what ``send`` sent, once logged in
         self.timeout = timeout
         self.reports: deque[Report] = deque()
         # notices and gateway rejects that no call was waiting for (e.g. a failover
@@ -116,6 +145,19 @@ class Client:
         self.monitor.close(0)
         self.socket.close(0)
 
+    def _move(self) -> None:
+        """Leave the gateway in use for the next one: a new connection, no session on
+        it yet, and no token either (a token is its own gateway's)."""
+        reached = self.gateways.connected
+        self.close()
+        self.socket, self.monitor = dealer(self.ctx, self.gateways.move(), self._curve_keys)
+        self._connects = 0
+        self._dropped = False
+        self._token = ""
+        self._stale = self._credentials is not None
+        self._resend_sent = True
+        raise _Moved(reached)
+
     def __enter__(self) -> Client:
         return self
 
@@ -125,36 +167,71 @@ class Client:
     # -- plumbing ---------------------------------------------------------------
 
     def send(self, request) -> None:
-        """Send without waiting: the answer goes to ``reports`` or ``notices``."""
+        """Send without waiting: the answer goes to ``reports`` or ``notices``. An
+        order, cancel or replace is kept until answered, and resent by its
+        ``cl_ord_id`` if the client moves to another gateway meanwhile (on the same
+        gateway a lost session's refusals, NOT_LOGGED_IN, go to ``notices`` as ever)."""
+        self.waiting.track(request)
+        self._send(request)
+
+    def _send(self, request) -> None:
         self.socket.send(encode(request))
+        if self.gateways.several:  # one gateway: nowhere to move, nothing to time
+            self.gateways.sent(time.monotonic())
 
     def _recv(self, deadline: float, watch: bool = False):
-        """The next reply; a Reports frame is unpacked into its reports."""
+        """The next reply; a Reports frame is unpacked into its reports. With
+        ``watch``, _Reconnected when the connection was made again; with several
+        gateways, _Moved when the one in use went silent or dropped (see ``_look``)."""
+        look = watch or self.gateways.several
         while not self._unpacked:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 raise NoAnswer("no answer from the gateway")
-            wait = min(remaining, WATCH_S) if watch else remaining
+            wait = min(remaining, WATCH_S) if look else remaining
             if self.socket.poll(int(wait * 1000) + 1):
                 self._unpacked.extend(unpack(reply_decoder.decode(self.socket.recv())))
-            elif watch and self._remade():
-                raise _Reconnected
+            elif look:
+                self._look(watch)
         return self._unpacked.popleft()
+
+    def _look(self, watch: bool) -> None:
+        """Between waits: with several gateways, leave one that dropped the connection
+        or answers nothing, not even a ping (_Moved), and ping one that has gone quiet
+        while an answer is due; with ``watch``, _Reconnected if the connection was
+        made again since the last log-in."""
+        self._remade()
+        rotation = self.gateways
+        if rotation.several:
+            verdict = rotation.check(time.monotonic())
+            if self._dropped or verdict == GONE:
+                self._move()
+            if verdict == PROBE:
+                self._send(Ping(0))
+                rotation.probed(time.monotonic())
+        if watch and self._stale:
+            raise _Reconnected
 
     def _remade(self) -> bool:
         """Whether the connection was made again since the last log-in (read from the
-        socket's monitor: every connection after the first)."""
+        socket's monitor: every connection after the first); notes a dropped one."""
         while self.monitor.poll(0):
-            if recv_monitor_message(self.monitor)["event"] == zmq.EVENT_CONNECTED:
+            event = recv_monitor_message(self.monitor)["event"]
+            if event == zmq.EVENT_CONNECTED:
+                self.gateways.connected = True
                 self._connects += 1
                 if self._connects > 1 and self._credentials is not None:
                     self._stale = True
+            elif event == zmq.EVENT_DISCONNECTED:
+                self._dropped = self.gateways.dropped()
         return self._stale
 
     def _route(self, reply, handle) -> bool:
         """Whether ``reply`` answers the call waiting on ``handle``. An answer to
         another call is kept for it; reports and notices nobody waits for are queued."""
         answered = self.waiting.answer(reply)
+        if self.gateways.several:
+            self.gateways.heard(time.monotonic(), self.waiting.due())
         mine = False
         for other in answered:
             if other is handle:
@@ -184,9 +261,18 @@ class Client:
         resume, log-out, ping: the calls that make or need no session)."""
         handle = object()
         self.waiting.add(request, handle)
+        deadline = time.monotonic() + (timeout or self.timeout)
         try:
-            self.send(request)
-            return self._await(handle, time.monotonic() + (timeout or self.timeout))
+            self._send(request)
+            while True:
+                try:
+                    return self._await(handle, deadline)
+                except _Moved as moved:  # to the next gateway: the same request there
+                    if type(request) is Signup and moved.reached:
+                        raise NoAnswer("the gateway went away: the account may exist") from None
+                    if type(request) in SESSION_REQUESTS:
+                        self._stale = False  # this log-in makes the session there
+                    self._send(request)
         finally:
             self.waiting.discard(request, handle)
             self._early.pop(handle, None)
@@ -200,13 +286,17 @@ class Client:
         way) is resent until the timeout."""
         deadline = time.monotonic() + (timeout or self.timeout)
         watch = self._credentials is not None
-        if watch and self._remade():
-            self._restore()
+        if watch or self.gateways.several:
+            try:
+                self._look(watch)
+            except _Reconnected:
+                if watch:
+                    self._restore()
         handle = object()
         self.waiting.add(request, handle)
         relogins = 0
         try:
-            self.send(request)
+            self._send(request)
             while True:
                 try:
                     reply = self._await(handle, deadline, watch)
@@ -224,7 +314,7 @@ class Client:
                     time.sleep(RETRY_S)
                     self.waiting.add(request, handle)
                 if handle not in self._early:  # its answer came during the log-in
-                    self.send(request)
+                    self._send(request)
         finally:
             self.waiting.discard(request, handle)
             self._early.pop(handle, None)
@@ -232,8 +322,21 @@ class Client:
     def _next(self, queue: deque, timeout: float | None):
         deadline = time.monotonic() + (timeout or self.timeout)
         while not queue:
-            self._route(self._recv(deadline), None)
+            try:
+                self._route(self._recv(deadline), None)
+            except _Moved:
+                self._follow()
         return queue.popleft()
+
+    def _follow(self) -> None:
+        """Log in on the gateway just moved to (if logged in at all); if that cannot be
+        done now, the next request tries again."""
+        if self._credentials is None:
+            return
+        try:
+            self._restore()
+        except NoAnswer:
+            self._stale = True
 
     def next_report(self, timeout: float | None = None) -> Report:
         """The next execution report no call took as its answer."""
@@ -245,7 +348,14 @@ class Client:
         return self._next(self.notices, timeout)
 
     def drain_reports(self) -> list[Report]:
-        """Every report already received, without waiting."""
+        """Every report already received, without waiting. With several gateways this
+        is also where a loop that only sends and drains (the market maker) follows a
+        silent or dropped gateway to the next."""
+        if self.gateways.several:
+            try:
+                self._look(self._credentials is not None)
+            except _Reconnected:
+                self._follow()
         while self._unpacked or self.socket.poll(0):
             self._route(self._recv(time.monotonic() + 1), None)
         out = list(self.reports)
@@ -280,17 +390,25 @@ class Client:
 
     def _restore(self) -> None:
         """A session on this connection again: resume the token (no password to hash,
-        no log-in guard), or, if the gateway forgot it (a restart), log in."""
+        no log-in guard), or, if the gateway forgot it (a restart; or this is another
+        gateway), log in. After a move to another gateway, resend what was sent
+        without waiting and is unanswered (the caller resends its own request)."""
         self._remade()  # the connections made so far are covered by this log-in
         self._stale = False
+        resumed = False
         if self._token:
             try:
                 self.resume(self._token)
-                return
+                resumed = True
             except ExchangeError as exc:
                 if exc.code != Reject.BAD_TOKEN:
                     raise
-        self.login(*self._credentials)
+        if not resumed:
+            self.login(*self._credentials)
+        if self._resend_sent:
+            self._resend_sent = False
+            for request in self.waiting.tracked():
+                self._send(request)
 
     def resume(self, token: str) -> LoggedIn:
         """Attach this connection to a session by its token (no password sent)."""
@@ -376,25 +494,32 @@ class Client:
         return self._request(GetFills(symbol, limit))
 
 
-def _ask_marketdata(endpoint: str, request, timeout: float, ctx):
+def _ask_marketdata(endpoint: str | Sequence[str], request, timeout: float, ctx):
+    """Ask each snapshot endpoint in turn (``timeout`` each) until one answers."""
     ctx = ctx or zmq.Context.instance()
-    sock = ctx.socket(zmq.DEALER)
-    sock.setsockopt(zmq.LINGER, 0)
-    sock.connect(endpoint)
-    try:
-        sock.send(encode(request))
-        if not sock.poll(int(timeout * 1000)):
-            raise NoAnswer("no answer from marketdata")
-        reply = feed_decoder.decode(sock.recv())
-    finally:
-        sock.close(0)
+    for one in endpoint_list(endpoint):
+        sock = ctx.socket(zmq.DEALER)
+        sock.setsockopt(zmq.LINGER, 0)
+        sock.connect(one)
+        try:
+            sock.send(encode(request))
+            if sock.poll(int(timeout * 1000)):
+                reply = feed_decoder.decode(sock.recv())
+                break
+        finally:
+            sock.close(0)
+    else:
+        raise NoAnswer("no answer from marketdata")
     if isinstance(reply, FeedError):  # unknown symbol, malformed, over the rate
         raise ExchangeError(reply.code, reply.text)
     return reply
 
 
-def snapshot(endpoint: str, symbol: str, timeout: float = 5.0, ctx=None) -> Snapshot:
-    """The full-depth book of ``symbol`` from the marketdata service.
+def snapshot(
+    endpoint: str | Sequence[str], symbol: str, timeout: float = 5.0, ctx=None
+) -> Snapshot:
+    """The full-depth book of ``symbol`` from the marketdata service (the first of
+    several snapshot endpoints that answers).
 
     >>> snapshot("tcp://127.0.0.1:5557", "AAPL").bids[:3]   # [(price, size), ...]
     """
@@ -402,7 +527,7 @@ def snapshot(endpoint: str, symbol: str, timeout: float = 5.0, ctx=None) -> Snap
 
 
 def recent_trades(
-    endpoint: str, symbol: str, limit: int = 50, timeout: float = 5.0, ctx=None
+    endpoint: str | Sequence[str], symbol: str, limit: int = 50, timeout: float = 5.0, ctx=None
 ) -> RecentTrades:
     """The public tape: ``symbol``'s last ``limit`` trades, oldest first.
 

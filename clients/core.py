@@ -22,6 +22,13 @@ How a reply finds its request:
   restores the session and resends what is unanswered (``unanswered``); orders carry
   their ``cl_ord_id``, so a resend is answered once.
 
+Several gateways (``Rotation``): a client given a list talks to one at a time. When an
+answer is due and nothing comes, it pings; when the ping is not answered either, or
+the connection drops, it moves to the next gateway, logs in again (a session and its
+token belong to one gateway) and resends everything unanswered, orders by their
+``cl_ord_id``: the matcher's exactly-once table answers a repeat with the original
+result, so an order the dead gateway did pass on is entered once.
+
 Only msgspec, pyzmq and the public protocol (``services.common.wire``) are imported,
 so the SDK installs without the server's packages.
 """
@@ -32,6 +39,7 @@ import itertools
 import os
 import time
 from collections import defaultdict, deque
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -88,6 +96,12 @@ SESSION_REJECTS = frozenset(
 # a log-in again that met these is tried again after a pause; others are final
 RETRY_LOGIN = frozenset({Reject.BUSY, Reject.RATE_LIMITED, Reject.TOO_MANY_ATTEMPTS})
 REF_CHARS = 40  # the gateway quotes at most this much of a name in a reject's ``ref``
+# with several gateways: an answer due and nothing heard for PROBE_S sends a ping; that
+# ping and everything else unanswered SILENCE_S later means the gateway is gone (a live
+# gateway answers a ping itself, at once, even while a matcher failover holds orders)
+PROBE_S = 0.25
+SILENCE_S = 1.0
+MAX_SENT = 10_000  # requests sent without waiting kept for a resend (oldest go first)
 
 
 class ExchangeError(Exception):
@@ -130,14 +144,95 @@ def curve_client(sock: zmq.Socket, keys: tuple[bytes, bytes, bytes]) -> None:
 def dealer(ctx: zmq.Context, endpoint: str, curve_keys: tuple[bytes, bytes, bytes] | None):
     """(socket, monitor): a DEALER to the gateway, CURVE when ``curve_keys`` (client
     public, client secret, server public) are given, and a monitor of its connections
-    (the gateway keeps a session per connection: a remade one has none)."""
+    made and dropped (the gateway keeps a session per connection: a remade one has
+    none; a dropped one, with other gateways to go to, is a reason to move)."""
     sock = ctx.socket(zmq.DEALER)
     sock.setsockopt(zmq.LINGER, 0)
     if curve_keys is not None:
         curve_client(sock, curve_keys)
-    monitor = sock.get_monitor_socket(zmq.EVENT_CONNECTED)
+    monitor = sock.get_monitor_socket(zmq.EVENT_CONNECTED | zmq.EVENT_DISCONNECTED)
     sock.connect(endpoint)
     return sock, monitor
+
+
+# -- several gateways -------------------------------------------------------------
+
+
+def endpoint_list(endpoints: str | Sequence[str]) -> list[str]:
+    """One endpoint or several: a list, or one string with commas between them (as
+    ``EXCHANGE_GATEWAYS`` holds)."""
+    items = endpoints.split(",") if isinstance(endpoints, str) else list(endpoints)
+    out = [item.strip() for item in items if item.strip()]
+    if not out:
+        raise ValueError("no endpoint given")
+    return out
+
+
+WAIT, PROBE, GONE = "wait", "probe", "gone"
+
+
+class Rotation:
+    """Which of several services to talk to, and when to leave it for the next: fed
+    the time, no socket.
+
+    Silence: an answer has been due (something was sent and is not all answered) with
+    nothing heard for ``probe_s``: ``check`` says PROBE (send a ping, then call
+    ``probed``); nothing heard ``silence_s`` after that either: GONE (``move`` on).
+    Anything heard clears both. With one endpoint there is nowhere to go: ``check``
+    always says WAIT, and a dropped connection is left to ZeroMQ to make again.
+    ``connected`` says whether the current connection was ever made: a request sent
+    to a service never reached is known not to have been delivered."""
+
+    def __init__(self, endpoints: Sequence, silence_s: float = SILENCE_S, probe_s: float = PROBE_S):
+        if not endpoints:
+            raise ValueError("no endpoint given")
+        self.endpoints = list(endpoints)
+        self.index = 0
+        self.silence_s = silence_s
+        self.probe_s = probe_s
+        self.moves = 0
+        self.connected = False
+        self._due: float | None = None  # since when an answer is due, nothing heard
+        self._probed: float | None = None  # when the ping asking "are you there" went
+
+    @property
+    def current(self):
+        return self.endpoints[self.index]
+
+    @property
+    def several(self) -> bool:
+        return len(self.endpoints) > 1
+
+    def sent(self, now: float) -> None:
+        if self._due is None:
+            self._due = now
+
+    def heard(self, now: float, still_due: bool) -> None:
+        self._probed = None
+        self._due = now if still_due else None
+
+    def check(self, now: float) -> str:
+        """WAIT, PROBE (ping it, then ``probed``) or GONE (``move``)."""
+        if not self.several or self._due is None:
+            return WAIT
+        if self._probed is None:
+            return PROBE if now - self._due >= self.probe_s else WAIT
+        return GONE if now - self._probed >= self.silence_s else WAIT
+
+    def probed(self, now: float) -> None:
+        self._probed = now
+
+    def dropped(self) -> bool:
+        """Whether a dropped connection means moving on (it does with somewhere to go)."""
+        return self.several
+
+    def move(self):
+        """The next endpoint, round the list; nothing is due there yet."""
+        self.index = (self.index + 1) % len(self.endpoints)
+        self.moves += 1
+        self.connected = False
+        self._due = self._probed = None
+        return self.current
 
 
 # -- requests ---------------------------------------------------------------------
@@ -253,6 +348,7 @@ class Waiting:
         self._orders: dict[str, tuple[Any, object]] = {}  # cl_ord_id -> (handle, request)
         self._signups: dict[str, tuple[Any, object]] = {}  # name -> (handle, request)
         self._queries: dict[type, deque[tuple[Any, object]]] = defaultdict(deque)
+        self._sent: dict[str, object] = {}  # cl_ord_id -> request sent without waiting
 
     def __len__(self) -> int:
         return len(self._orders) + len(self._signups) + sum(map(len, self._queries.values()))
@@ -265,6 +361,26 @@ class Waiting:
             self._queries[ANSWER_KIND[kind]].append((handle, request))
         else:
             self._orders[request.cl_ord_id] = (handle, request)
+
+    def track(self, request) -> None:
+        """Keep ``request``, sent without anyone waiting for its answer, until it is
+        answered, to resend it if the session must be made again (orders, cancels,
+        replaces: what has a ``cl_ord_id``). At most MAX_SENT, the oldest dropped."""
+        cl_ord_id = getattr(request, "cl_ord_id", None)
+        if type(request) is Signup or not isinstance(cl_ord_id, str):
+            return
+        sent = self._sent
+        sent[cl_ord_id] = request
+        if len(sent) > MAX_SENT:
+            del sent[next(iter(sent))]
+
+    def tracked(self) -> list:
+        """The requests sent without waiting and not answered yet, oldest first."""
+        return [request for request in self._sent.values() if request.cl_ord_id not in self._orders]
+
+    def due(self) -> bool:
+        """Whether any answer is still to come (a call's, or a tracked request's)."""
+        return bool(self._sent) or len(self) > 0
 
     def discard(self, request, handle) -> None:
         """Forget ``request`` (its caller gave up), if ``handle`` still waits on it."""
@@ -307,6 +423,7 @@ class Waiting:
                 event = event.original
             cl_ord_id = getattr(event, "cl_ord_id", None)
             name = getattr(event, "name", None)  # account_created answers a sign-up
+            self._sent.pop(cl_ord_id, None)  # answered: the report goes to whoever reads
             if cl_ord_id in self._orders:
                 out.append(self._orders.pop(cl_ord_id)[0])
             elif cl_ord_id in self._signups:  # a sign-up the matcher rejected
@@ -317,6 +434,8 @@ class Waiting:
 
     def _rejected(self, reply: RequestRejected) -> list:
         ref, code = reply.ref, reply.code
+        if self._sent.pop(ref, None) is not None:
+            return []  # nobody waits: the reject goes to whoever reads notices
         if ref in self._orders:
             return [self._orders.pop(ref)[0]]
         if ref in self._signups:
@@ -339,13 +458,16 @@ class Waiting:
                     return [waiting.popleft()[0]]
         return []
 
-    def unanswered(self) -> list:
-        """What to send again once the session is restored: every request waiting but
-        sign-ups (not repeatable) and log-ins (the restore makes its own)."""
-        out = [request for _, request in self._orders.values()]
+    def unanswered(self, sessions: bool = False, signups: bool = False) -> list:
+        """What to send again once the session is restored: every request waiting, and
+        every one tracked; log-ins only with ``sessions`` (a restore makes its own),
+        sign-ups only with ``signups`` (not repeatable: only when known undelivered)."""
+        out = [request for _, request in self._orders.values()] + self.tracked()
         for kind, waiting in self._queries.items():
-            if kind is not LoggedIn:
+            if sessions or kind is not LoggedIn:
                 out += [request for _, request in waiting]
+        if signups:
+            out += [request for _, request in self._signups.values()]
         return out
 
     def abandon(self) -> list:
@@ -353,6 +475,7 @@ class Waiting:
         (the session could not be restored)."""
         out = [handle for handle, _ in self._orders.values()]
         self._orders.clear()
+        self._sent.clear()
         for kind, waiting in self._queries.items():
             if kind is not LoggedIn:
                 out += [handle for handle, _ in waiting]

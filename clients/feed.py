@@ -19,6 +19,12 @@ pause: from each snapshot, and (with ``bbo``) from the BBO feed as soon as it ch
 Call ``poll`` often: besides taking messages, it is where ZeroMQ gets to resend the
 subscription after a reconnect (a restarted marketdata), and where checks complete.
 
+Several marketdata services (lists of feed and snapshot endpoints, in the same order):
+the subscriber follows one at a time. When its snapshot endpoint does not answer (a
+resync, or the quiet check) or its feed's connection drops, it moves to the next and
+resynchronises from that one's snapshot. Every service numbers each topic the same
+way (the numbers come from the committed stream), so no trade is taken twice.
+
     book = BookSubscriber(ctx, "tcp://127.0.0.1:5556", "tcp://127.0.0.1:5557", "AAPL")
     while True:
         book.poll(100)
@@ -29,10 +35,13 @@ from __future__ import annotations
 
 import time
 from collections import deque
+from collections.abc import Sequence
 
 import msgspec
 import zmq
+from zmq.utils.monitor import recv_monitor_message
 
+from clients.core import Rotation, endpoint_list
 from services.common.wire import (
     Bbo,
     DecodeError,
@@ -59,13 +68,14 @@ class BookSubscriber:
     """Top ``depth`` levels of ``symbol``; with ``trades`` / ``bbo`` also those feeds.
 
     ``poll`` never raises when marketdata is away: the book just stays unsynced
-    (``synced`` False) and the next poll asks for a snapshot again."""
+    (``synced`` False) and the next poll asks for a snapshot again (of the next
+    marketdata, given several: ``markets.moves`` counts the moves)."""
 
     def __init__(
         self,
         ctx: zmq.Context,
-        pub_endpoint: str,
-        snapshot_endpoint: str,
+        pub_endpoint: str | Sequence[str],
+        snapshot_endpoint: str | Sequence[str],
         symbol: str,
         depth: int = 10,
         *,
@@ -81,19 +91,22 @@ class BookSubscriber:
         self.timeout_ms = timeout_ms
         self.check_ms = check_ms  # 0: never check a quiet feed against a snapshot
         self._ctx = ctx
-        self._snapshot_endpoint = snapshot_endpoint
+        pubs, snapshots = endpoint_list(pub_endpoint), endpoint_list(snapshot_endpoint)
+        if len(pubs) != len(snapshots):
+            raise ValueError("one snapshot endpoint per feed endpoint")
+        self.markets = Rotation(list(zip(pubs, snapshots, strict=True)))
         self._l2 = l2_topic(symbol)
         self._trade = trade_topic(symbol)
         self._bbo = bbo_topic(symbol)
-        self.sub = ctx.socket(zmq.SUB)
-        self.sub.setsockopt(zmq.LINGER, 0)
-        self.sub.setsockopt(zmq.RCVHWM, rcvhwm)
-        self.sub.setsockopt(zmq.SUBSCRIBE, self._l2)  # before any snapshot is asked for
+        # the L2 topic first: subscribed before any snapshot is asked for
+        self._topics = [self._l2]
         if trades:
-            self.sub.setsockopt(zmq.SUBSCRIBE, self._trade)
+            self._topics.append(self._trade)
         if bbo:
-            self.sub.setsockopt(zmq.SUBSCRIBE, self._bbo)
-        self.sub.connect(pub_endpoint)
+            self._topics.append(self._bbo)
+        self._rcvhwm = rcvhwm
+        self._monitor: zmq.Socket | None = None  # several services: a dropped feed moves
+        self._connect()
         self._bids: dict[int, int] = {}  # the service's top snapshot.depth levels
         self._asks: dict[int, int] = {}
         self.seq = 0  # L2 sequence number the book is at
@@ -115,9 +128,48 @@ class BookSubscriber:
         self.error: FeedError | None = None  # the last refusal from the snapshot endpoint
         self._retry_at = 0.0  # no snapshot asked before this after a refusal
 
+    def _connect(self) -> None:
+        """Subscribe to the marketdata service in use."""
+        pub, self._snapshot_endpoint = self.markets.current
+        self.sub = self._ctx.socket(zmq.SUB)
+        self.sub.setsockopt(zmq.LINGER, 0)
+        self.sub.setsockopt(zmq.RCVHWM, self._rcvhwm)
+        for topic in self._topics:
+            self.sub.setsockopt(zmq.SUBSCRIBE, topic)
+        if self.markets.several:
+            self._monitor = self.sub.get_monitor_socket(zmq.EVENT_DISCONNECTED)
+        self.sub.connect(pub)
+
+    def _disconnect(self) -> None:
+        if self._monitor is not None:
+            self.sub.disable_monitor()
+            self._monitor.close(0)
+            self._monitor = None
+        self.sub.close(0)
+
+    def _silent(self) -> None:
+        """The service in use did not answer for a snapshot: with another to go to,
+        move there, unsynced (the next poll resyncs from its snapshot)."""
+        if not self.markets.several:
+            return
+        self._drop_probe()
+        self._disconnect()
+        self.markets.move()
+        self._connect()
+        self.synced = False
+        self._retry_at = 0.0
+        self._heard = time.monotonic()
+
+    def _dropped(self) -> bool:
+        """Whether the feed's connection dropped (watched with several services)."""
+        dropped = False
+        while self._monitor is not None and self._monitor.poll(0):
+            dropped |= recv_monitor_message(self._monitor)["event"] == zmq.EVENT_DISCONNECTED
+        return dropped
+
     def close(self) -> None:
         self._drop_probe()
-        self.sub.close(0)
+        self._disconnect()
 
     def drop_next(self, count: int) -> None:
         """Discard the next ``count`` L2 updates, as a lossy network would (for tests)."""
@@ -168,7 +220,13 @@ class BookSubscriber:
         if time.monotonic() < self._retry_at:  # refused a moment ago: do not hammer
             self.synced = False
             return False
-        snap = self.request_snapshot()
+        sock = self._ask()
+        if not sock.poll(self.timeout_ms):
+            sock.close(0)
+            self.synced = False
+            self._silent()
+            return False
+        snap = self._answer(sock)
         if snap is None:
             self.synced = False
             return False
@@ -203,8 +261,9 @@ class BookSubscriber:
             snap = self._answer(probe)
         elif now < self._probe_until:
             return
-        else:
-            snap = None  # no answer: ask again after the next quiet spell
+        else:  # no answer: ask again after the next quiet spell, or of the next service
+            self._silent()
+            snap = None
         self._drop_probe()
         self._heard = now
         if snap is None:
@@ -291,6 +350,8 @@ class BookSubscriber:
     def poll(self, timeout_ms: int = 0) -> int:
         """Take every message that has arrived, waiting up to ``timeout_ms`` for the
         first; returns how many changed something (L2 updates, trades, BBOs)."""
+        if self._dropped():
+            self._silent()
         if not self.synced and not self.resync():
             return 0
         used = self._receive()

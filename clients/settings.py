@@ -13,6 +13,12 @@ and reads no file.
     >>> s = load()
     >>> s.endpoints["gateway"], s.symbols["AAPL"].tick
     ('tcp://127.0.0.1:5555', 100)
+
+On a cluster there are several gateways and marketdata services: ``gateways`` and
+``marketdata`` list them (the local host's first), and the environment can name them
+instead: ``EXCHANGE_GATEWAYS`` (endpoints with commas between them) and
+``EXCHANGE_MARKETDATA`` (``PUB|SNAPSHOT`` pairs with commas between them). The client
+programs hand the lists to the SDK, which moves along them when one goes silent.
 """
 
 from __future__ import annotations
@@ -23,11 +29,21 @@ from pathlib import Path
 import zmq
 import zmq.auth
 
+from clients.core import endpoint_list
 from services.common import config
 from services.common.config import Config as Settings
 from services.common.config import SymbolSpec, exchange_home
 
-__all__ = ["Settings", "SymbolSpec", "exchange_home", "load", "parse", "curve_keys"]
+__all__ = [
+    "Settings",
+    "SymbolSpec",
+    "curve_keys",
+    "exchange_home",
+    "gateways",
+    "load",
+    "marketdata",
+    "parse",
+]
 
 DEFAULT_CONFIG = config.DEFAULT_CONFIG
 # the exchange's public endpoints (the rest are between its services)
@@ -35,6 +51,29 @@ PUBLIC_ENDPOINTS = {
     name: getattr(config.Endpoints(), name)
     for name in ("gateway", "marketdata_pub", "marketdata_snapshot")
 }
+
+
+def gateways(cfg: Settings) -> list[str]:
+    """The gateways' client endpoints, in the order to try them: EXCHANGE_GATEWAYS
+    (e.g. ``tcp://10.0.0.1:5555,tcp://10.0.0.2:5555``) if set, else the config's
+    (every gateway of a cluster, the local host's first; on one host, the one)."""
+    named = os.environ.get("EXCHANGE_GATEWAYS", "").strip()
+    return endpoint_list(named) if named else config.gateways(cfg)
+
+
+def marketdata(cfg: Settings) -> tuple[list[str], list[str]]:
+    """The marketdata services' (feed PUB endpoints, snapshot endpoints), in the same
+    order: EXCHANGE_MARKETDATA (``PUB|SNAPSHOT`` pairs with commas between them) if
+    set, else the config's (the local host's first)."""
+    named = os.environ.get("EXCHANGE_MARKETDATA", "").strip()
+    if named:
+        pairs = [pair.split("|") for pair in endpoint_list(named)]
+        if any(len(pair) != 2 or not all(p.strip() for p in pair) for pair in pairs):
+            raise ValueError(f"EXCHANGE_MARKETDATA: PUB|SNAPSHOT pairs expected, not {named!r}")
+        pairs = [(pub.strip(), snap.strip()) for pub, snap in pairs]
+    else:
+        pairs = config.marketdata_endpoints(cfg)
+    return [pub for pub, _ in pairs], [snap for _, snap in pairs]
 
 
 def parse(raw: dict, home: Path | None = None) -> Settings:

@@ -61,6 +61,15 @@ def check_running(endpoint: str, cfg: settings.Settings | None = None) -> None:
         raise NoAnswer(why)
 
 
+def _snapshot_endpoints() -> list[str]:
+    """Every marketdata service's snapshot endpoint; a lone local one that is down is
+    said at once."""
+    endpoints = settings.marketdata(_cfg())[1]
+    if len(endpoints) == 1:
+        check_running(endpoints[0])
+    return endpoints
+
+
 def ask_password(prompt: str) -> str:
     """A password from the terminal without echo; without a terminal, the first line
     of stdin (no GetPassWarning noise), EOFError when there is none."""
@@ -104,16 +113,19 @@ def _cfg() -> settings.Settings:
 
 
 def connect(cfg: settings.Settings | None = None, timeout: float = 10.0) -> Client:
-    """A client for the configured gateway, with CURVE keys when the config turns it
-    on: the client's secret key file from EXCHANGE_CURVE_KEY, the server's public key
-    from the key directory (``exchange keys`` makes both)."""
+    """A client for the configured gateways (EXCHANGE_GATEWAYS, else the config's:
+    it moves to the next when one goes silent), with CURVE keys when the config turns
+    it on: the client's secret key file from EXCHANGE_CURVE_KEY, the server's public
+    key from the key directory (``exchange keys`` makes both)."""
     cfg = cfg or _cfg()
     try:
         keys = settings.curve_keys(cfg)
     except LookupError as exc:
         raise NoAnswer(str(exc)) from None
-    check_running(cfg.endpoints["gateway"], cfg)
-    return Client(cfg.endpoints["gateway"], timeout=timeout, curve_keys=keys)
+    gateways = settings.gateways(cfg)
+    if len(gateways) == 1:  # with several, the client itself moves past a dead one
+        check_running(gateways[0], cfg)
+    return Client(gateways, timeout=timeout, curve_keys=keys)
 
 
 def credentials_file() -> Path:
@@ -329,9 +341,8 @@ def positions(as_json: bool, client: Client | None = None) -> int:
 
 def book(symbol: str, as_json: bool, depth: int = 10) -> int:
     def action() -> int:
-        endpoint = _cfg().endpoints["marketdata_snapshot"]
-        check_running(endpoint)
-        snap = snapshot(endpoint, symbol.upper())
+        endpoints = _snapshot_endpoints()
+        snap = snapshot(endpoints, symbol.upper())
         bids = [[money(p), q] for p, q in snap.bids]
         asks = [[money(p), q] for p, q in snap.asks]
         if as_json:
@@ -413,9 +424,7 @@ def fills(symbol: str, limit: int, as_json: bool, client: Client | None = None) 
 
 def trades(symbol: str, limit: int, as_json: bool) -> int:
     def action() -> int:
-        endpoint = _cfg().endpoints["marketdata_snapshot"]
-        check_running(endpoint)
-        tape = recent_trades(endpoint, symbol.upper(), limit)
+        tape = recent_trades(_snapshot_endpoints(), symbol.upper(), limit)
         rows = [
             {
                 "seq": t.seq,

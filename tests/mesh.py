@@ -1,6 +1,7 @@
 """The process harness the tests share (it lives with the benchmarks that use it too)."""
 
 import contextlib
+import tomllib
 
 from clients.bench import cluster
 from clients.bench.cluster import (  # noqa: F401 - re-exported for the tests
@@ -33,6 +34,18 @@ def trader(mesh: Mesh, name: str, password: str = "Secret.pw1", timeout: float =
     client.signup(name, password)
     client.login(name, password)
     return client
+
+
+def beside(mesh: Mesh, service: str, **endpoints: str) -> Service:
+    """Another ``service`` process (a second gateway or marketdata) beside the mesh's,
+    started: its config is the mesh's with ``endpoints`` changed (the ones it binds, on
+    other ports) and its own metrics port, the ipc endpoints are the mesh's by absolute
+    path, and it has its own home (for its snapshots and log)."""
+    raw = tomllib.loads(mesh.config_path.read_text())
+    raw["endpoints"] = dict(mesh.cfg.endpoints.items()) | endpoints  # resolved: absolute
+    raw["metrics"]["ports"][service] = free_port()
+    home = mesh.home / f"{service}-2"
+    return Service(service, write_config(home, **raw), home).start()
 
 
 def replay_journal(mesh: Mesh) -> dict:

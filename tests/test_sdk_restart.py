@@ -21,31 +21,61 @@ PASSWORD = "Secret.pw1"
 AFTER = 40  # orders each loop still places once the gateway is back
 
 
-def while_restarting(mesh, loop) -> None:
-    """Run ``loop(restarted)`` on a thread while this thread SIGKILLs the gateway and
-    starts it again (the harness is its supervisor here; from this thread, since a
-    service started from a thread that ends is sent SIGTERM, see die_with_parent);
-    ``restarted`` is set once it is back. Re-raises what ``loop`` raised."""
-    restarted = threading.Event()
+def while_disrupted(loop, disrupt, acks: dict) -> None:
+    """Run ``loop(done)`` on a thread while this thread, once orders are under way
+    (``acks``, the loop's, has some), calls ``disrupt()`` and then sets ``done``.
+    Re-raises what ``loop`` raised."""
+    done = threading.Event()
     failed: list[BaseException] = []
 
     def run() -> None:
         try:
-            loop(restarted)
+            loop(done)
         except BaseException as exc:  # noqa: BLE001 - re-raised below
             failed.append(exc)
 
     thread = threading.Thread(target=run, daemon=True)
     thread.start()
-    time.sleep(0.5)  # orders under way
-    mesh["gateway"].kill()
-    time.sleep(0.3)  # the clients' connections go, and their orders wait
-    mesh["gateway"].start()
-    restarted.set()
+    wait_for(lambda: acks or failed, 60, what="orders under way")
+    time.sleep(0.2)
+    disrupt()
+    done.set()
     thread.join(120)
     assert not thread.is_alive(), "the client loop did not finish"
     if failed:
         raise failed[0]
+
+
+def restarter(mesh):
+    """SIGKILL the gateway and start it again (the harness is its supervisor here;
+    from the main thread, since a service started from a thread that ends is sent
+    SIGTERM, see die_with_parent)."""
+
+    def restart() -> None:
+        mesh["gateway"].kill()
+        time.sleep(0.3)  # the clients' connections go, and their orders wait
+        mesh["gateway"].start()
+
+    return restart
+
+
+async def eight_loops(client: AsyncClient, after: threading.Event, acks: dict, seqs: list):
+    """Eight loops placing resting buys on ``client``, each with an order in flight,
+    until each has placed AFTER once ``after`` is set; into ``acks`` (order ids by
+    cl_ord_id) and ``seqs``."""
+
+    async def worker(w: int) -> None:
+        placed = n = 0
+        while placed < AFTER:
+            cl = f"a{w}-{n}"
+            result = await client.place("AAPL", Side.BUY, 1, price(n), cl_ord_id=cl)
+            assert result.ack.cl_ord_id == cl
+            acks[cl] = result.ack.order_id
+            seqs.append(result.seq)
+            n += 1
+            placed += after.is_set()
+
+    await asyncio.gather(*(worker(w) for w in range(8)))
 
 
 def price(i: int) -> int:
@@ -92,7 +122,7 @@ def test_sync_client_orders_through_a_gateway_restart(mesh, short_home):
             after += restarted.is_set()
 
     try:
-        while_restarting(mesh, loop)
+        while_disrupted(loop, restarter(mesh), acks)
         assert client._connects >= 2  # it did lose its connection and make a new one
         assert slowest[0] > 0.3  # an order waited out the restart ...
         assert len(client.orders().orders) == len(acks)  # ... and none is missing
@@ -101,34 +131,33 @@ def test_sync_client_orders_through_a_gateway_restart(mesh, short_home):
         client.close()
 
 
-def test_asyncio_client_orders_through_a_gateway_restart(mesh, short_home):
-    gateway = mesh.cfg.endpoints["gateway"]
+def aio_loops(gateway, name: str, disrupt, check) -> tuple[int, dict, int]:
+    """``eight_loops`` on an AsyncClient of a new account ``name`` (``gateway``: one or
+    several) while ``disrupt()`` is done (``while_disrupted``); then ``check(client)``,
+    and every order is open. Returns (account, order ids by cl_ord_id, last seq)."""
+    acks: dict[str, int] = {}
+    seqs: list[int] = []
     outcome: list = []
 
-    async def scenario(restarted: threading.Event) -> None:
+    async def scenario(event: threading.Event) -> None:
         async with AsyncClient(gateway, timeout=20) as client:
-            await client.signup("aio-looper", PASSWORD)
-            await client.login("aio-looper", PASSWORD)
-            acks: dict[str, int] = {}
-            seqs: list[int] = []
-
-            async def worker(w: int) -> None:  # eight loops, each with an order in flight
-                after = n = 0
-                while after < AFTER:
-                    cl = f"a{w}-{n}"
-                    result = await client.place("AAPL", Side.BUY, 1, price(n), cl_ord_id=cl)
-                    assert result.ack.cl_ord_id == cl
-                    acks[cl] = result.ack.order_id
-                    seqs.append(result.seq)
-                    n += 1
-                    after += restarted.is_set()
-
-            await asyncio.gather(*(worker(w) for w in range(8)))
-            assert client._connects >= 2
+            await client.signup(name, PASSWORD)
+            await client.login(name, PASSWORD)
+            await eight_loops(client, event, acks, seqs)
+            check(client)
             assert len((await client.orders()).orders) == len(acks)
-            outcome.append((client.account, acks, max(seqs)))
+            outcome.append(client.account)
 
-    while_restarting(mesh, lambda restarted: asyncio.run(scenario(restarted)))
-    account, acks, last_seq = outcome[0]
+    while_disrupted(lambda event: asyncio.run(scenario(event)), disrupt, acks)
     assert len(acks) >= 8 * AFTER
+    return outcome[0], acks, max(seqs)
+
+
+def test_asyncio_client_orders_through_a_gateway_restart(mesh, short_home):
+    def reconnected(client: AsyncClient) -> None:
+        assert client._connects >= 2
+
+    account, acks, last_seq = aio_loops(
+        mesh.cfg.endpoints["gateway"], "aio-looper", restarter(mesh), reconnected
+    )
     entered_once(short_home, account, acks, last_seq)

@@ -32,14 +32,11 @@ async def run(symbol: str, spread: int, size: int, duration: float, create: bool
     cfg = settings.load()
     spec = cfg.symbols[symbol]
     user, password = os.environ["EXCHANGE_USER"], os.environ["EXCHANGE_PASSWORD"]
-    book = BookSubscriber(
-        zmq.Context.instance(),
-        cfg.endpoints["marketdata_pub"],
-        cfg.endpoints["marketdata_snapshot"],
-        symbol,
-    )
+    # every gateway and marketdata service (EXCHANGE_GATEWAYS / EXCHANGE_MARKETDATA, or
+    # the config's): the SDK moves to the next when the one in use goes silent
+    book = BookSubscriber(zmq.Context.instance(), *settings.marketdata(cfg), symbol)
     stats = {"fills": 0, "replaced": 0, "placed": 0}
-    async with AsyncClient(cfg.endpoints["gateway"]) as client:
+    async with AsyncClient(settings.gateways(cfg)) as client:
         if create:
             with contextlib.suppress(ExchangeError):  # it may exist already
                 await client.signup(user, password)

@@ -6,8 +6,10 @@ Everything it knows of its orders comes from its execution reports (an
 view's. Requests are sent without waiting; their answers arrive as reports and clear
 the slot's pending mark. A request not answered in ``resync_s`` (a lost session, a
 gateway restart) makes the bot reload its orders and positions from the gateway and
-start from there. A matcher failover needs nothing: the gateway resends what was in
-flight, the repeats are answered once, and a ``notice`` says so (counted here).
+start from there, and so does the client's move to another gateway (the reports sent
+meanwhile went to the one it left). A matcher failover needs nothing: the gateway
+resends what was in flight, the repeats are answered once, and a ``notice`` says so
+(counted here).
 """
 
 from __future__ import annotations
@@ -38,7 +40,7 @@ from clients.mm.quotes import (
     ladder,
     plan,
 )
-from clients.settings import Settings, SymbolSpec
+from clients.settings import Settings, SymbolSpec, marketdata
 from services.common.money import to_dollars
 from services.common.wire import (
     Accepted,
@@ -109,12 +111,14 @@ class MarketMaker:
         self.pending: dict[str, Pending] = {}
         self.ctx = ctx or zmq.Context.instance()
         self.quoters: dict[str, SymbolQuoter] = {}
+        # every marketdata service: a feed moves to the next when its one goes silent
+        pubs, self.snapshots = marketdata(cfg)
         for symbol in symbols:
             spec = cfg.symbols[symbol]
             feed = BookSubscriber(
                 self.ctx,
-                cfg.endpoints["marketdata_pub"],
-                cfg.endpoints["marketdata_snapshot"],
+                pubs,
+                self.snapshots,
                 symbol,
                 cfg.marketdata.depth,
                 trades=True,
@@ -130,6 +134,7 @@ class MarketMaker:
         self._refreshed: float | None = None
         self._pinged = time.monotonic()
         self.stopping = False
+        self._moves = client.gateways.moves  # the client's moves to another gateway
 
     # -- start and resync -------------------------------------------------------
 
@@ -155,8 +160,7 @@ class MarketMaker:
         self.counts["resyncs"] = 0
         for symbol, q in self.quoters.items():  # the last trade, if the symbol had one
             try:
-                endpoint = self.cfg.endpoints["marketdata_snapshot"]
-                trades = recent_trades(endpoint, symbol, 1, 1.0, self.ctx).trades
+                trades = recent_trades(self.snapshots, symbol, 1, 1.0, self.ctx).trades
             except NoAnswer:
                 trades = []
             if trades:
@@ -335,10 +339,15 @@ class MarketMaker:
             q.feed.poll(0)
         self.handle_reports(now)
         oldest = min((p.sent for p in self.pending.values()), default=now)
-        if now - oldest > self.resync_s:
+        moves = self.client.gateways.moves
+        if moves != self._moves:  # reports sent meanwhile went to the gateway left
+            self.log(f"now through {self.client.gateways.current}: reloading orders and positions")
+        elif now - oldest > self.resync_s:
             self.log("requests unanswered: reloading orders and positions")
+        if moves != self._moves or now - oldest > self.resync_s:
             try:
                 self.resync()
+                self._moves = moves
             except NoAnswer:
                 self.log("gateway not answering; retrying")
                 return

@@ -21,7 +21,7 @@ from textual.widgets import Footer, Input, RichLog, Static, TabbedContent, TabPa
 
 from clients.client import Client, ExchangeError, NoAnswer, new_cl_ord_id, recent_trades
 from clients.feed import BookSubscriber
-from clients.settings import Settings
+from clients.settings import Settings, marketdata
 from clients.tui.model import TuiModel, is_line, parse_line, parse_ticket
 from clients.tui.widgets import (
     BookView,
@@ -87,8 +87,11 @@ class ExchangeApp(App):
         self.trades = self.ctx.socket(zmq.SUB)
         self.trades.setsockopt(zmq.LINGER, 0)
         self.trades.setsockopt(zmq.SUBSCRIBE, b"T.")  # every symbol's trades: tape, marks
-        self.trades.connect(cfg.endpoints["marketdata_pub"])
+        self.pubs, self.snapshots = marketdata(cfg)  # several: the tape follows the book
+        self.trades_pub = self.pubs[0]
+        self.trades.connect(self.trades_pub)
         self._pinged = time.monotonic()
+        self._moves = client.gateways.moves  # the client's moves to another gateway
         self._dirty: set[str] = {"book", "tape", "orders", "positions", "top", "symbols"}
         self.last_update = 0.0  # monotonic time the panels last changed
 
@@ -146,15 +149,9 @@ class ExchangeApp(App):
     def _subscribe(self, symbol: str) -> None:
         if self.book is not None:
             self.book.close()
-        self.book = BookSubscriber(
-            self.ctx,
-            self.cfg.endpoints["marketdata_pub"],
-            self.cfg.endpoints["marketdata_snapshot"],
-            symbol,
-            timeout_ms=300,
-        )
+        self.book = BookSubscriber(self.ctx, self.pubs, self.snapshots, symbol, timeout_ms=300)
         try:
-            recent = recent_trades(self.cfg.endpoints["marketdata_snapshot"], symbol, 50, 0.5)
+            recent = recent_trades(self.snapshots, symbol, 50, 0.5)
             self.model.load_tape(recent.trades)
         except NoAnswer:
             self.model.note("no recent trades from marketdata")
@@ -166,6 +163,10 @@ class ExchangeApp(App):
         for report in self.client.drain_reports():
             model.on_report(report)
             self._dirty |= {"orders", "positions", "top"}
+        if self.client.gateways.moves != self._moves:  # reports meanwhile went elsewhere
+            self._moves = self.client.gateways.moves
+            model.note(f"now through {self.client.gateways.current}")
+            self._load()
         for reply in list(self.client.notices):
             model.on_reply(reply)
             if isinstance(reply, RequestRejected) and reply.code == Reject.NOT_LOGGED_IN:
@@ -174,6 +175,10 @@ class ExchangeApp(App):
         if self.book is not None and (self.book.poll(0) or not self._drawn_book):
             model.on_book(self.book.symbol, self.book.bids(), self.book.asks())
             self._dirty.add("book")
+        if self.book is not None and self.book.markets.current[0] != self.trades_pub:
+            self.trades.disconnect(self.trades_pub)  # the tape follows the book's service
+            self.trades_pub = self.book.markets.current[0]
+            self.trades.connect(self.trades_pub)
         while True:
             try:
                 _, payload = self.trades.recv_multipart(zmq.NOBLOCK)
