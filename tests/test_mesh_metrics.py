@@ -33,8 +33,12 @@ def test_every_service_exports_its_metrics_and_status_shows_the_key_ones(short_h
             buyer.place("AAPL", Side.BUY, 1, 2_500_000)
         samples = {}
         wait_for(
-            lambda: all(samples.setdefault(s, scrape.scrape(host, p)) for s, p in ports.items()),
-            timeout=10,
+            # a service whose endpoint is not up yet is asked again, not remembered empty
+            lambda: all(
+                samples.get(s) or samples.update({s: scrape.scrape(host, p)}) or samples[s]
+                for s, p in ports.items()
+            ),  # fmt: skip
+            timeout=30,
             what="every metrics endpoint",
         )
         samples = {s: scrape.scrape(host, p) for s, p in ports.items()}
