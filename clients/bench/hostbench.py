@@ -3,7 +3,7 @@
 Both get the same open-loop load as `exchange bench sustained` (its measurement,
 run for the cluster inside a fourth network namespace, through host a's gateway):
 p50/p99 per offered rate and the closed-loop maximum. Then whole-host failover on
-the cluster: two traders (one starting on each gateway, moving on 0.3 s of silence)
+the cluster: two SDK traders (one starting on each gateway, moving on 0.3 s of silence)
 send orders one at a time while the primary matcher's host loses power (every process
 in its namespace SIGKILLed), again and again; each time the host comes back before
 the next. Unavailability is, for each trader and kill, the silence between its last
@@ -61,8 +61,8 @@ def host_failover(cluster: Cluster, kills: int, interval: float, progress) -> di
     seconds = kills * (interval + 6) + 10
     a, b = (f"tcp://{cluster.hosts.address(h)}:5555" for h in ("a", "b"))
     outs = [
-        cluster.load("fa", seconds, rate=200, gateways=f"{a},{b}", timeout=0.3),
-        cluster.load("fb", seconds, rate=200, gateways=f"{b},{a}", timeout=0.3),
+        cluster.load("fa", seconds, rate=200, gateways=f"{a},{b}", silence=0.3),
+        cluster.load("fb", seconds, rate=200, gateways=f"{b},{a}", silence=0.3),
     ]
     time.sleep(interval)
     kill_times = []

@@ -174,14 +174,14 @@ class Cluster:
         rate: float = 100,
         gateways: str = "",
         where: str = CLIENT,
-        timeout: float = 1.0,
+        silence: float = 1.0,
     ) -> Path:
         """A trader in host ``where`` (the client namespace); returns where it writes
         its acks."""
         out = self.base / f"load-{name}-{len(self.loads)}.json"
         argv = [sys.executable, "-m", "clients.bench.inside", "trader", "--gateways",
                 gateways or self.gateways(), "--name", name, "--seconds", str(seconds),
-                "--rate", str(rate), "--timeout", str(timeout), "--out", str(out)]  # fmt: skip
+                "--rate", str(rate), "--silence", str(silence), "--out", str(out)]  # fmt: skip
         self.loads.append(
             subprocess.Popen(self.hosts.run(where, argv), env=self.env(where), cwd=ROOT)
         )
