@@ -10,39 +10,48 @@ PYTHON ?= $(shell for p in /usr/bin/python3.11 python3.11 python3; do \
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
+# the compiled engine (services/matcher/compiled.py): rebuilt when its sources change;
+# without a C compiler the pure-Python engine runs, as it does with EXCHANGE_PURE_ENGINE=1
+ENGINE := services/matcher
+BUILT  := $(ENGINE)/compiled.sha256
 
 .PHONY: install run down status test bench lint fmt clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[server,tui,dev,bench]'
+	$(BIN)/python -m pip install --quiet -e '.[server,tui,dev,bench,compiled]'
 	touch $(STAMP)
 
-install: $(STAMP)
+$(BUILT): $(STAMP) $(foreach m,engine book state,$(ENGINE)/$(m).py $(ENGINE)/$(m).pxd)
+	$(BIN)/python -m services.matcher.compiled >/dev/null || \
+		echo "make: the compiled engine did not build; the pure-Python engine runs" >&2
 
-run: $(STAMP)
+install: $(STAMP) $(BUILT)
+
+run: install
 	$(BIN)/exchange up
 
-down: $(STAMP)
+down: install
 	$(BIN)/exchange down
 
-status: $(STAMP)
+status: install
 	$(BIN)/exchange status
 
-test: $(STAMP)
+test: install
 	$(BIN)/python -m pytest -q
 
-bench: $(STAMP)
+bench: install
 	$(BIN)/exchange bench all --out bench/results
 
-lint: $(STAMP)
+lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
-fmt: $(STAMP)
+fmt: install
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
 clean:
-	rm -rf $(VENV) var .pytest_cache .hypothesis
+	rm -rf $(VENV) var .pytest_cache .hypothesis build
+	rm -f $(ENGINE)/*.so $(ENGINE)/*.c $(BUILT)
