@@ -24,7 +24,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 $(BUILT): $(STAMP) $(foreach m,engine book state,$(ENGINE)/$(m).py $(ENGINE)/$(m).pxd)
-	$(BIN)/python -m services.matcher.compiled >/dev/null || \
+	$(BIN)/python -c "from services.matcher.compiled import build; build()" >/dev/null || \
 		echo "make: the compiled engine did not build; the pure-Python engine runs" >&2
 
 install: $(STAMP) $(BUILT)

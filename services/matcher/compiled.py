@@ -8,7 +8,7 @@ time), so an edit without a rebuild runs the pure code instead of stale machine 
 ``EXCHANGE_PURE_ENGINE=1`` asks for the pure build outright. Both builds give the same
 events and state hashes (tests/test_engine_builds.py).
 
-``python -m services.matcher.compiled`` builds (it needs Cython and a C compiler).
+``build()`` compiles them (`make` calls it; it needs Cython and a C compiler).
 """
 
 from __future__ import annotations
@@ -100,7 +100,3 @@ def build() -> None:
     for name in MODULES:  # the generated C is an intermediate
         (HERE / f"{name}.c").unlink(missing_ok=True)
     DIGEST_FILE.write_text(digest + "\n")
-
-
-if __name__ == "__main__":
-    build()
