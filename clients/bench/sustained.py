@@ -397,11 +397,12 @@ def run_mesh(
     progress=sys.stderr,
     repeat: int = 1,
     floor: bool = True,
+    root: Path | None = None,
 ) -> dict:
     """Every rate, ``repeat`` times each, against one fresh mesh with the journal's
     fsync on or off; with ``floor``, each run followed by one against the relay
     (clients/bench/relay.py) with the same fsync and sync pacing, so the two alternate
-    under the same host conditions."""
+    under the same host conditions. ``root``: another checkout's services instead."""
     home = Path(tempfile.mkdtemp(prefix="exs-", dir="/tmp"))
     # the load's two sessions offer up to the exchange's ceiling: the per-session and
     # per-account rate limits (a policy, [security]) are lifted to measure capacity
@@ -415,7 +416,10 @@ def run_mesh(
     # and the load accounts open with ample cash: a run of many rates on one mesh
     # drifts their cash, and buying-power rejects are not what this measures
     ample = {"opening_cash": "1000000000000.00"}
-    mesh = Mesh(home, standby=True, journal={"fsync": fsync}, security=unlimited, risk=ample)
+    where = {"root": root} if root else {}
+    mesh = Mesh(
+        home, standby=True, journal={"fsync": fsync}, security=unlimited, risk=ample, **where
+    )
     relay = None
     rows = []
     try:
