@@ -23,9 +23,10 @@ from clients.bench import sustained
 from clients.bench.cluster import ROOT
 
 
-def export(commit: str) -> tuple[Path, str]:
-    """(a directory holding ``commit``'s tree, its full hash); its compiled engine built
-    when it has one (its own build, so the comparison is of the two builds `make` gives)."""
+def export(commit: str, build: bool = True) -> tuple[Path, str]:
+    """(a directory holding ``commit``'s tree, its full hash); with ``build``, its
+    compiled engine built when it has one (its own build, so the comparison is of the
+    two builds `make` gives)."""
     sha = subprocess.run(
         ["git", "rev-parse", "--verify", f"{commit}^{{commit}}"],
         cwd=ROOT,
@@ -36,7 +37,7 @@ def export(commit: str) -> tuple[Path, str]:
     where = Path(tempfile.mkdtemp(prefix="exs-against-", dir="/tmp"))
     archive = subprocess.run(["git", "archive", sha], cwd=ROOT, capture_output=True, check=True)
     subprocess.run(["tar", "-x", "-C", str(where)], input=archive.stdout, check=True)
-    if (where / "services" / "matcher" / "compiled.py").exists():
+    if build and (where / "services" / "matcher" / "compiled.py").exists():
         subprocess.run(
             [sys.executable, "-c", "from services.matcher.compiled import build; build()"],
             cwd=where,
