@@ -48,7 +48,8 @@ def test_bench_all_writes_json_report_and_plot(short_home):
             # and each of the exchange's processes per order, from /proc/<pid>/stat
             cpu = rate["service_cpu_us"]
             assert {"gateway", "matcher-a", "matcher-b", "journal", "marketdata"} <= set(cpu)
-            assert cpu["gateway"] > 0 and cpu["matcher-a"] > 0, cpu
+            # the primary matcher works (which one, if the loaded host made a failover)
+            assert cpu["gateway"] > 0 and cpu["matcher-a"] + cpu["matcher-b"] > 0, cpu
             parts = sum(v for k, v in cpu.items() if k != "total")
             assert abs(cpu["total"] - parts) < 0.5, cpu
             # --quick runs each rate twice: the row is the run with the upper-middle p99
