@@ -10,16 +10,24 @@ PYTHON ?= $(shell for p in /usr/bin/python3.11 python3.11 python3; do \
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
+# the compiled engine (services/matcher/compiled.py): rebuilt when its sources change;
+# without a C compiler the pure-Python engine runs, as it does with EXCHANGE_PURE_ENGINE=1
+ENGINE := services/matcher
+BUILT  := $(ENGINE)/compiled.sha256
 
 .PHONY: install etcd run down status test bench lint fmt clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[server,tui,dev,bench]'
+	$(BIN)/python -m pip install --quiet -e '.[server,tui,dev,bench,compiled]'
 	touch $(STAMP)
 
-install: $(STAMP)
+$(BUILT): $(STAMP) $(foreach m,engine book state,$(ENGINE)/$(m).py $(ENGINE)/$(m).pxd)
+	$(BIN)/python -c "from services.matcher.compiled import build; build()" >/dev/null || \
+		echo "make: the compiled engine did not build; the pure-Python engine runs" >&2
+
+install: $(STAMP) $(BUILT)
 
 # etcd, for the cluster (docs/operations.md, "Three machines") and its tests: Debian's
 # etcd-server package, installed when missing and we are root; else the tests that
@@ -31,28 +39,29 @@ etcd:
 	      DEBIAN_FRONTEND=noninteractive apt-get install -y -qq etcd-server >/dev/null 2>&1; }; }; } || \
 	  echo "etcd is not installed (needs root and apt-get): the cluster tests will skip"
 
-run: $(STAMP)
+run: install
 	$(BIN)/exchange up
 
-down: $(STAMP)
+down: install
 	$(BIN)/exchange down
 
-status: $(STAMP)
+status: install
 	$(BIN)/exchange status
 
-test: $(STAMP) etcd
+test: install etcd
 	$(BIN)/python -m pytest -q
 
-bench: $(STAMP)
+bench: install
 	$(BIN)/exchange bench all --out bench/results
 
-lint: $(STAMP)
+lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
-fmt: $(STAMP)
+fmt: install
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
 clean:
-	rm -rf $(VENV) var .pytest_cache .hypothesis
+	rm -rf $(VENV) var .pytest_cache .hypothesis build
+	rm -f $(ENGINE)/*.so $(ENGINE)/*.c $(BUILT)

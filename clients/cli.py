@@ -59,6 +59,18 @@ def _bench_sustained(args: argparse.Namespace) -> int:
     from clients.bench import sustained
 
     rates = tuple(None if r == "max" else int(r) for r in args.rates.split(","))
+    if args.against:
+        from clients.bench import against
+
+        result = against.run(
+            args.against,
+            rates=rates,
+            duration=args.duration or sustained.DURATION_S,
+            processes=args.processes,
+            rounds=args.repeat,
+        )
+        print(json.dumps(result) if args.json else against.render(result))
+        return 0
     result = sustained.run(
         rates=rates,
         duration=args.duration or sustained.DURATION_S,
@@ -290,6 +302,11 @@ def build_parser() -> argparse.ArgumentParser:
     sus.add_argument("--no-fsync-off", action="store_true", help="skip the fsync-off pass")
     sus.add_argument(
         "--repeat", type=int, default=1, help="runs per rate; each rate reports its median run"
+    )
+    sus.add_argument(
+        "--against",
+        metavar="COMMIT",
+        help="alternate with COMMIT's services, --repeat rounds (fsync on, no relay)",
     )
     sus.add_argument("--json", action="store_true", help="one JSON object on stdout")
     sus.set_defaults(func=_bench_sustained)

@@ -45,6 +45,13 @@ def test_bench_all_writes_json_report_and_plot(short_home):
             assert 0 < rate["p50_ms"] <= rate["p99_ms"] <= rate["p999_ms"] <= rate["max_ms"]
             assert rate["loop_ns"] > 0  # the host's speed beside each latency
             assert rate["load_cpu_us"] > 0  # and what the load took from it
+            # and each of the exchange's processes per order, from /proc/<pid>/stat
+            cpu = rate["service_cpu_us"]
+            assert {"gateway", "matcher-a", "matcher-b", "journal", "marketdata"} <= set(cpu)
+            # the primary matcher works (which one, if the loaded host made a failover)
+            assert cpu["gateway"] > 0 and cpu["matcher-a"] + cpu["matcher-b"] > 0, cpu
+            parts = sum(v for k, v in cpu.items() if k != "total")
+            assert abs(cpu["total"] - parts) < 0.5, cpu
             # --quick runs each rate twice: the row is the run with the upper-middle p99
             p99s = [r["p99_ms"] for r in rate["repeats"]]
             assert len(p99s) == 2 and rate["p99_ms"] == max(p99s), rate
@@ -60,6 +67,7 @@ def test_bench_all_writes_json_report_and_plot(short_home):
     for heading in ("## Targets", "## Engine", "Figure 2", "## Sustained", "## Failover"):
         assert heading in report
     assert "host loop ns" in report and "load CPU" in report and "median run" in report
+    assert "services CPU" in report
     assert "latency.png" in report
     assert "bare loop" in report and "### Against the floor" in report
     assert "p99 / floor" in report

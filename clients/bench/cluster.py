@@ -81,7 +81,10 @@ def _value(v) -> str:
 class Service:
     """One service process, stopped by PID when the test ends."""
 
-    def __init__(self, name: str, config_path: Path, home: Path, *args: str) -> None:
+    def __init__(
+        self, name: str, config_path: Path, home: Path, *args: str, root: Path = ROOT
+    ) -> None:
+        self.root = root  # the checkout whose services run (another commit's, to compare)
         self.name = name
         self.config_path = config_path
         self.home = home
@@ -91,7 +94,7 @@ class Service:
 
     def start(self) -> Service:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
-        env = dict(os.environ, EXCHANGE_HOME=str(self.home), PYTHONPATH=str(ROOT))
+        env = dict(os.environ, EXCHANGE_HOME=str(self.home), PYTHONPATH=str(self.root))
         module = self.name.split("-")[0]  # "matcher-b" runs services.matcher
         with self.log_path.open("ab") as log:
             self.proc = subprocess.Popen(
@@ -103,7 +106,7 @@ class Service:
                     str(self.config_path),
                     *self.args,
                 ],
-                cwd=ROOT,
+                cwd=self.root,
                 env=env,
                 stdout=log,
                 stderr=subprocess.STDOUT,
@@ -160,7 +163,9 @@ class Mesh:
 
     ORDER = ("heartbeat", "journal", "matcher-a", "marketdata", "gateway")
 
-    def __init__(self, home: Path, standby: bool = False, **sections: dict) -> None:
+    def __init__(
+        self, home: Path, standby: bool = False, root: Path = ROOT, **sections: dict
+    ) -> None:
         self.home = home
         self.config_path = write_config(home, **sections)
         self.cfg = load(self.config_path, home)
@@ -168,7 +173,7 @@ class Mesh:
         self.services: dict[str, Service] = {}
         for name in names:
             args = ("--instance", name.split("-")[1]) if name.startswith("matcher") else ()
-            self.services[name] = Service(name, self.config_path, home, *args)
+            self.services[name] = Service(name, self.config_path, home, *args, root=root)
 
     def __getitem__(self, name: str) -> Service:
         return self.services[name]

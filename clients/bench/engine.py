@@ -22,6 +22,7 @@ from clients.bench import floor
 from clients.bench.flow import BENCH_RISK, bench_symbols, generate
 from services.common.runtime import tune_gc
 from services.common.wire import Fill
+from services.matcher.compiled import running_compiled
 from services.matcher.engine import Engine
 
 CHUNKS = 10
@@ -132,13 +133,15 @@ def run(commands: int = 200_000, seed: int = 1, repeat: int = 3, progress=sys.st
         "state_hash": state_hash,
         "seed": seed,
         "python_loop_ns": loop_ns(),
+        "build": "compiled" if running_compiled() else "pure",
     }
 
 
 def render(result: dict) -> str:
     return "\n".join(
         [
-            "engine benchmark (in-process, full engine: events, positions, risk, dedup)",
+            f"engine benchmark (in-process, full engine: events, positions, risk, dedup; "
+            f"{result['build']} build)",
             f"  commands        {result['commands']:>12,}",
             f"  elapsed         {result['seconds']:>12.3f} s",
             f"  throughput      {result['commands_per_s']:>12,} commands/s",

@@ -158,6 +158,7 @@ def markdown(results: dict, plot: bool) -> str:
                         sustained.one_decimal(r.get("steal_pct")),
                         sustained.one_decimal(r.get("loop_ns")),
                         sustained.one_decimal(r.get("load_cpu_us")),
+                        sustained.one_decimal(r.get("service_cpu_us", {}).get("total")),
                         sustained.p99_of_runs(r) or "-",
                     ]
                 )
@@ -174,6 +175,7 @@ def markdown(results: dict, plot: bool) -> str:
                 "host steal %",
                 "host loop ns",
                 "load CPU µs/order",
+                "services CPU µs/order",
                 "p99 of each run",
             ],
             rows,

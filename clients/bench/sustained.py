@@ -82,6 +82,7 @@ REPEAT_KEYS = (
     "steal_pct",
     "loop_ns",
     "load_cpu_us",
+    "service_cpu_us",
 )
 # what each of a rate's relay runs keeps beside its median's figures
 FLOOR_REPEAT_KEYS = ("achieved_per_s", "p50_ms", "p99_ms", "steal_pct", "loop_ns")
@@ -249,6 +250,29 @@ def cpu_ticks() -> tuple[int, int] | None:
     return sum(fields), fields[7] if len(fields) == 8 else 0
 
 
+def service_ticks(mesh: Mesh) -> dict[str, int]:
+    """Each running service's CPU so far, in clock ticks: utime + stime from
+    /proc/<pid>/stat (every thread's); a service that has exited is left out."""
+    ticks = {}
+    for name, service in mesh.services.items():
+        try:
+            with open(f"/proc/{service.pid}/stat") as fh:
+                # the fields after the command name (which may hold spaces), from state
+                fields = fh.read().rsplit(")", 1)[1].split()
+        except (OSError, IndexError, AssertionError):
+            continue
+        ticks[name] = int(fields[11]) + int(fields[12])  # utime, stime
+    return ticks
+
+
+def service_cpu_us(before: dict[str, int], after: dict[str, int], orders: int) -> dict:
+    """CPU microseconds each service took per order over a rate (``total``: their sum)."""
+    per_tick = 1e6 / os.sysconf("SC_CLK_TCK") / max(1, orders)
+    cpu = {n: round((after[n] - before[n]) * per_tick, 1) for n in before if n in after}
+    cpu["total"] = round(sum(cpu.values()), 1)
+    return cpu
+
+
 def steal_pct(before: tuple[int, int] | None, after: tuple[int, int] | None) -> float | None:
     if before is None or after is None or after[0] <= before[0]:
         return None
@@ -289,7 +313,9 @@ def measure(
     ]
     speed = loop_ns(HOST_PROBE_LOOPS)
     ticks = cpu_ticks()
+    services = None if relay else service_ticks(mesh)
     parts = run_together(_load, arglists, timeout=duration * 3 + 60)
+    services_after = None if relay else service_ticks(mesh)
     steal = steal_pct(ticks, cpu_ticks())
     hist = new_histogram()
     for part in parts:
@@ -301,10 +327,11 @@ def measure(
         for code, n in part["rejects"].items():
             name = Reject(code).name
             rejects[name] = rejects.get(name, 0) + n
-    return {
+    sent = sum(p["sent"] for p in parts)
+    row = {
         "offered_per_s": rate,
         "achieved_per_s": round(accepted / elapsed) if elapsed > 0 else 0,
-        "sent": sum(p["sent"] for p in parts),
+        "sent": sent,
         "accepted": accepted,
         "rejected": sum(rejects.values()),
         "rejects": rejects,
@@ -316,10 +343,12 @@ def measure(
         "steal_pct": steal,
         "loop_ns": speed,
         # what the load itself took from the same two cores, per order sent
-        "load_cpu_us": round(
-            1e6 * sum(p["cpu_s"] for p in parts) / max(1, sum(p["sent"] for p in parts)), 1
-        ),
+        "load_cpu_us": round(1e6 * sum(p["cpu_s"] for p in parts) / max(1, sent), 1),
     }
+    if services is not None and services_after is not None:
+        # what the exchange's own processes took per order sent, each and in total
+        row["service_cpu_us"] = service_cpu_us(services, services_after, sent)
+    return row
 
 
 def median_run(runs: list[dict]) -> dict:
@@ -328,7 +357,7 @@ def median_run(runs: list[dict]) -> dict:
     run's p99 (340 ms at 10,000/s in one run, 42 ms at 20,000/s in the next), so with
     ``repeat`` > 1 the headline is the middle run, never the best, and all are kept."""
     row = dict(sorted(runs, key=lambda r: r["p99_ms"])[len(runs) // 2])
-    row["repeats"] = [{k: r[k] for k in REPEAT_KEYS} for r in runs]
+    row["repeats"] = [{k: r[k] for k in REPEAT_KEYS if k in r} for r in runs]
     return row
 
 
@@ -368,11 +397,12 @@ def run_mesh(
     progress=sys.stderr,
     repeat: int = 1,
     floor: bool = True,
+    root: Path | None = None,
 ) -> dict:
     """Every rate, ``repeat`` times each, against one fresh mesh with the journal's
     fsync on or off; with ``floor``, each run followed by one against the relay
     (clients/bench/relay.py) with the same fsync and sync pacing, so the two alternate
-    under the same host conditions."""
+    under the same host conditions. ``root``: another checkout's services instead."""
     home = Path(tempfile.mkdtemp(prefix="exs-", dir="/tmp"))
     # the load's two sessions offer up to the exchange's ceiling: the per-session and
     # per-account rate limits (a policy, [security]) are lifted to measure capacity
@@ -386,7 +416,10 @@ def run_mesh(
     # and the load accounts open with ample cash: a run of many rates on one mesh
     # drifts their cash, and buying-power rejects are not what this measures
     ample = {"opening_cash": "1000000000000.00"}
-    mesh = Mesh(home, standby=True, journal={"fsync": fsync}, security=unlimited, risk=ample)
+    where = {"root": root} if root else {}
+    mesh = Mesh(
+        home, standby=True, journal={"fsync": fsync}, security=unlimited, risk=ample, **where
+    )
     relay = None
     rows = []
     try:
@@ -486,7 +519,7 @@ def render(result: dict) -> str:
         f"{result['duration_s']:g} s per rate{of}, latency = order to acknowledgement",
         f"{'fsync':>6} {'offered/s':>10} {'achieved/s':>11} {'p50 ms':>8} {'p99 ms':>8} "
         f"{'p99.9 ms':>9} {'max ms':>8} {'rejected':>9} {'unanswered':>11} {'steal':>6} "
-        f"{'loop ns':>8} {'load us':>8} {'floor p50':>10} {'floor p99':>10} "
+        f"{'loop ns':>8} {'load us':>8} {'svc us':>7} {'floor p50':>10} {'floor p99':>10} "
         f"{'p50/floor':>10} {'p99/floor':>10}" + ("  p99 of each run" if repeat > 1 else ""),
     ]
     for run in result["runs"]:
@@ -497,7 +530,9 @@ def render(result: dict) -> str:
                 f"{r['p50_ms']:>8.2f} {r['p99_ms']:>8.2f} {r['p999_ms']:>9.2f} "
                 f"{r['max_ms']:>8.2f} {r['rejected']:>9} {r['unanswered']:>11} "
                 f"{_pct(r.get('steal_pct')):>6} {one_decimal(r.get('loop_ns')):>8} "
-                f"{one_decimal(r.get('load_cpu_us')):>8} {floor_cells(r, '>10')}  "
+                f"{one_decimal(r.get('load_cpu_us')):>8} "
+                f"{one_decimal(r.get('service_cpu_us', {}).get('total')):>7} "
+                f"{floor_cells(r, '>10')}  "
                 f"{p99_of_runs(r)}"
             )
     lines.append(f"max_orders_per_s (fsync on): {result['max_orders_per_s']:,}")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 from collections.abc import Callable
 
 import zmq
@@ -32,4 +33,15 @@ def service_main(name: str, build: Callable, instance: bool = False) -> int:
     ctx.setsockopt(zmq.RECONNECT_IVL, 10)
     ctx.setsockopt(zmq.RECONNECT_IVL_MAX, 500)
     service = build(cfg, log, args.instance) if instance else build(cfg, log)
-    return service.run()
+    profile_dir = os.environ.get("EXCHANGE_PROFILE_DIR")
+    if not profile_dir:
+        return service.run()
+    # a developer's look inside the loop: cProfile for the whole run, written at exit
+    import cProfile
+
+    profiler = cProfile.Profile()
+    try:
+        return profiler.runcall(service.run)
+    finally:
+        tag = name + (f"-{args.instance}" if instance else "")
+        profiler.dump_stats(os.path.join(profile_dir, f"{tag}.prof"))

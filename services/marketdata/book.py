@@ -47,14 +47,18 @@ BOOK_EVENTS = frozenset((Rested, Fill, Cancelled, Replaced))  # the events that 
 
 class BookSide:
     """One side's aggregated levels: sizes by price, and the prices kept sorted so the
-    top N costs O(N) with no per-level Python iterator in the way."""
+    top N costs O(N) with no per-level Python iterator in the way.
 
-    __slots__ = ("sizes", "prices", "descending")
+    ``shown`` is the top the feed last published, while no change has come since:
+    the next record's "before" and the best level, without reading the sorted list."""
+
+    __slots__ = ("sizes", "prices", "descending", "shown")
 
     def __init__(self, descending: bool) -> None:
         self.sizes: dict[int, int] = {}
         self.prices = SortedList()
         self.descending = descending  # bids: the best price is the highest
+        self.shown: Levels | None = None
 
     def __len__(self) -> int:
         return len(self.sizes)
@@ -67,6 +71,9 @@ class BookSide:
 
     def best(self) -> tuple[int, int]:
         """(price, size) of the best level; (0, 0) when empty."""
+        shown = self.shown
+        if shown is not None:
+            return shown[0] if shown else (0, 0)
         if not self.sizes:
             return 0, 0
         price = self.prices[-1] if self.descending else self.prices[0]
@@ -74,6 +81,7 @@ class BookSide:
 
     def change(self, price: int, delta: int) -> bool:
         """Add ``delta`` at ``price``; False when that removes more than the level held."""
+        self.shown = None
         sizes = self.sizes
         old = sizes.get(price)
         size = (old or 0) + delta
@@ -149,6 +157,8 @@ class PublicBook:
 def diff(before: Levels, after: Levels) -> Levels:
     """Levels to send so a subscriber's top N goes from ``before`` to ``after``:
     changed or new levels with their size, then levels that left with size 0."""
+    if before == after:  # most changes are below the top N, or cancel out
+        return []
     old = dict(before)
     out = [(p, q) for p, q in after if old.get(p) != q]
     if len(after) != len(before) or out:
@@ -229,7 +239,8 @@ class MarketData:
                 seen = before[symbol] = [None, None, book.bbo(), book.paused]
             i = 0 if side == BUY else 1
             if seen[i] is None:
-                seen[i] = (book.bids if i == 0 else book.asks).top(depth)
+                touched = book.bids if i == 0 else book.asks
+                seen[i] = touched.shown if touched.shown is not None else touched.top(depth)
             if kind is Rested:
                 book.change(side, event.price, event.qty)
             elif kind is Fill:
@@ -248,8 +259,13 @@ class MarketData:
                     book.change(side, event.price, event.qty)
         for symbol, (bids0, asks0, bbo0, paused0) in before.items():
             book = self.books[symbol]
-            bid_changes = [] if bids0 is None else diff(bids0, book.bids.top(depth))
-            ask_changes = [] if asks0 is None else diff(asks0, book.asks.top(depth))
+            bid_changes = ask_changes = []
+            if bids0 is not None:
+                bids1 = book.bids.shown = book.bids.top(depth)
+                bid_changes = diff(bids0, bids1)
+            if asks0 is not None:
+                asks1 = book.asks.shown = book.asks.top(depth)
+                ask_changes = diff(asks0, asks1)
             if bid_changes or ask_changes:
                 book.l2_seq += 1
                 out.append(L2Update(symbol, book.l2_seq, bid_changes, ask_changes))

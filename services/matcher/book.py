@@ -82,7 +82,7 @@ class BookSide:
         if not count:
             self.remove_level(key)
         elif len(level.orders) > 2 * count + 8:
-            level.orders = deque(o for o in level.orders if o.live)
+            level.orders = deque([o for o in level.orders if o.live])
 
     def keys_in_order(self, maximum: int | None = None) -> Iterator[int]:
         """Live level keys, best first, up to ``maximum``; pops a copy of the heap, so
@@ -136,6 +136,8 @@ class Book:
         "dyn_hi",
         "paused",
         "max_price",
+        "band_bps",
+        "dynamic_bps",
     )
 
     def __init__(self, spec: SymbolSpec, max_price: int = 10**10) -> None:
@@ -148,11 +150,14 @@ class Book:
         self.last_price = 0
         self.paused = False  # a volatility pause: no new orders until a Reopen
         self.max_price = max_price
+        # read once: every trade sets the dynamic band, and dynamic_bps is a property
+        self.band_bps = spec.band_bps
+        self.dynamic_bps = spec.dynamic_bps
         self.set_band(spec.reference)
 
     def set_band(self, reference: int) -> None:
         """The static band around ``reference``; the dynamic band starts there too."""
-        bps = self.spec.band_bps
+        bps = self.band_bps
         self.band_lo = max(1, -(-reference * (10_000 - bps) // 10_000))
         self.band_hi = min(self.max_price, reference * (10_000 + bps) // 10_000)
         self.set_dynamic(reference)
@@ -161,7 +166,7 @@ class Book:
         """The dynamic band around ``price`` (the last trade, or the price that started
         a pause), taken inside the static band so it is never empty."""
         price = min(max(price, self.band_lo), self.band_hi)
-        bps = self.spec.dynamic_bps
+        bps = self.dynamic_bps
         self.dyn_lo = max(self.band_lo, -(-price * (10_000 - bps) // 10_000))
         self.dyn_hi = min(self.band_hi, price * (10_000 + bps) // 10_000)
 

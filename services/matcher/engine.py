@@ -184,7 +184,10 @@ class Engine:
                     self._cancel_outside_band(book, events)
             else:
                 halted = action == "halt"
-                (self.halted.add if halted else self.halted.discard)(cmd.symbol)
+                if halted:
+                    self.halted.add(cmd.symbol)
+                else:
+                    self.halted.discard(cmd.symbol)
                 events.append(SymbolHalted(cmd.symbol, halted))
                 if not halted and book.paused:  # an operator's resume ends a pause too
                     events.append(self._end_pause(book))

@@ -1,17 +1,14 @@
 """The engine's records: accounts, holdings and resting orders.
 
-Orders, made by the hundred thousand, are msgspec Structs with ``gc=False``: three
-times cheaper to create than a class and invisible to the cyclic garbage collector.
-Accounts and holdings, few and updated on every order, are ``__slots__`` classes,
-whose attribute writes cost half a Struct's.
+All are ``__slots__`` classes: the compiled build (services/matcher/compiled.py) makes
+each a C struct (state.pxd), which a msgspec Struct, cheaper to create in pure Python,
+could not become; field reads and writes are the engine's commonest operations.
 """
 
 from __future__ import annotations
 
 from collections import deque
 from collections.abc import Iterable
-
-import msgspec
 
 from services.common.wire import Event
 
@@ -99,17 +96,44 @@ class Account:
         self.open_sell_qty = 0
 
 
-class Order(msgspec.Struct, gc=False):
+class Order:
     """A resting order; it points at its owner's records so a fill needs no lookups."""
 
-    order_id: int
-    account: int
-    symbol: str
-    side: int
-    price: int
-    leaves: int
-    stp: int
-    owner: Account
-    holding: Holding
-    post_only: bool = False  # kept so a replace can never make it take liquidity
-    live: bool = True
+    __slots__ = (
+        "order_id",
+        "account",
+        "symbol",
+        "side",
+        "price",
+        "leaves",
+        "stp",
+        "owner",
+        "holding",
+        "post_only",
+        "live",
+    )
+
+    def __init__(
+        self,
+        order_id: int,
+        account: int,
+        symbol: str,
+        side: int,
+        price: int,
+        leaves: int,
+        stp: int,
+        owner: Account,
+        holding: Holding,
+        post_only: bool = False,  # kept so a replace can never make it take liquidity
+    ) -> None:
+        self.order_id = order_id
+        self.account = account
+        self.symbol = symbol
+        self.side = side
+        self.price = price
+        self.leaves = leaves
+        self.stp = stp
+        self.owner = owner
+        self.holding = holding
+        self.post_only = post_only
+        self.live = True

@@ -1,0 +1,29 @@
+# Cython declarations for the compiled build of book.py (the .py stays the reference).
+
+from services.matcher.state cimport Order
+
+cdef class Level:
+    cdef public object price, qty, orders
+    cdef public Py_ssize_t count
+
+
+cdef class BookSide:
+    cdef public object sign, best_key
+    cdef public dict levels
+    cdef public list heap
+
+    cpdef add(self, Order order)
+    cpdef Level new_level(self, key, price)
+    cpdef remove_level(self, key)
+    cpdef unlink(self, Order order)
+
+
+cdef class Book:
+    cdef public object spec, symbol, tick, lot
+    cdef public BookSide bids, asks
+    cdef public object last_price, band_lo, band_hi, dyn_lo, dyn_hi, max_price
+    cdef public object band_bps, dynamic_bps
+    cdef public bint paused
+
+    cpdef set_band(self, reference)
+    cpdef set_dynamic(self, price)

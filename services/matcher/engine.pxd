@@ -1,0 +1,46 @@
+# Cython declarations for the compiled build of engine.py (the .py stays the reference):
+# typed locals turn the records' field reads and writes into C struct accesses.
+
+cimport cython
+
+from services.matcher.book cimport Book, BookSide, Level
+from services.matcher.state cimport Account, ExactlyOnce, Holding, Order
+
+# the codes as C constants: comparing them with the typed locals below is a C compare
+cdef long BUY, SELL, LIMIT, GTC, FOK
+cdef Py_ssize_t SHARD_MASK
+
+
+cdef class Engine:
+    cdef public object risk, max_order_qty, max_position, max_open_orders, short_limit
+    cdef public object credit, max_price, max_cash
+    cdef public dict books, accounts, names, orders, _handlers
+    cdef public set paused, halted
+    cdef public object next_account, next_order, next_trade
+
+    @cython.locals(
+        acct=Account, seen=ExactlyOnce, answers=dict, book=Book, holding=Holding,
+        book_side=BookSide, level=Level, order=Order, side=long, tif=long,
+    )
+    cpdef list _new_order(self, cmd)
+
+    @cython.locals(acct=Account, seen=ExactlyOnce, book=Book, order=Order)
+    cpdef list _cancel(self, cmd)
+
+    @cython.locals(owner=Account)
+    cpdef _forget(self, Order order)
+
+    @cython.locals(
+        opp=BookSide, levels=dict, level=Level, owner=Account, mh=Holding, queue=object,
+        maker=Order, maker_side=long, maker_buys=bint, outside=bint, self_cancel=bint,
+        paused=bint,
+    )
+    cpdef _execute(
+        self, Book book, Account acct, Holding holding, order_id, long side, price, qty, stp,
+        bint rests, list events,
+    )
+
+    cpdef _rest(
+        self, Book book, Account acct, Holding holding, order_id, side, price, qty, stp,
+        post_only=*,
+    )
