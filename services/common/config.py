@@ -467,24 +467,25 @@ def journals(cfg: Config) -> list[tuple[str, str, str]]:
     ]
 
 
-def heartbeats(cfg: Config) -> list[str]:
-    """Every heartbeat service's ROUTER: each service beats to all of them."""
+def _everywhere(cfg: Config, service: str, port: str) -> list[str]:
+    """``service``'s endpoint on every host that runs it, this host's first (on one
+    host: [endpoints] ``port``)."""
     cluster = cfg.cluster
     if not cluster.hosts:
-        return [cfg.endpoints.heartbeat]
-    hosts = placed(cluster, "heartbeat")
+        return [cfg.endpoints[port]]
+    hosts = placed(cluster, service)
     hosts.sort(key=lambda h: h != cluster.host)
-    return [_tcp(cluster, h, "heartbeat") for h in hosts]
+    return [_tcp(cluster, h, port) for h in hosts]
+
+
+def heartbeats(cfg: Config) -> list[str]:
+    """Every heartbeat service's ROUTER: each service beats to all of them."""
+    return _everywhere(cfg, "heartbeat", "heartbeat")
 
 
 def gateways(cfg: Config) -> list[str]:
     """Every gateway's client endpoint, the local host's first: the clients' list."""
-    cluster = cfg.cluster
-    if not cluster.hosts:
-        return [cfg.endpoints.gateway]
-    hosts = placed(cluster, "gateway")
-    hosts.sort(key=lambda h: h != cluster.host)
-    return [_tcp(cluster, h, "gateway") for h in hosts]
+    return _everywhere(cfg, "gateway", "gateway")
 
 
 def marketdata_endpoints(cfg: Config) -> list[tuple[str, str]]:
