@@ -193,9 +193,11 @@ class Cluster:
         self.loads = [load for load in self.loads if load.returncode is None]
 
     def records(self, name: str) -> list[tuple[int, int, bytes]]:
-        """(seq, epoch, bytes) of every record in host ``name``'s journal, read offline."""
+        """(seq, epoch, bytes) of every record in host ``name``'s journal (its archived
+        segments too), read offline."""
         out = []
-        for path in segment_paths(self.home(name) / "journal"):
+        journal = self.home(name) / "journal"
+        for path in segment_paths(journal / "archive") + segment_paths(journal):
             for item in read_entries(path):
                 if isinstance(item, tuple):
                     break

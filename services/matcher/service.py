@@ -96,16 +96,8 @@ class Matcher:
             fork=True,
         )
         standby = lambda: core.role == "standby"  # noqa: E731
-        primary = lambda: core.role == "primary"  # noqa: E731
         node.follow(self.follower, core.apply_committed, when=standby, after=schedule)
-        # every journal's beats: how far each holds the primary's log (its commit
-        # position), and whether one is fenced at a newer epoch (then step down)
-        self.journal_beats = node.socket(zmq.SUB, RCVHWM=10_000)
-        self.journal_beats.setsockopt(zmq.SUBSCRIBE, TOPIC_BEAT)
-        self.journal_beats.setsockopt(zmq.SUBSCRIBE, TOPIC_DURABLE)
-        for _, pub, _ in journals(cfg):
-            curve.link(self.journal_beats, pub)
-        node.on(self.journal_beats, self._track_commits, when=primary)
+        self.journal_beats: zmq.Socket | None = None  # a primary's (``_watch_journals``)
         beats = node.beat_with(f"matcher-{instance}", core.beat)
         for sock in beats.sockets:
             node.on(sock, self._control)
@@ -162,6 +154,7 @@ class Matcher:
             return
         history = [(e, first) for e, first in best.epochs if first <= core.seq]
         core.become_primary(epoch, adopted)
+        self._watch_journals()
         cmd_endpoint, pub_endpoint = matcher_endpoints(self.cfg, self.instance)
         self.router = node.bind(zmq.ROUTER, cmd_endpoint, RCVHWM=10_000)
         # bounded instead by the journal lag window
@@ -182,6 +175,21 @@ class Matcher:
         # no state hash here: at 300,000 client order ids it took 0.2 s of the failover
         self.log.info("promoted", epoch=epoch, seq=core.seq, adopted_from=best.journal)
         node.beat_now()
+
+    def _watch_journals(self) -> None:
+        """From now on read every journal's beats: how far each holds our log (the
+        commit position), and whether one is fenced at a newer epoch (then step
+        down). The standby's follower of its journal is dropped: a socket in the
+        poller that nobody reads would spin the loop."""
+        node = self.node
+        node.off(self.follower)
+        self.follower.close()
+        sub = self.journal_beats = node.socket(zmq.SUB, RCVHWM=10_000)
+        sub.setsockopt(zmq.SUBSCRIBE, TOPIC_BEAT)
+        sub.setsockopt(zmq.SUBSCRIBE, TOPIC_DURABLE)
+        for _, pub, _ in journals(self.cfg):
+            curve.link(sub, pub)
+        node.on(sub, self._track_commits)
 
     def _link(self, name: str) -> zmq.Socket:
         sock = self.links.get(name)
