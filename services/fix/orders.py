@@ -160,6 +160,13 @@ class Book:
         order_id = self.by_cl_ord_id.get((account, cl_ord_id))
         return self.orders.get(order_id) if order_id is not None else None
 
+    def _rename(self, order: Order, cl_ord_id: str) -> None:
+        """A replace or cancel gives the order its ClOrdID; the old one no longer names
+        it (FIX: OrigClOrdID is the latest ClOrdID)."""
+        self.by_cl_ord_id.pop((order.account, order.cl_ord_id), None)
+        self.by_cl_ord_id[(order.account, cl_ord_id)] = order.order_id
+        order.cl_ord_id = cl_ord_id
+
     def _touch(self, order: Order) -> None:
         self.dirty.add(order.order_id)
         if not order.open:
@@ -319,10 +326,8 @@ class Book:
                 if event.cl_ord_id:
                     self.pending.pop((account, event.cl_ord_id), None)
                     orig = order.cl_ord_id
-                    self.by_cl_ord_id[(account, event.cl_ord_id)] = order.order_id
-                    order.cl_ord_id = event.cl_ord_id
+                    self._rename(order, event.cl_ord_id)
                 order.status = CANCELED
-                order.order_qty = order.cum_qty + event.qty if orig is None else order.order_qty
                 text = CANCEL_TEXT.get(event.reason, "cancelled")
                 self._touch(order)
                 fields = self.report(order, CANCELED, seq, orig=orig, text=text)
@@ -333,8 +338,7 @@ class Book:
                 if order is None:
                     continue
                 orig = order.cl_ord_id
-                self.by_cl_ord_id[(account, event.cl_ord_id)] = order.order_id
-                order.cl_ord_id = event.cl_ord_id
+                self._rename(order, event.cl_ord_id)
                 order.price, order.leaves = event.price, event.qty
                 order.order_qty = order.cum_qty + event.qty
                 order.status = PARTIAL if order.cum_qty else NEW

@@ -436,7 +436,7 @@ class FixService:
         """The journal's committed stream, on its own thread: batches to the loop."""
         endpoints = self.cfg.endpoints
         ctx = zmq.Context.instance()
-        follower = Follower(ctx, endpoints["journal_pub"], endpoints["journal_read"], max(start, 1))
+        follower = Follower(ctx, endpoints["journal_pub"], endpoints["journal_read"], start + 1)
         try:
             if start == 0:  # first start: report from the journal's present on
                 while self.running and follower.source_seq == 0:
