@@ -408,6 +408,9 @@ class FixService:
                 self.flush()
         except (TimeoutError, ConnectionError, OSError):
             pass
+        except Exception:  # a bug must cost this connection only, never the service
+            self.log.exception("fix_connection_failed", peer=peer)
+            conn.logout("internal error")
         finally:
             await self._drop(conn)
 

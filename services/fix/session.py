@@ -67,7 +67,8 @@ class Connection:
         now = time.monotonic()
         self.last_in, self.test_sent = now, 0.0
         if not self.bucket.take(now):
-            self.service.log.warning("fix_flood", peer=self.peer, sender=self._sender())
+            sender = self.state.sender if self.state else None
+            self.service.log.warning("fix_flood", peer=self.peer, sender=sender)
             self.logout("message rate exceeded")
             return
         msg_type = get(msg, 35)
