@@ -26,7 +26,7 @@ import zmq
 import zmq.asyncio
 
 from services.common.money import to_units
-from services.common.stream import Follower
+from services.common.stream import Follower, HistoryArchived
 from services.common.wire import (
     CancelRequest,
     OrdType,
@@ -451,7 +451,14 @@ class FixService:
                 readable = follower.sub.poll(50)
                 if not follower.due(bool(readable)):
                     continue
-                records = follower.drain()
+                try:
+                    records = follower.drain()
+                except HistoryArchived as exc:
+                    # down longer than the journal keeps its history: report from the
+                    # present on (docs/fix.md); the orders' state is still asked with H
+                    self.log.error("fix_history_archived", error=str(exc))
+                    follower.next_seq = follower.source_seq + 1
+                    continue
                 if records:
                     asyncio.run_coroutine_threadsafe(self.committed(records), loop).result()
         except Exception as exc:  # the loop must hear of it, or reports stop silently

@@ -1,0 +1,150 @@
+"""`exchange bench fix`: orders through the FIX gateway beside the native gateway.
+
+One mesh (fsync on, the hot standby running, as `make run` starts it) with the FIX
+service. Each side sends the same orders from one client with ``window`` in flight:
+IOC buys below the market, so each is accepted and its remainder cancelled, and no
+order rests or trades (the book stays the same from the first order to the last). A
+FIX order's latency runs from its NewOrderSingle written to the socket to its
+ExecutionReport (ExecType New) read; a native order's from its ``order`` request to
+the execution report carrying its ``accepted``. The FIX side is measured first, then
+the native side, on the same mesh. The per-session rate limits are lifted (they are
+a policy, not the capacity being measured).
+"""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import tempfile
+import time
+from pathlib import Path
+
+from clients.bench.cluster import Mesh, Service, free_port, wait_for
+from clients.bench.engine import percentile
+from clients.client import Client
+from services.common.wire import Accepted, PlaceOrder, Side, Tif
+from services.fix import codec
+
+PASSWORD = "Bench.pw1"
+PRICE = 1_600_000  # $160.00 on AAPL (reference $170.00): inside the band, below any ask
+WINDOW = 32
+ORDERS = 5_000
+
+
+def _summary(latencies: list[float], elapsed: float) -> dict:
+    ordered = sorted(latencies)
+    return {
+        "orders": len(ordered),
+        "orders_per_s": round(len(ordered) / elapsed, 1),
+        "p50_ms": round(percentile(ordered, 0.50) * 1000, 3),
+        "p99_ms": round(percentile(ordered, 0.99) * 1000, 3),
+    }
+
+
+def run_fix(port: int, name: str, orders: int, window: int) -> dict:
+    sock = socket.create_connection(("127.0.0.1", port), timeout=30)
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    framer = codec.Framer(1 << 16)
+    seq = 0
+
+    def send(msg_type: str, fields: list) -> None:
+        nonlocal seq
+        seq += 1
+        sock.sendall(codec.build(msg_type, "BENCH", "EXCHANGE", seq, fields))
+
+    def read() -> list:
+        while True:
+            got = framer.feed(sock.recv(1 << 16))
+            if got:
+                return got
+
+    send("A", [(98, 0), (108, 30), (553, name), (554, PASSWORD), (141, "Y")])
+    while not any(codec.get(m, 35) == "A" for m in read()):
+        pass
+    sent: dict[str, float] = {}
+    latencies: list[float] = []
+    began = time.perf_counter()
+    next_id = 0
+    while len(latencies) < orders:
+        while next_id < orders and len(sent) < window:
+            cl = f"b{next_id}"
+            next_id += 1
+            sent[cl] = time.perf_counter()
+            fields = [(11, cl), (55, "AAPL"), (54, 1), (38, 1), (40, 2), (44, "160.00")]
+            send("D", fields + [(59, 3), (60, codec.utc_timestamp())])
+        for msg in read():
+            if codec.get(msg, 35) == "8" and codec.get(msg, 150) in ("0", "8"):
+                t0 = sent.pop(codec.get(msg, 11), None)
+                if t0 is not None:
+                    latencies.append(time.perf_counter() - t0)
+            elif codec.get(msg, 35) == "1":  # a TestRequest while we were busy
+                send("0", [(112, codec.get(msg, 112))])
+    elapsed = time.perf_counter() - began
+    send("5", [])
+    sock.close()
+    return _summary(latencies, elapsed)
+
+
+def run_native(endpoint: str, name: str, orders: int, window: int) -> dict:
+    client = Client(endpoint, timeout=30)
+    client.login(name, PASSWORD)
+    sent: dict[str, float] = {}
+    latencies: list[float] = []
+    began = time.perf_counter()
+    next_id = 0
+    while len(latencies) < orders:
+        while next_id < orders and len(sent) < window:
+            cl = f"n{next_id}"
+            next_id += 1
+            sent[cl] = time.perf_counter()
+            client.send(PlaceOrder(cl, "AAPL", Side.BUY, 1, PRICE, tif=Tif.IOC))
+        report = client.next_report(30)
+        now = time.perf_counter()
+        for event in report.events:
+            if type(event) is Accepted and event.cl_ord_id in sent:
+                latencies.append(now - sent.pop(event.cl_ord_id))
+    elapsed = time.perf_counter() - began
+    client.logout()
+    client.close()
+    return _summary(latencies, elapsed)
+
+
+def run(orders: int = ORDERS, window: int = WINDOW) -> dict:
+    home = Path(tempfile.mkdtemp(prefix="exb-", dir="/tmp"))
+    unlimited = {
+        "session_rate": 10**9,
+        "account_rate": 10**9,
+        "max_in_flight_per_account": 10**6,
+    }
+    port = free_port()
+    fix = {"port": port, "message_rate": 10.0**9}
+    mesh = Mesh(home, standby=True, journal={"fsync": True}, security=unlimited, fix=fix)
+    mesh.services["fix"] = Service("fix", mesh.config_path, home)
+    try:
+        mesh.start()
+        wait_for(lambda: '"ready"' in mesh["fix"].log(), 20, what="the FIX service")
+        endpoint = mesh.cfg.endpoints["gateway"]
+        signup = Client(endpoint)
+        for name in ("fixbench", "natbench"):
+            signup.signup(name, PASSWORD)
+        signup.close()
+        return {
+            "orders": orders,
+            "window": window,
+            "fix": run_fix(port, "fixbench", orders, window),
+            "native": run_native(endpoint, "natbench", orders, window),
+        }
+    finally:
+        mesh.stop()
+        shutil.rmtree(home, ignore_errors=True)
+
+
+def render(result: dict) -> str:
+    lines = [
+        f"{result['orders']} IOC orders each, {result['window']} in flight, fsync on",
+        f"{'gateway':<8} {'orders/s':>10} {'p50 (ms)':>10} {'p99 (ms)':>10}",
+    ]
+    for side in ("fix", "native"):
+        r = result[side]
+        lines.append(f"{side:<8} {r['orders_per_s']:>10,.0f} {r['p50_ms']:>10.3f} {r['p99_ms']:>10.3f}")
+    return "\n".join(lines)
