@@ -41,25 +41,49 @@ def _summary(latencies: list[float], elapsed: float) -> dict:
     }
 
 
+def _message(msg_type: str, seq: int, fields: str) -> bytes:
+    """A whole FIX message built by string formatting: the load generator must cost
+    little beside the service it measures (the service uses simplefix)."""
+    body = f"35={msg_type}\x0149=BENCH\x0156=EXCHANGE\x0134={seq}\x0152={codec.utc_timestamp()}\x01"
+    head = f"8=FIX.4.4\x019={len(body) + len(fields)}\x01".encode()
+    data = head + body.encode() + fields.encode()
+    return data + b"10=%03d\x01" % codec.checksum(data)
+
+
+class _Reader:
+    """Messages off a socket as tag -> value dicts, split at the CheckSum field."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+        self.buf = b""
+
+    def read(self) -> list[dict[bytes, bytes]]:
+        while True:
+            self.buf += self.sock.recv(1 << 16)
+            out = []
+            while (end := self.buf.find(b"\x0110=")) >= 0 and len(self.buf) >= end + 8:
+                raw, self.buf = self.buf[: end + 1], self.buf[end + 8 :]
+                out.append(dict(f.split(b"=", 1) for f in raw.split(b"\x01") if f))
+            if out:
+                return out
+
+
 def run_fix(port: int, name: str, orders: int, window: int) -> dict:
     sock = socket.create_connection(("127.0.0.1", port), timeout=30)
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    framer = codec.Framer(1 << 16)
+    reader = _Reader(sock)
     seq = 0
 
-    def send(msg_type: str, fields: list) -> None:
+    def send(msg_type: str, fields: str) -> None:
         nonlocal seq
         seq += 1
-        sock.sendall(codec.build(msg_type, "BENCH", "EXCHANGE", seq, fields))
+        sock.sendall(_message(msg_type, seq, fields))
 
     def read() -> list:
-        while True:
-            got = framer.feed(sock.recv(1 << 16))
-            if got:
-                return got
+        return reader.read()
 
-    send("A", [(98, 0), (108, 30), (553, name), (554, PASSWORD), (141, "Y")])
-    while not any(codec.get(m, 35) == "A" for m in read()):
+    send("A", f"98=0\x01108=30\x01553={name}\x01554={PASSWORD}\x01141=Y\x01")
+    while not any(m[b"35"] == b"A" for m in read()):
         pass
     sent: dict[str, float] = {}
     latencies: list[float] = []
@@ -69,18 +93,18 @@ def run_fix(port: int, name: str, orders: int, window: int) -> dict:
         while next_id < orders and len(sent) < window:
             cl = f"b{next_id}"
             next_id += 1
-            sent[cl] = time.perf_counter()
-            fields = [(11, cl), (55, "AAPL"), (54, 1), (38, 1), (40, 2), (44, "160.00")]
-            send("D", fields + [(59, 3), (60, codec.utc_timestamp())])
+            sent[cl.encode()] = time.perf_counter()
+            send("D", f"11={cl}\x0155=AAPL\x0154=1\x0138=1\x0140=2\x0144=160.00\x0159=3\x01")
         for msg in read():
-            if codec.get(msg, 35) == "8" and codec.get(msg, 150) in ("0", "8"):
-                t0 = sent.pop(codec.get(msg, 11), None)
+            kind = msg[b"35"]
+            if kind == b"8" and msg.get(b"150") in (b"0", b"8"):
+                t0 = sent.pop(msg.get(b"11"), None)
                 if t0 is not None:
                     latencies.append(time.perf_counter() - t0)
-            elif codec.get(msg, 35) == "1":  # a TestRequest while we were busy
-                send("0", [(112, codec.get(msg, 112))])
+            elif kind == b"1":  # a TestRequest while we were busy
+                send("0", f"112={msg[b'112'].decode()}\x01")
     elapsed = time.perf_counter() - began
-    send("5", [])
+    send("5", "")
     sock.close()
     return _summary(latencies, elapsed)
 
@@ -146,5 +170,7 @@ def render(result: dict) -> str:
     ]
     for side in ("fix", "native"):
         r = result[side]
-        lines.append(f"{side:<8} {r['orders_per_s']:>10,.0f} {r['p50_ms']:>10.3f} {r['p99_ms']:>10.3f}")
+        lines.append(
+            f"{side:<8} {r['orders_per_s']:>10,.0f} {r['p50_ms']:>10.3f} {r['p99_ms']:>10.3f}"
+        )
     return "\n".join(lines)

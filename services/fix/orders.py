@@ -112,7 +112,10 @@ class Order:
         return price_text(round(self.notional / self.cum_qty)) if self.cum_qty else "0"
 
     def to_json(self) -> dict:
-        return dataclasses.asdict(self)
+        return {name: getattr(self, name) for name in ORDER_FIELDS}
+
+
+ORDER_FIELDS = tuple(f.name for f in dataclasses.fields(Order))
 
 
 @dataclass(slots=True)
@@ -146,9 +149,21 @@ class Book:
     finished: dict[int, deque] = field(default_factory=dict)  # account -> done order ids
     dirty: set[int] = field(default_factory=set)  # order ids changed since last save
     dropped: set[int] = field(default_factory=set)  # order ids forgotten since last save
+    # (account, cl_ord_id) of pending requests added or answered since the last save
+    pending_changed: set[tuple[int, str]] = field(default_factory=set)
     exec_ids: int = 0
 
     # -- state ------------------------------------------------------------------------
+
+    def expect(self, key: tuple[int, str], pending: Pending) -> None:
+        """A request forwarded under ``key`` (account, cl_ord_id), awaiting its answer."""
+        self.pending[key] = pending
+        self.pending_changed.add(key)
+
+    def answer(self, key: tuple[int, str]) -> Pending | None:
+        """The pending request ``key`` names, now answered (None if none was)."""
+        self.pending_changed.add(key)
+        return self.pending.pop(key, None)
 
     def add(self, order: Order) -> None:
         self.orders[order.order_id] = order
@@ -282,7 +297,7 @@ class Book:
         for event in events:
             kind = type(event)
             if kind is Accepted:
-                pend = self.pending.pop((account, event.cl_ord_id), None)
+                pend = self.answer((account, event.cl_ord_id))
                 new = Order(
                     account, event.order_id, event.cl_ord_id, event.symbol, event.side,
                     event.price, event.qty, event.qty,
@@ -324,7 +339,7 @@ class Book:
                     continue
                 orig = None
                 if event.cl_ord_id:
-                    self.pending.pop((account, event.cl_ord_id), None)
+                    self.answer((account, event.cl_ord_id))
                     orig = order.cl_ord_id
                     self._rename(order, event.cl_ord_id)
                 order.status = CANCELED
@@ -334,7 +349,7 @@ class Book:
                 out.append(Outgoing(account, order.owner, "8", fields))
             elif kind is Replaced:
                 order = self.orders.get(event.order_id)
-                self.pending.pop((account, event.cl_ord_id), None)
+                self.answer((account, event.cl_ord_id))
                 if order is None:
                     continue
                 orig = order.cl_ord_id
@@ -349,7 +364,7 @@ class Book:
                     )
                 )
             elif kind is Rejected:
-                pend = self.pending.pop((account, event.cl_ord_id), None)
+                pend = self.answer((account, event.cl_ord_id))
                 owner = pend.sender if pend else ""
                 if type(cmd) is NewOrder:
                     out.append(
@@ -370,7 +385,7 @@ class Book:
     def _duplicate(self, account: int, cmd, event: Duplicate, seq: int) -> list[Outgoing]:
         """A repeat of a ClOrdID (a resend after a reconnect or a failover): nothing was
         done again; the owner is told where the original stands."""
-        pend = self.pending.pop((account, event.cl_ord_id), None)
+        pend = self.answer((account, event.cl_ord_id))
         sender = pend.sender if pend else ""
         original = event.original
         if type(original) is Rejected:

@@ -99,13 +99,15 @@ class FixService:
         self.links: dict[str, NativeLink] = {}  # SenderCompID -> its gateway session
         self.connections: set[Connection] = set()
         self.dirty: set[Connection] = set()  # connections with bytes to write
+        self.dirty_sessions: set[str] = set()  # SenderCompIDs whose numbers changed
         self.zctx: zmq.asyncio.Context | None = None
         self.running = True
 
     # -- the store's port ---------------------------------------------------------------
 
     def save(self, state: SessionState) -> None:
-        self.store.save_session(state)
+        """Written with the turn's other changes, by ``flush``."""
+        self.dirty_sessions.add(state.sender)
 
     def emit(
         self, state: SessionState, msg_type: str, fields: list, conn: Connection | None = None
@@ -129,9 +131,13 @@ class FixService:
 
     def flush(self) -> None:
         """Commit this turn's changes, then write what they queued."""
-        self.store.save_book(self.book)
-        self.store.sync_pending(self.book)
-        self.store.commit()
+        store = self.store
+        for sender in self.dirty_sessions:
+            store.save_session(self.sessions[sender])
+        self.dirty_sessions.clear()
+        store.save_book(self.book)
+        store.sync_pending(self.book)
+        store.commit()
         for conn in self.dirty:
             if conn.out and not conn.writer.is_closing():
                 conn.writer.write(b"".join(conn.out))
@@ -178,7 +184,7 @@ class FixService:
         if state is None:
             return
         kind = {PlaceOrder: "D", CancelRequest: "F", ReplaceRequest: "G"}.get(type(request), "D")
-        pending = self.book.pending.pop((state.account, cl_ord_id), None) or Pending(sender, kind)
+        pending = self.book.answer((state.account, cl_ord_id)) or Pending(sender, kind)
         self.deliver(self.book.gateway_reject(state.account, request, pending, reply.code, 0))
         self.flush()
 
@@ -296,12 +302,11 @@ class FixService:
 
     def _forward(self, conn: Connection, request, pending: Pending) -> None:
         state = conn.state
-        inflight = sum(1 for p in self.book.pending.values() if p.sender == state.sender)
-        if inflight >= MAX_PENDING_PER_SESSION:
+        if len(conn.link.inflight) >= MAX_PENDING_PER_SESSION:
             reply = RequestRejected(Reject.TOO_MANY_IN_FLIGHT, "", request.cl_ord_id)
             self.deliver(self.book.gateway_reject(state.account, request, pending, reply.code, 0))
             return
-        self.book.pending[(state.account, request.cl_ord_id)] = pending
+        self.book.expect((state.account, request.cl_ord_id), pending)
         conn.link.send(request)
 
     def _new_order(self, conn: Connection, msg) -> None:

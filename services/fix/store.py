@@ -153,7 +153,7 @@ class Store:
         )
 
     def sync_pending(self, book: Book) -> None:
-        """The pending table as the book has it (entries answered since are gone)."""
-        self.db.execute("DELETE FROM pending")
-        for (account, cl_ord_id), pending in book.pending.items():
-            self.save_pending(account, cl_ord_id, pending)
+        """The pending requests added or answered since the last save."""
+        for key in book.pending_changed:
+            self.save_pending(*key, book.pending.get(key))
+        book.pending_changed.clear()
