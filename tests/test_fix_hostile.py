@@ -53,6 +53,13 @@ class Raw:
     def logon(self, password: str = PASSWORD, seq: int = 1, name: str = "eve") -> None:
         self.msg("A", seq, (98, 0), (108, 30), (553, name), (554, password))
 
+    @classmethod
+    def logged_on(cls, mesh, sender: str) -> Raw:
+        raw = cls(mesh.cfg.fix.port, sender)
+        raw.logon()
+        raw.until("A")
+        return raw
+
     def read(self, timeout: float = 5.0) -> dict | None:
         """The next whole message, or None when the connection closed."""
         deadline = time.monotonic() + timeout
@@ -155,9 +162,7 @@ def test_garbled_messages_are_dropped_and_the_gap_is_asked_for(hostile_mesh, hon
 
 
 def test_missing_tags_and_bad_values_get_session_rejects(hostile_mesh, honest):
-    eve = Raw(hostile_mesh.cfg.fix.port, "EVE3")
-    eve.logon()
-    eve.until("A")
+    eve = Raw.logged_on(hostile_mesh, "EVE3")
     eve.msg("D", 2, (11, "m1"), (54, 1), (38, 10), (40, 2), (44, "170.00"))  # no Symbol
     reject = eve.until("3")
     assert (reject["45"], reject["371"], reject["373"]) == ("2", "55", "1")
@@ -175,9 +180,7 @@ def test_missing_tags_and_bad_values_get_session_rejects(hostile_mesh, honest):
 
 
 def test_sequence_number_too_low_ends_the_session(hostile_mesh, honest):
-    eve = Raw(hostile_mesh.cfg.fix.port, "EVE4")
-    eve.logon()
-    eve.until("A")
+    eve = Raw.logged_on(hostile_mesh, "EVE4")
     eve.msg("0", 2)
     eve.msg("0", 2)  # again, without PossDupFlag
     logout = eve.until("5")
@@ -193,16 +196,12 @@ def test_sequence_number_too_low_ends_the_session(hostile_mesh, honest):
 
 
 def test_flood_and_oversized_messages_end_only_that_session(hostile_mesh, honest):
-    eve = Raw(hostile_mesh.cfg.fix.port, "EVE5")
-    eve.logon()
-    eve.until("A")
+    eve = Raw.logged_on(hostile_mesh, "EVE5")
     eve.send(b"".join(frame(body("0", seq, sender="EVE5")) for seq in range(2, 2_000)))
     logout = eve.until("5")
     assert logout["58"] == "message rate exceeded"
     assert eve.closed()
-    big = Raw(hostile_mesh.cfg.fix.port, "EVE6")
-    big.logon()
-    big.until("A")
+    big = Raw.logged_on(hostile_mesh, "EVE6")
     big.send(f"8=FIX.4.4{SOH}9=99999999{SOH}35=0{SOH}".encode())
     assert "BodyLength" in big.until("5")["58"]
     assert big.closed()

@@ -41,6 +41,25 @@ def _summary(latencies: list[float], elapsed: float) -> dict:
     }
 
 
+def _closed_loop(orders: int, window: int, send, answered) -> dict:
+    """Send ``orders`` keeping ``window`` in flight: ``send(i)`` sends order i and
+    returns its key, ``answered()`` yields the keys whose first report came in."""
+    sent: dict = {}
+    latencies: list[float] = []
+    began = time.perf_counter()
+    next_id = 0
+    while len(latencies) < orders:
+        while next_id < orders and len(sent) < window:
+            at = time.perf_counter()
+            sent[send(next_id)] = at
+            next_id += 1
+        for key in answered():
+            at = sent.pop(key, None)
+            if at is not None:
+                latencies.append(time.perf_counter() - at)
+    return _summary(latencies, time.perf_counter() - began)
+
+
 def _message(msg_type: str, seq: int, fields: str) -> bytes:
     """A whole FIX message built by string formatting: the load generator must cost
     little beside the service it measures (the service uses simplefix)."""
@@ -85,52 +104,42 @@ def run_fix(port: int, name: str, orders: int, window: int) -> dict:
     send("A", f"98=0\x01108=30\x01553={name}\x01554={PASSWORD}\x01141=Y\x01")
     while not any(m[b"35"] == b"A" for m in read()):
         pass
-    sent: dict[str, float] = {}
-    latencies: list[float] = []
-    began = time.perf_counter()
-    next_id = 0
-    while len(latencies) < orders:
-        while next_id < orders and len(sent) < window:
-            cl = f"b{next_id}"
-            next_id += 1
-            sent[cl.encode()] = time.perf_counter()
-            send("D", f"11={cl}\x0155=AAPL\x0154=1\x0138=1\x0140=2\x0144=160.00\x0159=3\x01")
+
+    def order(i: int) -> bytes:
+        send("D", f"11=b{i}\x0155=AAPL\x0154=1\x0138=1\x0140=2\x0144=160.00\x0159=3\x01")
+        return f"b{i}".encode()
+
+    def answered():
         for msg in read():
             kind = msg[b"35"]
             if kind == b"8" and msg.get(b"150") in (b"0", b"8"):
-                t0 = sent.pop(msg.get(b"11"), None)
-                if t0 is not None:
-                    latencies.append(time.perf_counter() - t0)
+                yield msg.get(b"11")
             elif kind == b"1":  # a TestRequest while we were busy
                 send("0", f"112={msg[b'112'].decode()}\x01")
-    elapsed = time.perf_counter() - began
+
+    result = _closed_loop(orders, window, order, answered)
     send("5", "")
     sock.close()
-    return _summary(latencies, elapsed)
+    return result
 
 
 def run_native(endpoint: str, name: str, orders: int, window: int) -> dict:
     client = Client(endpoint, timeout=30)
     client.login(name, PASSWORD)
-    sent: dict[str, float] = {}
-    latencies: list[float] = []
-    began = time.perf_counter()
-    next_id = 0
-    while len(latencies) < orders:
-        while next_id < orders and len(sent) < window:
-            cl = f"n{next_id}"
-            next_id += 1
-            sent[cl] = time.perf_counter()
-            client.send(PlaceOrder(cl, "AAPL", Side.BUY, 1, PRICE, tif=Tif.IOC))
-        report = client.next_report(30)
-        now = time.perf_counter()
-        for event in report.events:
-            if type(event) is Accepted and event.cl_ord_id in sent:
-                latencies.append(now - sent.pop(event.cl_ord_id))
-    elapsed = time.perf_counter() - began
+
+    def order(i: int) -> str:
+        client.send(PlaceOrder(f"n{i}", "AAPL", Side.BUY, 1, PRICE, tif=Tif.IOC))
+        return f"n{i}"
+
+    def answered():
+        for event in client.next_report(30).events:
+            if type(event) is Accepted:
+                yield event.cl_ord_id
+
+    result = _closed_loop(orders, window, order, answered)
     client.logout()
     client.close()
-    return _summary(latencies, elapsed)
+    return result
 
 
 def run(orders: int = ORDERS, window: int = WINDOW) -> dict:
