@@ -211,6 +211,7 @@ def test_matcher_failover_under_fix_orders(fix_mesh):
             lambda: any(
                 s.role == "standby" and s.alive and s.seq >= 1 for s in mesh.status().services
             ),
+            timeout=30,
             what="the standby to follow",
         )
         for i in range(40):

@@ -25,6 +25,9 @@ from functools import partial
 import zmq
 import zmq.asyncio
 
+from services.common.bus import TOPIC_BEAT
+from services.common.codec import beat_decoder
+from services.common.frames import recv_frames
 from services.common.money import to_units
 from services.common.stream import Follower, HistoryArchived
 from services.common.wire import (
@@ -447,11 +450,18 @@ class FixService:
         follower = Follower(ctx, endpoints["journal_pub"], endpoints["journal_read"], start + 1)
         try:
             if start == 0:  # first start: report from the journal's present on
-                while self.running and follower.source_seq == 0:
+                present = None
+                while self.running and present is None:
                     if follower.sub.poll(100):
-                        follower.drain()
-                follower.next_seq = follower.source_seq + 1
+                        topic, payload = recv_frames(follower.sub)
+                        if topic == TOPIC_BEAT:  # records before it are in its seq
+                            present = beat_decoder.decode(payload).seq
+                if present is None:
+                    return
+                follower.next_seq = present + 1
+                follower.source_seq = max(follower.source_seq, present)
                 self.log.info("fix_follow_from", seq=follower.next_seq)
+            loop.call_soon_threadsafe(self._positioned.set)
             while self.running:
                 readable = follower.sub.poll(50)
                 if not follower.due(bool(readable)):
@@ -483,10 +493,21 @@ class FixService:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self._stop)
-        server = await asyncio.start_server(self.serve, fix.host, fix.port, reuse_address=True)
+        self._positioned = asyncio.Event()
         start = self.store.journal_seq()
         follow = threading.Thread(target=self._follow, args=(loop, start), daemon=True)
         follow.start()
+        # no session before the follower knows where it reads from: an order entered
+        # meanwhile could fall before that point and never be reported
+        stopped = asyncio.create_task(self._stopped.wait())
+        await asyncio.wait(
+            [asyncio.create_task(self._positioned.wait()), stopped],
+            return_when=asyncio.FIRST_COMPLETED,
+        )
+        if self._stopped.is_set():
+            self.store.close()
+            return 0
+        server = await asyncio.start_server(self.serve, fix.host, fix.port, reuse_address=True)
         tick = asyncio.create_task(self._tick())
         self.log.info(
             "ready", host=fix.host, port=fix.port, sessions=len(self.sessions), journal_seq=start
