@@ -207,6 +207,9 @@ def test_matcher_failover_under_fix_orders(fix_mesh):
     client = quickfix(mesh, "FAY1", "fay").start()
     try:
         maker.place("MSFT", Side.SELL, 10_000, to_units("420.00"))
+        for name in ("matcher-a", "matcher-b"):  # a loaded host may have failed over already
+            if not mesh[name].alive():
+                mesh[name].start()
         wait_for(
             lambda: any(
                 s.role == "standby" and s.alive and s.seq >= 1 for s in mesh.status().services
@@ -234,3 +237,22 @@ def test_matcher_failover_under_fix_orders(fix_mesh):
     finally:
         client.stop()
         maker.close()
+
+
+def test_gateway_restart_leaves_the_fix_session_up(fix_mesh):
+    """The FIX service logs its gateway session in again and resends what was
+    unanswered; the FIX counterparty sees nothing but its answers."""
+    mesh = fix_mesh
+    trader(mesh, "gina").close()
+    client = quickfix(mesh, "GINA1", "gina").start()
+    try:
+        client.new_order("g1", "1", 1, "160.00")
+        client.next(t11="g1", t150="0")
+        mesh["gateway"].kill()
+        mesh["gateway"].start()
+        mesh.wait_ready()
+        client.new_order("g2", "1", 1, "160.00")
+        assert client.next(20, t11="g2", t150="0")["39"] == "0"
+        assert client.app.logons == 1 and client.app.logged_on.is_set()
+    finally:
+        client.stop()
