@@ -97,6 +97,25 @@ def test_trade_cancel_replace_and_drop_copy_agree_with_fills(fix_mesh):
         rejected = client.next(t11="a6", t150="8")
         assert rejected["39"] == "8" and "PRICE_BAND" in rejected["58"]
 
+        client.send("H", [(11, "a1"), (55, "AAPL"), (54, "1")])  # OrderStatusRequest
+        status = client.next(t11="a1", t150="I")
+        assert (status["39"], status["14"], status["37"]) == ("2", "60", new["37"])
+        bob.place("AAPL", Side.SELL, 10, to_units("170.00"))  # 40 + 10 left at 170.00
+        client.new_order("a7", "1", 5, "170.00", t18="6")  # post-only that would trade
+        assert "POST_ONLY_WOULD_TRADE" in client.next(t11="a7", t150="8")["58"]
+        client.new_order("a8", "1", 60, "170.00", t59="4")  # fill-or-kill: only 50 there
+        client.next(t11="a8", t150="0")
+        assert client.next(t11="a8", t150="4")["14"] == "0"
+        client.new_order("a9", "1", 70, None)  # market: takes the 50, the rest cancelled
+        market_trades = []
+        while (report := client.next(t11="a9"))["150"] != "4":
+            if report["150"] == "F":
+                market_trades.append(report)
+        assert sum(int(m["32"]) for m in market_trades) == 50
+        assert (report["14"], report["151"], report["40"]) == ("50", "0", "1")
+        client.new_order("a10", "2", 5, "171.00", t59="3")  # IOC with nothing to meet
+        assert client.next(t11="a10", t150="4")["39"] == "4"
+
         # an order of the same account from the native gateway: the drop copy sees it,
         # the FIX order-entry session does not
         native = alice.place("AAPL", Side.BUY, 5, to_units("168.00"), cl_ord_id="native-1")
@@ -115,7 +134,7 @@ def test_trade_cancel_replace_and_drop_copy_agree_with_fills(fix_mesh):
         } <= seen
         assert all(m.get("11") != "native-1" for m in client.drain())
 
-        trades = [trade, partial]
+        trades = [trade, partial, *market_trades]
         fills = [f for f in cli_fills(mesh, "alice") if f["side"] == "BUY"]
         assert sorted(
             (f["order_id"], f["qty"], f["price"], f["trade_id"]) for f in fills

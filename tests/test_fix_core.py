@@ -142,3 +142,38 @@ def test_book_forgets_the_oldest_finished_orders_past_its_bound():
         book.apply(record(i + 1, NewOrder(7, f"o{i}", "AAPL", 1, 1)), 7, [accepted, cancelled])
     assert sorted(book.orders) == [8, 9, 10]
     assert book.find(7, "o0") is None and book.find(7, "o9").order_id == 10
+
+
+class StubService:
+    """What a Connection needs of the service, recording what it would send."""
+
+    def __init__(self) -> None:
+        from services.common import config
+
+        self.cfg = config.Config(symbols={})
+        self.sent: list[str] = []
+        self.now = 0.0
+
+    def emit(self, state, msg_type, fields, conn=None) -> None:
+        self.sent.append(msg_type)
+        if conn is not None:
+            conn.last_out = self.now
+
+    def save(self, state) -> None:
+        pass
+
+
+def test_heartbeat_test_request_then_logout_when_the_counterparty_is_silent():
+    from services.fix.session import Connection
+    from services.fix.store import ORDER_ENTRY, SessionState
+
+    service = StubService()
+    conn = Connection(service, "peer")
+    conn.state, conn.heartbeat_s = SessionState("S", 1, "n", ORDER_ENTRY), 10.0
+    conn.last_in = conn.last_out = 100.0
+    for now in (105.0, 110.5, 112.5, 121.0, 123.0):
+        service.now = now
+        conn.check_silence(now)
+    # our heartbeat after 10 s quiet, a TestRequest after 12 s silent, Logout 10 s later
+    assert service.sent == ["0", "1", "0", "5"]
+    assert conn.closing

@@ -320,6 +320,8 @@ class FixService:
         qty = _qty(msg, 38)
         cl_ord_id, symbol = get(msg, 11) or "", get(msg, 55) or ""
         tif = FIX_TIF.get(get(msg, 59) or "1")
+        if ord_type == "1" and tif == Tif.GTC:  # a market order never rests: Day/GTC is IOC
+            tif = Tif.IOC
         price = 0
         if ord_type == "2":
             _need(msg, 44)
