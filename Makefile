@@ -10,6 +10,7 @@ PYTHON ?= $(shell for p in /usr/bin/python3.11 python3.11 python3; do \
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
+FIXSTAMP := $(VENV)/.fixtest-stamp
 
 .PHONY: install run down status test bench lint fmt clean
 
@@ -18,6 +19,11 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[server,tui,dev,bench]'
 	touch $(STAMP)
+
+# QuickFIX, the FIX tests' client, builds from source for minutes: the tests only
+$(FIXSTAMP): $(STAMP)
+	$(BIN)/python -m pip install --quiet -e '.[fixtest]'
+	touch $(FIXSTAMP)
 
 install: $(STAMP)
 
@@ -30,7 +36,7 @@ down: $(STAMP)
 status: $(STAMP)
 	$(BIN)/exchange status
 
-test: $(STAMP)
+test: $(STAMP) $(FIXSTAMP)
 	$(BIN)/python -m pytest -q
 
 bench: $(STAMP)
