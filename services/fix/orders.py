@@ -237,7 +237,7 @@ class Book:
         fields += [(6, order.avg_px()), (58, text)]
         return fields
 
-    def _rejection(self, account: int, cmd, code: int, seq: int) -> list[tuple[int, object]]:
+    def rejection(self, account: int, cmd, code: int, seq: int) -> list[tuple[int, object]]:
         """An ExecutionReport rejecting a new order that never got an order id."""
         return [
             (37, "NONE"),
@@ -280,7 +280,7 @@ class Book:
         the answer the matcher would have given, never journaled."""
         if pending.kind == "D":
             return Outgoing(
-                account, pending.sender, "8", self._rejection(account, request, code, seq)
+                account, pending.sender, "8", self.rejection(account, request, code, seq)
             )
         return Outgoing(
             account,
@@ -368,9 +368,7 @@ class Book:
                 owner = pend.sender if pend else ""
                 if type(cmd) is NewOrder:
                     out.append(
-                        Outgoing(
-                            account, owner, "8", self._rejection(account, cmd, event.code, seq)
-                        )
+                        Outgoing(account, owner, "8", self.rejection(account, cmd, event.code, seq))
                     )
                 elif type(cmd) in (CancelOrder, ReplaceOrder):
                     kind_fix = "F" if type(cmd) is CancelOrder else "G"
@@ -391,9 +389,7 @@ class Book:
         if type(original) is Rejected:
             if type(cmd) is NewOrder:
                 return [
-                    Outgoing(
-                        account, sender, "8", self._rejection(account, cmd, original.code, seq)
-                    )
+                    Outgoing(account, sender, "8", self.rejection(account, cmd, original.code, seq))
                 ]
             kind_fix = "F" if type(cmd) is CancelOrder else "G"
             fields = self.cancel_reject(event.cl_ord_id, pend, kind_fix, original.code, 0)

@@ -339,7 +339,7 @@ class FixService:
         elif get(msg, 1) not in (None, conn.state.name):
             problem = "Account (1) is not this session's account"
         if problem is not None:
-            fields = self.book._rejection(conn.state.account, request, Reject.MALFORMED, 0)
+            fields = self.book.rejection(conn.state.account, request, Reject.MALFORMED, 0)
             fields = [(t, v) for t, v in fields if t not in (103, 58)]
             reason = 15 if "Account" in problem else 11
             fields += [(103, reason), (58, problem)]
