@@ -14,6 +14,7 @@ STAMP  := $(VENV)/.installed-stamp
 # without a C compiler the pure-Python engine runs, as it does with EXCHANGE_PURE_ENGINE=1
 ENGINE := services/matcher
 BUILT  := $(ENGINE)/compiled.sha256
+FIXSTAMP := $(VENV)/.fixtest-stamp
 
 .PHONY: install etcd run down status test bench lint fmt clean
 
@@ -26,6 +27,11 @@ $(STAMP): pyproject.toml
 $(BUILT): $(STAMP) $(foreach m,engine book state,$(ENGINE)/$(m).py $(ENGINE)/$(m).pxd)
 	$(BIN)/python -c "from services.matcher.compiled import build; build()" >/dev/null || \
 		echo "make: the compiled engine did not build; the pure-Python engine runs" >&2
+
+# QuickFIX, the FIX tests' client, builds from source for minutes: the tests only
+$(FIXSTAMP): $(STAMP)
+	$(BIN)/python -m pip install --quiet -e '.[fixtest]'
+	touch $(FIXSTAMP)
 
 install: $(STAMP) $(BUILT)
 
@@ -48,7 +54,7 @@ down: install
 status: install
 	$(BIN)/exchange status
 
-test: install etcd
+test: install etcd $(FIXSTAMP)
 	$(BIN)/python -m pytest -q
 
 bench: install

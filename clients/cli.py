@@ -55,6 +55,14 @@ def _bench_seed(args: argparse.Namespace) -> int:
     return 0
 
 
+def _bench_fix(args: argparse.Namespace) -> int:
+    from clients.bench import fix
+
+    result = fix.run(orders=args.orders, window=args.window)
+    print(json.dumps(result) if args.json else fix.render(result))
+    return 0
+
+
 def _bench_sustained(args: argparse.Namespace) -> int:
     from clients.bench import sustained
 
@@ -295,6 +303,11 @@ def build_parser() -> argparse.ArgumentParser:
     seed.add_argument("--trials", type=int, default=5)
     seed.add_argument("--json", action="store_true", help="one JSON object on stdout")
     seed.set_defaults(func=_bench_seed)
+    fixb = bench_sub.add_parser("fix", help="orders through the FIX gateway beside the native")
+    fixb.add_argument("--orders", type=int, default=5_000, help="orders on each side")
+    fixb.add_argument("--window", type=int, default=32, help="orders in flight")
+    fixb.add_argument("--json", action="store_true", help="one JSON object on stdout")
+    fixb.set_defaults(func=_bench_fix)
     sus = bench_sub.add_parser("sustained", help="open-loop offered load, latency percentiles")
     sus.add_argument("--rates", default="1000,5000,10000,20000,max", help="orders/s, or max")
     sus.add_argument("--duration", type=float, help="seconds per rate (default 10)")

@@ -162,6 +162,8 @@ def up(
     print(
         f"exchange up (home {home})\n"
         f"  order entry:  {cfg.endpoints['gateway']}\n"
+        f"  FIX 4.4:      {cfg.fix.host}:{cfg.fix.port} (TargetCompID {cfg.fix.target_comp_id}, "
+        f"docs/fix.md)\n"
         f"  market data:  {cfg.endpoints['marketdata_pub']} "
         f"(snapshots {cfg.endpoints['marketdata_snapshot']})\n"
         f"  try:  EXCHANGE_PASSWORD='Secret.pw1' .venv/bin/exchange account create alice\n"

@@ -21,9 +21,15 @@ class Mesh(cluster.Mesh):
     each journal makes a zero-filled spare segment in the background, and 64 MiB of
     zeros per test is disk time the suite need not spend (and rolls get exercised)."""
 
-    def __init__(self, home, standby: bool = False, **sections: dict) -> None:
+    def __init__(
+        self, home, standby: bool = False, fix: bool | dict = False, **sections: dict
+    ) -> None:
         sections["journal"] = {"segment_bytes": 1 << 20, **sections.get("journal", {})}
+        if fix:  # the FIX acceptor on a free port (``fix``: its [fix] keys), after the gateway
+            sections["fix"] = {"port": free_port(), **(fix if isinstance(fix, dict) else {})}
         super().__init__(home, standby, **sections)
+        if fix:
+            self.services["fix"] = Service("fix", self.config_path, home)
 
 
 def trader(mesh: Mesh, name: str, password: str = "Secret.pw1", timeout: float = 15):
@@ -87,9 +93,9 @@ FAST_TIMINGS = {"heartbeat_ms": 50, "missed_beats": 4}
 
 
 @contextlib.contextmanager
-def running(home, standby: bool = False, **sections: dict):
+def running(home, standby: bool = False, fix: bool | dict = False, **sections: dict):
     """A started mesh with fast heartbeats, stopped by PID afterwards, whatever happens."""
-    mesh = Mesh(home, standby, timings=FAST_TIMINGS, **sections)
+    mesh = Mesh(home, standby, fix, timings=FAST_TIMINGS, **sections)
     try:
         mesh.start()
         yield mesh

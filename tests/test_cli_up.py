@@ -6,6 +6,8 @@ import json
 import os
 import signal
 
+from services.common import config
+from tests.fixclient import FixClient
 from tests.mesh import exchange_cli, stop_supervised, wait_for, write_config
 
 PASSWORD = "Secret.pw1"
@@ -22,6 +24,11 @@ def test_up_trade_book_status_down(short_home):
         assert "order entry:" in up.stdout
         created = run("account", "create", "alice", "--json", EXCHANGE_PASSWORD=PASSWORD)
         assert json.loads(created.stdout)["ok"], created.stdout + created.stderr
+        # the FIX acceptor runs beside the gateway: a QuickFIX session logs on to it
+        assert "FIX 4.4:" in up.stdout
+        port = config.load(config_path, home=short_home).fix.port
+        quickfix = FixClient(short_home / "quickfix", port, "ALICE1", "alice").start(30)
+        quickfix.stop()
         creds = {"EXCHANGE_USER": "alice", "EXCHANGE_PASSWORD": PASSWORD}
         bought = run("buy", "AAPL", "100", "170.50", "--json", **creds)
         assert bought.returncode == 0, bought.stdout + bought.stderr

@@ -36,6 +36,7 @@ def write_config(home: Path, **sections: dict) -> Path:
         value = endpoints.get(key, value)
         if value.startswith("tcp://"):
             endpoints[key] = f"tcp://127.0.0.1:{free_port()}"
+    raw.setdefault("fix", {})["port"] = free_port()  # the FIX acceptor's, likewise
     ports = raw.setdefault("metrics", {}).setdefault("ports", {})
     for service in list(ports):  # several meshes at once: each its own free ports
         ports[service] = free_port()

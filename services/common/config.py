@@ -205,6 +205,22 @@ class Matcher:
 
 
 @dataclass(frozen=True, slots=True)
+class Fix:
+    """[fix]: the FIX 4.4 acceptor (docs/fix.md), a client of the gateway."""
+
+    host: str = "127.0.0.1"  # the interface the FIX acceptor listens on
+    port: int = 9878  # its TCP port
+    target_comp_id: str = "EXCHANGE"  # our CompID: every message's TargetCompID (56)
+    max_sessions: int = 256  # FIX connections at once; past it, new ones are closed
+    max_message_bytes: int = 8_192  # a longer message (BodyLength) ends the connection
+    message_rate: float = 2_000  # inbound messages/s per connection (bursts of 2x): past it, Logout
+    logon_timeout_s: float = 5  # a connection must log on within this
+    max_heartbeat_s: int = 300  # HeartBtInt (108) accepted: 1 .. this
+    store_kept: int = 100_000  # sent messages kept per session for ResendRequest
+    orders_kept: int = 100_000  # finished orders remembered per account (status, duplicates)
+
+
+@dataclass(frozen=True, slots=True)
 class MetricsExport:
     """[metrics]: each service's counters and histograms in Prometheus's format."""
 
@@ -277,6 +293,7 @@ class Config:
     matcher: Matcher = field(default_factory=Matcher)
     metrics: MetricsExport = field(default_factory=MetricsExport)
     cluster: Cluster = field(default_factory=Cluster)
+    fix: Fix = field(default_factory=Fix)
     home: Path = Path("var")
 
 
@@ -292,6 +309,7 @@ SECTIONS = {
     "matcher": Matcher,
     "metrics": MetricsExport,
     "cluster": Cluster,
+    "fix": Fix,
 }
 # the services a [metrics] ports table may name
 SERVICES = ("gateway", "matcher-a", "matcher-b", "journal", "marketdata", "heartbeat")
@@ -366,6 +384,11 @@ def parse(raw: dict, home: Path | None = None) -> Config:
     cluster = sections["cluster"] = _cluster(sections["cluster"])
     if cluster.hosts:
         sections["endpoints"] = _host_endpoints(cluster, home)
+    fix = sections["fix"]
+    if not 0 < fix.port < 65536 or min(fix.max_sessions, fix.max_heartbeat_s) < 1:
+        raise ConfigError("[fix]: port 1-65535, max_sessions and max_heartbeat_s >= 1")
+    if min(fix.max_message_bytes, fix.store_kept, fix.orders_kept) < 256 or fix.message_rate <= 0:
+        raise ConfigError("[fix]: max_message_bytes, store_kept, orders_kept >= 256, rate > 0")
     for service, port in sections["metrics"].ports.items():
         if service not in SERVICES or not isinstance(port, int) or not 0 < port < 65536:
             raise ConfigError(
