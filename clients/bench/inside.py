@@ -26,7 +26,7 @@ from clients.core import ExchangeError
 from services.common import config, curve
 from services.common.bus import StateInfo, StateQuery
 from services.common.codec import bus_decoder, encode
-from services.common.wire import Reject, Side
+from services.common.wire import Reject, Side, Tif
 
 TRADER_PASSWORD = "Cluster.pw1"
 
@@ -96,11 +96,13 @@ def trader(gateways: list[str], name: str, seconds: float, rate: float, silence:
         n += 1
         cl_ord_id = f"{name}-{os.getpid()}-{n}"
         side = Side.BUY if n % 2 else Side.SELL
-        price = 1_650_000 if side == Side.BUY else 1_750_000  # rests: the book stays put
+        # immediate-or-cancel, away from the market: acknowledged and gone, so however
+        # long it runs no account nears its open-order limit
+        price = 1_650_000 if side == Side.BUY else 1_750_000
         sent = time.monotonic()
         while True:
             try:
-                result = client.place("AAPL", side, 1, price, cl_ord_id=cl_ord_id)
+                result = client.place("AAPL", side, 1, price, tif=Tif.IOC, cl_ord_id=cl_ord_id)
                 break
             except ExchangeError as exc:  # the same id again: exactly-once makes it safe
                 if exc.code != Reject.BUSY:
