@@ -75,19 +75,23 @@ def rejoin(cfg: config.Config, home: Path) -> bool:
     if (home / "etcd" / "data" / "member").exists():
         return False
     peer = f"http://{cluster.hosts[cluster.host].address}:{cluster.ports.etcd_peer}"
-    others = [e for e in config.etcd_endpoints(cfg) if cluster.hosts[cluster.host].address not in e]
+    others = [
+        f"http://{cluster.hosts[h].address}:{cluster.ports.etcd_client}"
+        for h in config.placed(cluster, "etcd")
+        if h != cluster.host
+    ]
     etcd = Etcd(others, timeout_s=2.0)
     try:
         members = etcd.members()
-        mine = [m for m in members if peer in m.get("peerURLs", [])]
-        if mine and not mine[0].get("name"):
-            return False  # added but never started: it bootstraps as listed
-        if mine:
-            etcd.remove_member(mine[0]["ID"])
-        etcd.add_member(peer)
-        return True
     except EtcdUnavailable:
         return False  # nobody to ask: the cluster's first start
+    mine = [m for m in members if peer in m.get("peerURLs", [])]
+    if mine and not mine[0].get("name"):
+        return False  # listed but never started (a late first start): it bootstraps
+    if mine:  # it ran before and lost its data: replace it
+        etcd.remove_member(mine[0]["ID"])
+    etcd.add_member(peer)
+    return True
 
 
 def etcd_command(cfg: config.Config, home: Path) -> str:

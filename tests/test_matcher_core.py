@@ -166,3 +166,29 @@ def test_promotions_and_demotions_that_apply_to_this_matcher():
     assert c.control(Promote(4)) is None
     assert c.control(Demote(3)) is None
     assert c.control(Demote(4)) == ("demote", 4)
+
+
+def test_a_new_primary_commits_an_adopted_tail_only_with_a_record_of_its_own():
+    """Replaying the most complete journal's uncommitted tail does not commit it: the
+    commit position moves only when a majority of matching journals hold the new
+    primary's Lead record after it."""
+    from services.matcher.quorum import Quorum
+
+    old = core()
+    old.become_primary(1)
+    batch = old.serve([(b"gw", SIGNUPS)])[1]
+    tail = records_decoder.decode(batch)  # seq 1 and 2, never committed
+    c = MatcherCore(
+        engine(), Log(), Metrics("matcher-b"), 1_000, 100, PAUSE_S,
+        quorum=Quorum(["journal-a", "journal-b", "journal-c"]),
+    )  # fmt: skip
+    c.apply_committed(tail)  # the adopted tail, replayed
+    assert c.committed == 2  # as a standby's replay would count it
+    c.become_primary(2, [], committed=0)
+    assert c.committed == 0
+    c.lead("b")
+    assert c.seq == 3
+    assert not c.track(Beat(0, 2, journal="journal-a", reconciled=2, durable=3))
+    assert c.committed == 0  # one journal of three
+    assert c.track(Beat(0, 2, journal="journal-b", reconciled=2, durable=3))
+    assert c.committed == 3

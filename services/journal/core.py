@@ -145,11 +145,9 @@ class JournalCore:
             self.log.warning(
                 "truncated", after=keep, dropped=store.last_seq - keep, epoch=msg.epoch
             )
-            try:
-                store.truncate(keep)
-            except OSError as exc:
-                self.disk_failed(exc)
-                return None, None
+            # a cut that fails half way leaves memory and disk apart: let it raise, so
+            # the journal stops and opens again from what is on disk
+            store.truncate(keep)
             while self.held and self.held[-1].seq > keep:
                 self.held.pop()
         if self.reconciled != msg.epoch:

@@ -84,6 +84,7 @@ class Journal:
         # by the matcher's lag window
         self.router = node.bind(zmq.ROUTER, cfg.endpoints["journal_read"])
         self.follower: PeerFollower | None = None
+        self.following_epoch = 0
         self.instance: str | None = None
         node.close_later(lambda: self.follower and self.follower.close())
         node.on(self.router, self._serve)
@@ -114,13 +115,14 @@ class Journal:
         os.replace(tmp, self.epoch_file)
         sync_dir(self.epoch_file.parent)  # the rename too, or a crash could undo the fence
 
-    def _follow(self, instance: str) -> None:
+    def _follow(self, instance: str, fresh: bool = False) -> None:
         """Follow matcher ``instance`` from the record after the last one on disk (a
         reconcile may have cut the log: then follow again from the new end)."""
         node, core = self.node, self.core
         next_seq = core.store.last_seq + 1
         if (
-            self.follower is not None
+            not fresh
+            and self.follower is not None
             and instance == self.instance
             and self.follower.next_seq == next_seq
         ):
@@ -140,7 +142,10 @@ class Journal:
         for ident, msg in bus_messages(router, limit=64):
             reply, follow = core.request(msg)
             if follow is not None:
-                self._follow(follow)
+                # a new reign: a new follower (the last one's source seq and commit
+                # position were another primary's, even at the same instance)
+                self._follow(follow, fresh=msg.epoch != self.following_epoch)
+                self.following_epoch = msg.epoch
             if reply is not None:
                 router.send_multipart([ident, reply])
 
@@ -159,8 +164,11 @@ class Journal:
         self.pub_beat.pull(self.beaten_at + COMMIT_BEAT_S)
 
     def _rewind(self, seq: int) -> None:
-        if self.follower is not None:
-            self.follower.next_seq = seq
+        follower = self.follower
+        if follower is not None:
+            follower.next_seq = seq
+            if self.core.refusing:  # a deposed primary's: stop asking it for more
+                follower.source_seq = min(follower.source_seq, seq - 1)
 
     def _drain(self):
         return None if self.follower is None else self.follower.drain()

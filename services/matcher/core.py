@@ -145,12 +145,18 @@ class MatcherCore:
             return "demote", msg.epoch
         return None
 
-    def become_primary(self, epoch: int, adopted: list[bytes] = ()) -> None:
+    def become_primary(
+        self, epoch: int, adopted: list[bytes] = (), committed: int | None = None
+    ) -> None:
         """Take over at ``epoch`` with the log as replayed; ``adopted``: the encoded
         records up to ``seq`` that came from the most complete journal, which the
-        other journals may still need (the retransmit buffer serves them)."""
+        other journals may still need (the retransmit buffer serves them), and
+        ``committed`` the commit position before them (replaying them does not
+        commit them: only the journals' beats move it from here)."""
         self.epoch = epoch
         self.role = "primary"
+        if committed is not None:
+            self.committed = committed
         self.retransmit.clear()
         self.retransmit.extend(adopted)
         self.quorum.lead(epoch, self.seq + 1 if not self.quorum.solo else 0)

@@ -147,13 +147,19 @@ class Matcher:
         if core.seq > best.last_seq:  # we applied a committed record no majority holds?
             self.log.error("log_behind_standby", seq=core.seq, best=best.journal,
                            last_seq=best.last_seq)  # fmt: skip
+            self.node.stop()  # start again as a standby from the journal: never diverge
             return
-        adopted = self._adopt(self.journals[best.journal], best.last_seq)
-        if adopted is None:
+        tail = self._fetch_tail(self.journals[best.journal], best.last_seq)
+        if tail is None:  # nothing applied yet: still a clean standby
             self.log.warning("catch_up_stalled", seq=core.seq, upto=best.last_seq)
             return
+        # the adopted records are not committed until a majority holds a record of this
+        # epoch after them: the commit position stays where the journals put it
+        committed = core.committed
+        core.apply_committed([record_decoder.decode(raw) for raw in tail])
+        self.follower.next_seq = core.seq + 1
         history = [(e, first) for e, first in best.epochs if first <= core.seq]
-        core.become_primary(epoch, adopted)
+        core.become_primary(epoch, tail, committed)
         self._watch_journals()
         cmd_endpoint, pub_endpoint = matcher_endpoints(self.cfg, self.instance)
         self.router = node.bind(zmq.ROUTER, cmd_endpoint, RCVHWM=10_000)
@@ -235,32 +241,28 @@ class Matcher:
                 sock.close(0)
         return list(acks.values()) if len(acks) >= majority else None
 
-    def _adopt(self, endpoint: str, upto: int) -> list[bytes] | None:
-        """Replay records after ours up to ``upto`` from the journal at ``endpoint``
-        (committed or not: it holds the most complete log); their encoded bytes, or
-        None if that journal stopped answering."""
-        core = self.core
+    def _fetch_tail(self, endpoint: str, upto: int) -> list[bytes] | None:
+        """The records after ours up to ``upto`` from the journal at ``endpoint``
+        (committed or not: it holds the most complete log), encoded; None if that
+        journal stopped answering. Fetched whole before any is applied, so a
+        promotion given up leaves the standby as it was."""
+        seq = self.core.seq
         raws: list[bytes] = []
         sock = self.node.ctx.socket(zmq.DEALER)
         sock.setsockopt(zmq.LINGER, 0)
         curve.link(sock, endpoint)
         try:
-            while core.seq < upto:
-                count = min(ADOPT_CHUNK, upto - core.seq)
+            while seq < upto:
                 self.node.beat_now()
-                sock.send(encode(ReadRange(core.seq + 1, count, durable=True)))
+                sock.send(encode(ReadRange(seq + 1, min(ADOPT_CHUNK, upto - seq), durable=True)))
                 if not sock.poll(FENCE_WAIT_MS):
                     return None
-                batch = [
-                    raw
-                    for raw in raw_batch_decoder.decode(sock.recv())
-                    if record_decoder.decode(raw).seq > core.seq
-                ]
+                batch = [bytes(raw) for raw in raw_batch_decoder.decode(sock.recv())]
+                batch = [raw for raw in batch if record_decoder.decode(raw).seq > seq]
                 if not batch:
                     return None
-                core.apply_committed([record_decoder.decode(raw) for raw in batch])
-                raws.extend(bytes(raw) for raw in batch)
-                self.follower.next_seq = core.seq + 1  # or a later drain re-applies them
+                raws.extend(batch)
+                seq = record_decoder.decode(batch[-1]).seq
         finally:
             sock.close(0)
         return raws
