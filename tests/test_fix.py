@@ -136,9 +136,9 @@ def test_trade_cancel_replace_and_drop_copy_agree_with_fills(fix_mesh):
 
         trades = [trade, partial, *market_trades]
         fills = [f for f in cli_fills(mesh, "alice") if f["side"] == "BUY"]
-        assert sorted(
-            (f["order_id"], f["qty"], f["price"], f["trade_id"]) for f in fills
-        ) == sorted((int(m["37"]), int(m["32"]), float(m["31"]), int(m["880"])) for m in trades)
+        assert sorted(  # JSON money is exact decimal strings; FIX's prices as sent
+            (f["order_id"], f["qty"], to_units(f["price"]), f["trade_id"]) for f in fills
+        ) == sorted((int(m["37"]), int(m["32"]), to_units(m["31"]), int(m["880"])) for m in trades)
     finally:
         client.stop()
         drop.stop()

@@ -22,7 +22,7 @@ from clients.bench.cluster import ROOT
 from clients.client import Client, NoAnswer, snapshot
 from clients.feed import BookSubscriber
 from services.common.money import to_units
-from services.common.wire import PRICE_SCALE, Fill, Side, Tif
+from services.common.wire import Fill, Side, Tif
 from tests.mesh import beside, cli_env, exchange_cli, free_port, wait_for
 from tests.test_mesh_feed import flow, traders
 from tests.test_sdk_restart import AFTER, aio_loops, entered_once, price, while_disrupted
@@ -104,7 +104,7 @@ def test_sync_client_moves_to_the_other_gateway(mesh, second_gateway, short_home
         "positions", "--json", home=mesh.home, config_path=mesh.config_path, env=env
     )
     assert done.returncode == 0, done.stdout + done.stderr
-    assert json.loads(done.stdout)["USD"] * PRICE_SCALE == cash
+    assert to_units(json.loads(done.stdout)["USD"]) == cash  # JSON money: decimal strings
 
 
 def test_asyncio_client_moves_to_the_other_gateway(mesh, second_gateway, short_home):
