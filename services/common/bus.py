@@ -16,6 +16,7 @@ from services.common.wire import (
     AnyEvent,
     OrdTypeCode,
     RejectCode,
+    SessionCode,
     SideCode,
     StpCode,
     TifCode,
@@ -48,6 +49,7 @@ class NewOrder(Command, tag="new_order"):
     tif: TifCode = 1
     post_only: bool = False
     stp: StpCode = 0
+    expire_date: int = 0  # GTD only (YYYYMMDD)
 
 
 class CancelOrder(Command, tag="cancel"):
@@ -86,6 +88,8 @@ class Admin(Command, tag="admin"):
     target: int = 0
     price: int = 0
     amount: int = 0  # ``deposit``: cash in price units moved into (or, < 0, out of) target
+    state: int = 0  # ``session``: the Session code to move ``symbol`` to
+    date: int = 0  # ``end_of_day``: the next trading date (the gateway reads the calendar)
 
 
 class Reopen(Command, tag="reopen"):
@@ -105,8 +109,36 @@ class Lead(Command, tag="lead"):
     instance: str
 
 
+class SetSession(Command, tag="session"):
+    """Primary matcher's scheduler -> engine: move ``symbol`` to ``state`` (the engine has
+    no clock; the schedule in config decides when). Moving into the state a symbol is
+    already in changes nothing, so a new primary may send it again."""
+
+    symbol: str
+    state: SessionCode
+
+
+class EndOfDay(Command, tag="end_of_day"):
+    """Primary matcher's scheduler -> engine: end ``trading_date`` and start
+    ``next_date`` (both YYYYMMDD, from the calendar). Ignored (no events) unless
+    ``trading_date`` is the engine's current date, so a resend is harmless; an engine
+    whose date is still 0 takes it as the first day's start."""
+
+    trading_date: int
+    next_date: int
+
+
 AnyCommand = (
-    CreateAccount | NewOrder | CancelOrder | ReplaceOrder | SetPassword | Admin | Reopen | Lead
+    CreateAccount
+    | NewOrder
+    | CancelOrder
+    | ReplaceOrder
+    | SetPassword
+    | Admin
+    | Reopen
+    | Lead
+    | SetSession
+    | EndOfDay
 )
 
 

@@ -42,9 +42,23 @@ class OrdType(IntEnum):
 
 
 class Tif(IntEnum):
-    GTC = 1  # rests until filled or cancelled
+    GTC = 1  # rests until filled or cancelled; carries over from day to day
     IOC = 2  # what cannot fill at once is cancelled
     FOK = 3  # fills completely at once or not at all
+    DAY = 4  # cancelled (reason EXPIRED) at the end of the trading day it was entered
+    GTD = 5  # rests until the end of the trading day ``expire_date`` (YYYYMMDD)
+    CLOSE = 6  # on-close (market-on-close / limit-on-close): executes only in the closing auction
+
+
+class Session(IntEnum):
+    """A symbol's trading session state. The opening (and re-opening) auction is the
+    uncross run when a symbol moves from PRE_OPEN to CONTINUOUS; the closing auction
+    the one run when it moves from PRE_CLOSE to CLOSED."""
+
+    CLOSED = 1  # no new orders (cancels are taken); resting orders stay
+    PRE_OPEN = 2  # call period: orders rest without matching; also after a halt
+    CONTINUOUS = 3  # continuous matching
+    PRE_CLOSE = 4  # call period for the closing auction; on-close orders join the book
 
 
 class Stp(IntEnum):
@@ -93,6 +107,9 @@ class Reject(IntEnum):
     JOURNAL_FULL = 32
     TOO_MANY_IN_FLIGHT = 33
     BAD_AMOUNT = 34
+    MARKET_CLOSED = 35
+    TIF_NOT_NOW = 36
+    BAD_EXPIRE_DATE = 37
 
 
 REJECT_TEXT: dict[int, str] = {
@@ -137,6 +154,14 @@ REJECT_TEXT: dict[int, str] = {
     Reject.JOURNAL_FULL: "the exchange cannot store new orders now (journal disk full); retry",
     Reject.TOO_MANY_IN_FLIGHT: "too many of this account's requests await an answer; wait",
     Reject.BAD_AMOUNT: "amount must be a non-zero integer within the exchange's cash limit",
+    Reject.MARKET_CLOSED: "this symbol's session is closed; orders are taken from pre-open on",
+    Reject.TIF_NOT_NOW: (
+        "time in force not taken in this session state (IOC and FOK only in continuous "
+        "trading; on-close orders only until the closing auction)"
+    ),
+    Reject.BAD_EXPIRE_DATE: (
+        "expire date must be a YYYYMMDD trading date from today on, and is only for GTD"
+    ),
 }
 
 
@@ -148,6 +173,8 @@ class CancelReason(IntEnum):
     KILL_SWITCH = 5  # an operator blocked the account
     VOLATILITY_PAUSE = 6  # the rest of an order that would trade past the dynamic band
     OUTSIDE_BAND = 7  # resting outside the static band an operator's new reference set
+    EXPIRED = 8  # a DAY order at its day's end, a GTD order at its expire date's end
+    AUCTION = 9  # what an auction-only order (market in a call, on-close) left unexecuted
 
 
 # Message fields hold these codes as plain integers (validated on decode). The IntEnums
@@ -155,10 +182,14 @@ class CancelReason(IntEnum):
 # interpreter specialises (an IntEnum operand would take the slow generic path).
 SideCode = Literal[1, 2]
 OrdTypeCode = Literal[1, 2]
-TifCode = Literal[1, 2, 3]
+TifCode = Literal[1, 2, 3, 4, 5, 6]
+SessionCode = Literal[1, 2, 3, 4]
 StpCode = Literal[0, 1, 2, 3]
-CancelReasonCode = Literal[1, 2, 3, 4, 5, 6, 7]
-AdminActionCode = Literal["halt", "resume", "reference", "kill", "unkill", "deposit"]
+CancelReasonCode = Literal[1, 2, 3, 4, 5, 6, 7, 8, 9]
+AdminActionCode = Literal[
+    "halt", "resume", "reference", "kill", "unkill", "deposit", "session", "end_of_day"
+]
+AuctionKindCode = Literal["open", "reopen", "close"]
 RejectCode = int
 
 
@@ -220,6 +251,7 @@ class Fill(Event, tag="fill"):
     maker_account: int
     maker_order: int
     maker_leaves: int
+    auction: bool = False  # executed in an auction's uncross (``side``: the later order's)
 
 
 class Executed(Event, tag="executed"):
@@ -322,6 +354,53 @@ class TradingPause(Event, tag="pause"):
     band_hi: int
 
 
+class SessionChanged(Event, tag="session"):
+    """A symbol entered a session state (a scheduler's or an operator's command, or a
+    resume after a halt, which re-opens through PRE_OPEN)."""
+
+    symbol: str
+    state: SessionCode
+    trading_date: int  # YYYYMMDD
+
+
+class Indicative(Event, tag="indicative"):
+    """During a call period, what the auction would do if it ran now; emitted after a
+    command that changed it. ``price`` 0: nothing would execute."""
+
+    symbol: str
+    price: int
+    matched: int  # shares that would execute at ``price``
+    imbalance: int  # shares left unexecuted on the heavier side at ``price``
+    imbalance_side: int  # 0 none, 1 buy, 2 sell
+
+
+class AuctionDone(Event, tag="auction"):
+    """An auction's uncross ran; its fills (``auction`` True) follow, all at ``price``."""
+
+    symbol: str
+    kind: AuctionKindCode
+    price: int  # 0: nothing executed
+    matched: int
+    imbalance: int
+    imbalance_side: int
+
+
+class ClosePrice(msgspec.Struct, array_like=True, frozen=True, gc=False):
+    symbol: str
+    price: int  # the official close: the closing auction's price, else the last trade,
+    # else the previous close (0 when the symbol never traded)
+
+
+class DayEnded(Event, tag="day_ended"):
+    """The end of a trading day: DAY and expiring GTD orders were cancelled (each a
+    ``cancelled`` event, reason EXPIRED, before this one), the closes recorded, and
+    client order ids may be used again from ``next_date`` on."""
+
+    trading_date: int  # the day that ended (0: the first day began)
+    next_date: int
+    closes: list[ClosePrice]
+
+
 AnyEvent = (
     AccountCreated
     | Accepted
@@ -339,6 +418,10 @@ AnyEvent = (
     | AccountBlocked
     | CashAdjusted
     | TradingPause
+    | SessionChanged
+    | Indicative
+    | AuctionDone
+    | DayEnded
 )
 
 
@@ -376,6 +459,7 @@ class PlaceOrder(Request, tag="order"):
     tif: TifCode = 1
     post_only: bool = False
     stp: StpCode = 0
+    expire_date: int = 0  # GTD only: the last trading day (YYYYMMDD) the order rests
 
 
 class CancelRequest(Request, tag="cancel"):
@@ -432,6 +516,7 @@ class AdminRequest(Request, tag="admin"):
     account: str = ""
     price: int = 0
     amount: int = 0  # ``deposit``: price units into (> 0) or out of (< 0) ``account``
+    state: int = 0  # ``session``: the Session code to move ``symbol`` to
 
 
 class Ping(Request, tag="ping"):
@@ -510,6 +595,8 @@ class OpenOrder(msgspec.Struct, array_like=True, frozen=True, gc=False):
     side: SideCode
     price: int
     qty: int  # open size
+    tif: TifCode = 1
+    expire_date: int = 0
 
 
 class Orders(Reply, tag="orders"):
@@ -598,7 +685,8 @@ class Trade(Feed, tag="trade"):
     trade_id: int
     price: int
     qty: int
-    side: SideCode  # the aggressor's side
+    side: SideCode  # the aggressor's side (an auction's: the later order's)
+    auction: bool = False  # executed in an opening, re-opening or closing auction
 
 
 class Bbo(Feed, tag="bbo"):
@@ -630,6 +718,32 @@ class Snapshot(Feed, tag="snapshot"):
     bids_omitted: int = 0  # levels of the book past the ones sent
     asks_omitted: int = 0
     paused: bool = False  # in a volatility pause
+    state: SessionCode = 3  # the symbol's session state
+    trading_date: int = 0
+    indicative: tuple[int, int, int, int] = (0, 0, 0, 0)  # in a call: price, matched,
+    # imbalance, imbalance_side (as the ``indicative`` feed message)
+
+
+class SessionState(Feed, tag="session"):
+    """A symbol's session state changed (topic ``S.<symbol>``)."""
+
+    symbol: str
+    seq: int  # the journal sequence number of the change
+    state: SessionCode
+    trading_date: int
+
+
+class AuctionInfo(Feed, tag="indicative"):
+    """In a call period, the auction's indicative result when it changes (topic
+    ``A.<symbol>``); after the uncross, one with ``final`` True gives its result."""
+
+    symbol: str
+    seq: int
+    price: int
+    matched: int
+    imbalance: int
+    imbalance_side: int  # 0 none, 1 buy, 2 sell
+    final: bool = False
 
 
 class TradesRequest(Feed, tag="trades_req"):
@@ -658,7 +772,16 @@ class FeedError(Feed, tag="feed_error"):
 
 
 AnyFeed = (
-    L2Update | Trade | Bbo | SnapshotRequest | Snapshot | TradesRequest | RecentTrades | FeedError
+    L2Update
+    | Trade
+    | Bbo
+    | SnapshotRequest
+    | Snapshot
+    | TradesRequest
+    | RecentTrades
+    | FeedError
+    | SessionState
+    | AuctionInfo
 )
 TRADES_KEPT = 200  # per symbol, for TradesRequest
 
@@ -673,6 +796,14 @@ def trade_topic(symbol: str) -> bytes:
 
 def bbo_topic(symbol: str) -> bytes:
     return b"BBO." + symbol.encode()
+
+
+def session_topic(symbol: str) -> bytes:
+    return b"S." + symbol.encode()
+
+
+def auction_topic(symbol: str) -> bytes:
+    return b"A." + symbol.encode()
 
 
 # ---------------------------------------------------------------------------
