@@ -69,6 +69,18 @@ def test_a_host_whose_disk_was_wiped_refills_from_its_peers(cluster):
     check(cluster, [out])
     members = cluster.inside("c", "members")["members"]
     assert sorted(m.get("name") for m in members) == ["a", "b", "c"], members  # all started
+    # it counted in no fence majority until it held what its peers held
+    log = "".join(p.read_text() for p in (cluster.home("c") / "log").glob("journal*.log"))
+    assert '"joining"' in log and '"joined"' in log and "caught-up" in log, log[-2000:]
+    # and now it does: the primary's host dies, the standby and c elect a new primary
+    primary = cluster.wait_primary()
+    after = cluster.load("wiped-after", seconds=10, rate=50)
+    time.sleep(3)
+    cluster.power_off(primary["host"])
+    cluster.wait_primary(other_than=primary["service"], via="c")
+    cluster.wait_loads()
+    cluster.start(primary["host"])
+    check(cluster, [out, after])
 
 
 def test_a_cut_off_primary_acknowledges_nothing_and_steps_down_after_healing(cluster):

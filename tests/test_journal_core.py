@@ -20,7 +20,9 @@ from services.common.bus import (
 from services.common.codec import bus_decoder, encode, raw_records, records_decoder
 from services.common.metrics import Metrics
 from services.journal.core import RESUME_FREE_BYTES, JournalCore
+from services.journal.joining import Joining
 from services.journal.segment import JournalStore
+from services.matcher.quorum import Quorum
 from tests.fakes import Log
 
 
@@ -215,3 +217,49 @@ def test_archiving_moves_nothing_until_every_reader_has_a_snapshot(tmp_path):
     h.core.commit(batch(1, 3))
     h.core.archive()
     assert h.store.first_seq == 1 and h.core.log.events == []
+
+
+def joining_beat(name: str, durable: int, joining: bool = False) -> Beat:
+    return Beat(durable, 2, journal=name, reconciled=2, durable=durable, joining=joining)
+
+
+def test_a_journal_that_started_empty_is_not_counted_until_it_holds_what_its_peers_hold(
+    tmp_path,
+):
+    everyone = ["journal-a", "journal-b", "journal-c"]
+    h = Harness(tmp_path, solo=False, name="journal-c", joining=Joining("journal-c", everyone))
+    reply, _ = h.core.request(Fence(2, "a"))  # a fence is still stored ...
+    assert h.epochs == [2] and bus_decoder.decode(reply).joining  # ... but said joining
+    h.core.reconciled = 2  # following the new primary, as after its Reconcile
+    assert h.core.beat().joining and h.core.service_beat()[0] == "joining"
+    # one peer is not enough: the record a majority held may be on the other alone
+    assert h.core.peer_beat(joining_beat("journal-b", 40)) is None
+    assert h.core.peer_beat(joining_beat("journal-c", 90)) is None  # its own: ignored
+    assert h.core.peer_beat(joining_beat("journal-a", 50)) is None  # target: 50
+    h.core.commit(batch(1, 49))
+    assert h.core.peer_beat(joining_beat("journal-a", 60)) is None  # 49 < 50
+    h.core.commit(batch(50, 1))
+    assert h.core.peer_beat(joining_beat("journal-b", 60)) == "caught-up"
+    assert not bus_decoder.decode(h.core.request(Fence(3, "a"))[0]).joining
+    assert h.core.peer_beat(joining_beat("journal-b", 70)) is None  # joined once
+
+
+def test_a_joining_peer_is_no_evidence_but_a_majority_holding_nothing_is_a_new_cluster(
+    tmp_path,
+):
+    everyone = ["journal-a", "journal-b", "journal-c"]
+    h = Harness(tmp_path, solo=False, name="journal-c", joining=Joining("journal-c", everyone))
+    # a peer that is refilling itself says nothing of what was committed
+    assert h.core.peer_beat(joining_beat("journal-a", 5, joining=True)) is None
+    assert h.core.peer_beat(joining_beat("journal-b", 7, joining=True)) is None
+    assert h.core.joining is not None
+    # this journal and another holding nothing: a majority, so nothing was committed
+    assert h.core.peer_beat(joining_beat("journal-b", 0, joining=True)) == "new-cluster"
+
+
+def test_a_new_primary_does_not_count_joining_journals_toward_its_majority():
+    quorum = Quorum(["journal-a", "journal-b", "journal-c"])
+    ack = FenceAck("journal-b", 3, 90, [(1, 1)], 0)
+    empty = FenceAck("journal-c", 3, 0, [], 0, joining=True)
+    assert not quorum.enough([ack, empty])
+    assert quorum.enough([ack, FenceAck("journal-c", 3, 0, [], 0)])

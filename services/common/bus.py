@@ -179,6 +179,9 @@ class Beat(msgspec.Struct, array_like=True, frozen=True, gc=False):
     # matcher: the commit position (a majority of journals hold every record up to
     # it); each journal publishes its records as committed only up to here
     commit: int = 0
+    # journal: it started with an empty log and has not yet caught up with its peers
+    # (services/journal/joining.py); its fence answers do not count toward a majority
+    joining: bool = False
 
 
 class Bus(msgspec.Struct, array_like=True, tag=True, frozen=True, gc=False):
@@ -234,6 +237,7 @@ class FenceAck(Bus, tag="fence_ack"):
     last_seq: int
     epochs: list[tuple[int, int]]
     reconciled: int = 0
+    joining: bool = False  # refilling after starting empty: not counted in the majority
 
 
 class Reconcile(Bus, tag="reconcile"):

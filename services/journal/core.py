@@ -19,6 +19,7 @@ from services.common.bus import Archived, Beat, Fence, FenceAck, ReadRange, Reco
 from services.common.codec import RawRecord, encode, join_batch
 from services.common.metrics import Metrics
 from services.journal.history import agreement
+from services.journal.joining import Joining
 from services.journal.segment import JournalStore
 from services.journal.spare import free_bytes
 
@@ -48,6 +49,7 @@ class JournalCore:
         covered: Callable[[], int] = lambda: 0,
         name: str = "journal",
         solo: bool = True,
+        joining: Joining | None = None,
         free: Callable[[Path], int] = free_bytes,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
@@ -76,6 +78,9 @@ class JournalCore:
         # alone, a journal commits what it syncs; one of several publishes a record
         # only once the primary says a majority holds it (its commit position)
         self.solo = solo
+        # started with an empty log, one of several: not counted in a fence majority
+        # until it caught up (services/journal/joining.py)
+        self.joining = joining
         self.reconciled = 0  # the epoch whose primary's log this one was matched to
         self.refusing = False  # a deposed primary's records are being refused (logged)
         self.commit_seen = 0  # the commit position that primary announced
@@ -109,7 +114,12 @@ class JournalCore:
     def ack(self) -> FenceAck:
         store = self.store
         return FenceAck(
-            self.name, self.min_epoch, store.durable_seq, list(store.epochs), self.reconciled
+            self.name,
+            self.min_epoch,
+            store.durable_seq,
+            list(store.epochs),
+            self.reconciled,
+            self.joining is not None,
         )
 
     def _fence(self, epoch: int) -> bool:
@@ -165,10 +175,23 @@ class JournalCore:
             self.name,
             self.reconciled,
             store.durable_seq,
+            joining=self.joining is not None,
         )
 
+    def peer_beat(self, beat: Beat) -> str | None:
+        """Another journal's beat, while this one is joining: why it now counts again
+        (then it is no longer joining), or None."""
+        joining = self.joining
+        if joining is None:
+            return None
+        joining.beat(beat)
+        why = joining.joined(self.store.durable_seq)
+        if why is not None:
+            self.joining = None
+        return why
+
     def service_beat(self) -> tuple[str, int, int, int]:
-        role = "disk-full" if self.disk_full else "journal"
+        role = "disk-full" if self.disk_full else "joining" if self.joining else "journal"
         return (role, self.min_epoch, self.store.durable_seq, self.visible)
 
     # -- committing -------------------------------------------------------------------

@@ -23,14 +23,15 @@ import time
 
 import zmq
 
-from services.common import snapfile
+from services.common import curve, snapfile
 from services.common.bus import TOPIC_BEAT, TOPIC_DURABLE, TOPIC_RECORDS
-from services.common.codec import encode
+from services.common.codec import DecodeError, beat_decoder, encode
 from services.common.config import Config, journals, matcher_endpoints, service_name
-from services.common.frames import send_pair
+from services.common.frames import recv_frames, send_pair
 from services.common.node import Node
 from services.common.router import bus_messages
 from services.journal.core import JournalCore
+from services.journal.joining import Joining
 from services.journal.peers import PeerFollower
 from services.journal.segment import FILE_MODE, JournalStore, sync_dir
 
@@ -62,6 +63,10 @@ class Journal:
         self.peers = [read for other, _, read in everyone if other != name]
         node = self.node = Node("journal", cfg, log)
         node.close_later(store.close)
+        self.joining_file = directory / "joining"
+        joining = None
+        if len(everyone) > 1 and self._starts_joining(store):
+            joining = Joining(name, [other for other, _, _ in everyone])
         self.core = JournalCore(
             store,
             self._write_epoch,
@@ -78,6 +83,7 @@ class Journal:
             covered=lambda: snapfile.covered_seq(cfg.home),
             name=name,
             solo=len(everyone) == 1,
+            joining=joining,
             announce_durable=self._beat_soon,
         )
         self.pub = node.bind(zmq.PUB, cfg.endpoints["journal_pub"], SNDHWM=0)  # bounded
@@ -92,9 +98,56 @@ class Journal:
         self.beaten_at = 0.0  # when the last beat went out on the PUB
         self.pub_beat = node.every(cfg.timings.heartbeat_ms / 2000, self._pub_beat)
         node.beat_with(name, self.core.service_beat)
+        if joining is not None:
+            self.log.warning("joining", reason="started with an empty log")
+            # the other journals' beats, until this one has caught up with them
+            sub = self.peer_beats = node.socket(zmq.SUB)
+            sub.setsockopt(zmq.SUBSCRIBE, TOPIC_BEAT)
+            for other, pub, _ in everyone:
+                if other != name:
+                    curve.link(sub, pub)
+            node.on(sub, self._peer_beats)
         # seconds between checks for segments to archive (0: keep everything here)
         if cfg.journal.archive_check_s:
             node.every(cfg.journal.archive_check_s, lambda _: self.core.archive())
+
+    # -- joining --------------------------------------------------------------------
+
+    def _starts_joining(self, store: JournalStore) -> bool:
+        """Joining: marked so by an earlier start, or opening with nothing at all (a
+        new journal, or one whose disk was wiped). The mark is on disk before the
+        journal answers anyone, so a restart half way through refilling keeps it."""
+        if self.joining_file.exists():
+            return True
+        if store.last_seq or self._read_epoch():
+            return False
+        fd = os.open(self.joining_file, os.O_WRONLY | os.O_CREAT, FILE_MODE)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        sync_dir(self.joining_file.parent)
+        return True
+
+    def _peer_beats(self, now: float) -> None:
+        sub, core = self.peer_beats, self.core
+        while True:
+            try:
+                _, payload = recv_frames(sub)
+            except zmq.Again:
+                return
+            try:
+                why = core.peer_beat(beat_decoder.decode(payload))
+            except DecodeError:
+                continue
+            if why is not None:
+                self.joining_file.unlink(missing_ok=True)
+                sync_dir(self.joining_file.parent)
+                self.node.off(sub)
+                sub.close(0)
+                self.log.info("joined", reason=why, durable=core.store.durable_seq)
+                self._pub_beat(now)  # say so at once
+                return
 
     # -- fencing ------------------------------------------------------------------
 

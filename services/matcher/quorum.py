@@ -63,6 +63,11 @@ class Quorum:
         """Journals not (yet) known to match this primary's log: reconcile them."""
         return [n for n in self.names if self.reconciled.get(n) != self.epoch]
 
+    def enough(self, acks) -> bool:
+        """Whether fence answers make a majority: a journal that started empty and is
+        still refilling (``joining``) does not count (services/journal/joining.py)."""
+        return sum(1 for ack in acks if not ack.joining) >= self.majority
+
     @staticmethod
     def most_complete(acks: list[FenceAck]) -> FenceAck:
         """The log a new primary adopts: the newest last epoch, then the longest. It

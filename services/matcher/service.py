@@ -218,7 +218,7 @@ class Matcher:
         for sock in fences.values():
             poller.register(sock, zmq.POLLIN)
         acks: dict[str, FenceAck] = {}
-        majority = self.core.quorum.majority
+        quorum = self.core.quorum
         deadline = time.monotonic() + FENCE_WAIT_MS / 1000
         try:
             while len(acks) < len(fences):
@@ -234,12 +234,12 @@ class Matcher:
                         continue
                     if isinstance(ack, FenceAck) and ack.epoch == epoch:
                         acks[ack.journal] = ack
-                if len(acks) >= majority:  # the rest get a moment, then reconciles
+                if quorum.enough(acks.values()):  # the rest get a moment, then reconciles
                     deadline = min(deadline, time.monotonic() + 0.02)
         finally:
             for sock in fences.values():
                 sock.close(0)
-        return list(acks.values()) if len(acks) >= majority else None
+        return list(acks.values()) if quorum.enough(acks.values()) else None
 
     def _fetch_tail(self, endpoint: str, upto: int) -> list[bytes] | None:
         """The records after ours up to ``upto`` from the journal at ``endpoint``
