@@ -27,6 +27,7 @@ from pathlib import Path
 from clients.bench import sustained
 from clients.bench.hosts import CLIENT, LAYOUT, Cluster, audit
 from clients.bench.netns import unavailable
+from clients.bench.proccpu import ticks_by_host
 
 RATES: tuple[int | None, ...] = (1_000, 5_000, 10_000, None)  # None: max
 DURATION_S = 10.0
@@ -48,12 +49,18 @@ def cluster_rates(cluster: Cluster, rates, duration: float, progress) -> dict:
     for i, rate in enumerate(rates):
         label = f"{rate:,}/s" if rate else "max"
         _say(progress, f"  cluster, {label} ...")
+        homes = {host: cluster.home(host) for host in LAYOUT}
+        before = ticks_by_host(homes)
         row = cluster.inside(
             CLIENT, "measure", str(rate or "max"), str(duration), "--run", str(i),
             timeout=duration * 3 + 120,
         )  # fmt: skip
+        # what every process of the three hosts took per order sent (etcd and
+        # supervisord included), beside the one-host mesh's ``service_cpu_us``
+        row["service_cpu_us"] = sustained.service_cpu_us(before, ticks_by_host(homes), row["sent"])
         _say(progress, f"    p50 {row['p50_ms']:.2f} ms, p99 {row['p99_ms']:.2f} ms, "
-                       f"{row['achieved_per_s']:,}/s")  # fmt: skip
+                       f"{row['achieved_per_s']:,}/s, "
+                       f"{row['service_cpu_us']['total']} us CPU per order")  # fmt: skip
         rows.append(row)
     return {"max_orders_per_s": max(r["achieved_per_s"] for r in rows), "rates": rows}
 
@@ -147,12 +154,16 @@ def run(
 
 
 def render(result: dict) -> str:
-    lines = ["| offered/s | one host p50 | p99 | three hosts p50 | p99 |", "|---|---|---|---|---|"]
+    lines = [
+        "| offered/s | one host p50 | p99 | CPU µs/order | three hosts p50 | p99 | CPU µs/order |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for one, three in zip(result["single"]["rates"], result["cluster"]["rates"], strict=True):
         offered = f"{one['offered_per_s']:,}" if one["offered_per_s"] else "max"
         lines.append(
             f"| {offered} | {one['p50_ms']:.2f} ms | {one['p99_ms']:.2f} ms | "
-            f"{three['p50_ms']:.2f} ms | {three['p99_ms']:.2f} ms |"
+            f"{_cpu(one)} | {three['p50_ms']:.2f} ms | {three['p99_ms']:.2f} ms | "
+            f"{_cpu(three)} |"
         )
     f = result["host_failover"]
     u = f["unavailability_ms"]
@@ -165,3 +176,8 @@ def render(result: dict) -> str:
         f"of {f['acknowledged']} acknowledged",
     ]
     return "\n".join(lines)
+
+
+def _cpu(row: dict) -> str:
+    total = row.get("service_cpu_us", {}).get("total")
+    return "-" if total is None else f"{total:.0f}"
