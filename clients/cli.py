@@ -41,7 +41,7 @@ def _bench_cluster(args: argparse.Namespace) -> int:
     from clients.bench import hostbench
 
     rates = tuple(None if r == "max" else int(r) for r in args.rates.split(","))
-    result = hostbench.run(rates, args.duration, args.kills)
+    result = hostbench.run(rates, args.duration, args.kills, fsync=not args.no_fsync)
     print(json.dumps(result) if args.json else hostbench.render(result))
     failover = result["host_failover"]
     return 0 if failover["lost"] == 0 and failover["duplicated"] == 0 else 1
@@ -297,6 +297,11 @@ def build_parser() -> argparse.ArgumentParser:
     clu.add_argument("--rates", default="1000,5000,10000,max", help="orders/s, or max")
     clu.add_argument("--duration", type=float, default=10.0, help="seconds per rate")
     clu.add_argument("--kills", type=int, default=5, help="whole-host power losses")
+    clu.add_argument(
+        "--no-fsync",
+        action="store_true",
+        help="journals do not fsync (both sides): what the disk adds to the latency",
+    )
     clu.add_argument("--json", action="store_true", help="one JSON object on stdout")
     clu.set_defaults(func=_bench_cluster)
     seed = bench_sub.add_parser("seed", help="the seed system's Figure 2 on the full mesh")

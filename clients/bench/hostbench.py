@@ -126,16 +126,18 @@ def run(
     kills: int = 5,
     interval: float = 3.0,
     progress=sys.stderr,
+    fsync: bool = True,
 ) -> dict:
     why = unavailable() or (None if shutil.which("etcd") else "etcd is not installed")
     if why:
         raise RuntimeError(f"cannot run the cluster here: {why}")
     _say(progress, "one host ...")
-    single = sustained.run_mesh(True, rates, duration, progress=progress, floor=False)
+    single = sustained.run_mesh(fsync, rates, duration, progress=progress, floor=False)
     base = Path(tempfile.mkdtemp(prefix="exc-", dir="/tmp"))
     try:
         _say(progress, "three hosts (network namespaces) ...")
-        with Cluster(base, security=UNLIMITED, extra=AMPLE) as cluster:
+        extra = AMPLE + ("" if fsync else "\n[journal]\nfsync = false\n")
+        with Cluster(base, security=UNLIMITED, extra=extra) as cluster:
             result = cluster_rates(cluster, rates, duration, progress)
             failover = host_failover(cluster, kills, interval, progress)
     except BaseException:
@@ -147,6 +149,7 @@ def run(
         _say(progress, f"the journals disagree: kept {base} for a look")
     return {
         "duration_s": duration,
+        "fsync": fsync,
         "single": {"max_orders_per_s": single["max_orders_per_s"], "rates": single["rates"]},
         "cluster": result,
         "host_failover": failover,
