@@ -426,12 +426,20 @@ class Client:
         return result
 
     def admin(
-        self, action: str, symbol: str = "", account: str = "", price: int = 0, amount: int = 0
+        self,
+        action: str,
+        symbol: str = "",
+        account: str = "",
+        price: int = 0,
+        amount: int = 0,
+        state: int = 0,
     ) -> OrderResult:
         """Operators only: ``halt``/``resume`` a symbol, ``reference`` (a symbol's new
         reference price), ``kill``/``unkill`` an account by name, ``deposit`` ``amount``
-        price units into an account by name (negative: a withdrawal)."""
-        return self._order(admin_request(action, symbol, account, price, amount), None)
+        price units into an account by name (negative: a withdrawal), ``session``
+        (move a symbol to ``state``, a ``Session``), ``end_of_day`` (end the trading
+        day; the gateway names the next trading date from its calendar)."""
+        return self._order(admin_request(action, symbol, account, price, amount, state), None)
 
     def logout(self) -> None:
         """End the session (its token with it) and wait until the gateway has: a socket
@@ -463,7 +471,8 @@ class Client:
     def place(self, *order, timeout: float | None = None, **options) -> OrderResult:
         """Send an order and wait for its acknowledgement (ExchangeError if rejected):
         ``place(symbol, side, qty, price=0, ord_type=OrdType.LIMIT, tif=Tif.GTC,
-        post_only=False, stp=Stp.DEFAULT, cl_ord_id=None)``, as ``core.order_request``."""
+        post_only=False, stp=Stp.DEFAULT, cl_ord_id=None, expire_date=0)`` (``expire_date``:
+        YYYYMMDD, for ``Tif.GTD`` only), as ``core.order_request``."""
         return self._order(order_request(*order, **options), timeout)
 
     def cancel(self, order_id: int, cl_ord_id: str | None = None) -> OrderResult:
