@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from clients.accountview import AccountView
 from clients.settings import SymbolSpec
-from clients.trading import reject_detail
+from clients.trading import indicative_text, reject_detail, state_name
 from services.common.money import to_dollars, to_units
 from services.common.wire import (
     REJECT_TEXT,
@@ -27,6 +27,7 @@ from services.common.wire import (
     Replaced,
     RequestRejected,
     Rested,
+    Session,
     Side,
     Trade,
 )
@@ -234,6 +235,15 @@ class TuiModel:
             return self.mid[symbol]
         spec = self.symbols.get(symbol)
         return spec.reference if spec else 0
+
+    @staticmethod
+    def session_line(state: int, trading_date: int, indicative) -> str:
+        """The book's session line: the state and trading date, and in a call period
+        the auction's indicative price, matched volume and imbalance."""
+        line = f"{state_name(state)} │ day {trading_date or '?'}"
+        if state in (Session.PRE_OPEN, Session.PRE_CLOSE):
+            line += f" │ {indicative_text(indicative)}"
+        return line
 
     def book_rows(self, bids, asks, depth: int = DEPTH) -> list[tuple[str, str, str, str]]:
         """(bid size, bid, ask, ask size) best first, ``depth`` rows (blank when short);

@@ -14,11 +14,12 @@ from clients.tui.model import DEPTH
 class BookView(Static):
     """Top 10 levels a side: bid size, bid | ask, ask size (our levels marked *)."""
 
-    def show(self, symbol: str, rows, seq: int, synced: bool) -> None:
+    def show(self, symbol: str, rows, seq: int, synced: bool, session: str = "") -> None:
         # the L2 feed's own sequence (the top bar's is your account's last record)
         state = f"feed seq {seq}" if synced else "no feed"
         lines = [
             f"[b]{symbol}[/b] book ({state})",
+            *([session] if session else []),
             f"{'size':>9} {'bid':>10} │ {'ask':<10} {'size':<9}",
         ]
         for bid_qty, bid, ask, ask_qty in rows:
