@@ -11,7 +11,17 @@ import pytest
 
 from clients.settings import SymbolSpec
 from services.common.money import to_units
-from services.common.wire import Accepted, Cancelled, Executed, Fill, Report, Rested, Side, Trade
+from services.common.wire import (
+    Accepted,
+    Cancelled,
+    Executed,
+    Fill,
+    Report,
+    Rested,
+    Session,
+    Side,
+    Trade,
+)
 from tests.mesh import trader
 
 textual = pytest.importorskip("textual")
@@ -158,6 +168,16 @@ async def _drive(mesh, client, other) -> dict:
         assert app.query_one("#entry-price", Input).value == ""
         app.exit()
     return timings
+
+
+def test_the_session_line_shows_the_state_and_a_calls_indicative_auction():
+    line = TuiModel.session_line(Session.PRE_OPEN, 20260309, (1_700_500, 300, 50, Side.BUY))
+    assert line.startswith("pre-open │ day 20260309")
+    assert "indicative 170.05, 300 would match, imbalance 50 (BUY side)" in line
+    assert TuiModel.session_line(Session.PRE_CLOSE, 1, (0, 0, 0, 0)).endswith("no indicative price")
+    assert TuiModel.session_line(Session.CONTINUOUS, 20260309, (0, 0, 0, 0)) == (
+        "continuous │ day 20260309"
+    )
 
 
 def test_tui_against_a_real_mesh(mesh):
