@@ -18,18 +18,10 @@ from services.common.trading_calendar import (
     Clock,
 )
 from services.matcher.schedule import Scheduler
+from tests.test_trading_calendar import NEW_YORK
 
 SYMBOLS = ("AAPL", "MSFT")
-AUCTIONS = Schedule(
-    timezone="America/New_York",
-    pre_open="08:00",
-    open="09:30",
-    pre_close="15:50",
-    close="16:00",
-    end_of_day="17:00",
-    weekdays=("mon", "tue", "wed", "thu", "fri"),
-    reopen_call_ms=2_000,
-)
+AUCTIONS = NEW_YORK  # 08:00 pre-open, 09:30 open, 15:50 pre-close, 16:00 close, 17:00 end
 
 
 class Exchange:
