@@ -9,6 +9,7 @@ from datetime import UTC, date, datetime, timedelta
 
 from services.common.bus import EndOfDay, SetSession
 from services.common.config import Schedule
+from services.common.metrics import Metrics
 from services.common.trading_calendar import (
     CLOSED,
     CONTINUOUS,
@@ -17,7 +18,12 @@ from services.common.trading_calendar import (
     Calendar,
     Clock,
 )
+from services.common.wire import AuctionDone, DayEnded, SessionChanged
+from services.matcher.core import MatcherCore
+from services.matcher.engine import Engine
 from services.matcher.schedule import Scheduler
+from tests.fakes import Log
+from tests.test_matcher_core import AAPL, published
 from tests.test_trading_calendar import NEW_YORK
 
 SYMBOLS = ("AAPL", "MSFT")
@@ -180,3 +186,35 @@ def test_the_accelerated_clock_runs_a_day_in_seconds():
         ("eod", 20260310),
         *[PRE_OPEN] * 2,
     ]
+
+
+def test_the_primary_journals_what_the_scheduler_decides_and_a_new_one_continues():
+    cal = Calendar(AUCTIONS)
+    now = [ny(date(2026, 3, 10), 7).timestamp()]
+
+    def matcher(engine):
+        scheduler = Scheduler(cal, Clock(AUCTIONS), ["AAPL"])
+        c = MatcherCore(engine, Log(), Metrics("matcher-a"), 1_000, 10_000, 5.0,
+                        scheduler=scheduler, wall=lambda: now[0])  # fmt: skip
+        return c
+
+    first = matcher(Engine({"AAPL": AAPL}))
+    assert first.schedule_due() is None  # a standby decides nothing
+    first.become_primary(1)
+    (start,) = published(first.schedule_due())
+    assert start.command == EndOfDay(0, 20260310) and type(start.events[-1]) is DayEnded
+    (closed,) = published(first.schedule_due())
+    assert closed.events == [SessionChanged("AAPL", CLOSED, 20260310)]
+    assert first.schedule_due() is None
+    now[0] = ny(date(2026, 3, 10), 8).timestamp()
+    (pre_open,) = published(first.schedule_due())
+    assert first.engine.session_state("AAPL") == PRE_OPEN
+    # a standby that replayed the log takes over at the open: it simply continues
+    standby = matcher(Engine({"AAPL": AAPL}))
+    standby.apply_committed([start, closed, pre_open])
+    standby.become_primary(2)
+    now[0] = ny(date(2026, 3, 10), 9, 30).timestamp()
+    (opened,) = published(standby.schedule_due())
+    assert opened.seq == 4 and opened.epoch == 2
+    assert any(type(e) is AuctionDone and e.kind == "open" for e in opened.events)
+    assert standby.engine.session_state("AAPL") == CONTINUOUS

@@ -291,18 +291,13 @@ class MatcherCore:
         like any command: the batch of records to publish, if any. Nothing while the
         journal cannot write (the decision waits, so nothing is skipped)."""
         scheduler = self.scheduler
-        if scheduler is None or self.journal_full:
+        if scheduler is None or self.journal_full or self.role != "primary":
             return None
         engine = self.engine
         held = engine.halted | engine.paused
         commands = scheduler.decide(
             scheduler.now(self.wall()), engine.trading_date, engine.session_state, held
         )
-        if not commands:
-            return None
-        records = []
-        for command in commands:
-            self.seq += 1
-            records.append(Record(self.seq, self.epoch, command, engine.apply(command)))
-        self.log.info("scheduled", commands=[repr(c) for c in commands])
-        return self._publish(records)
+        if commands:
+            self.log.info("scheduled", commands=[repr(c) for c in commands])
+        return self.sequence(commands)
