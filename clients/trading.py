@@ -205,12 +205,21 @@ def credentials() -> tuple[str, str]:
 
 
 def event_dict(event) -> dict:
-    """An event as a JSON-ready dict with its type name and named fields."""
-    out = {"type": type(event).__struct_config__.tag}
+    """An event as a JSON-ready dict with its type name and named fields (a struct
+    inside it, or a list of them such as a day's closes, as dicts too)."""
+    tag = type(event).__struct_config__.tag
+    out = {"type": tag} if tag is not None else {}
     for name in event.__struct_fields__:
-        value = getattr(event, name)
-        out[name] = event_dict(value) if hasattr(value, "__struct_fields__") else value
+        out[name] = _plain(getattr(event, name))
     return out
+
+
+def _plain(value):
+    if hasattr(value, "__struct_fields__"):
+        return event_dict(value)
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    return value
 
 
 def run_action(action, as_json: bool, symbol: str = "") -> int:
