@@ -53,7 +53,7 @@ class ExchangeApp(App):
     #top { height: 1; background: $primary-background; padding: 0 1; }
     #main { height: 1fr; }
     #left { width: 42; }
-    #book { height: 12; }
+    #book { height: 14; }
     #tape { height: 1fr; border-top: solid $primary-darken-2; }
     #tabs { width: 1fr; }
     #entry { height: 1; padding: 0 1; }

@@ -19,13 +19,14 @@ class BookView(Static):
         state = f"feed seq {seq}" if synced else "no feed"
         lines = [
             f"[b]{symbol}[/b] book ({state})",
-            *([session] if session else []),
             f"{'size':>9} {'bid':>10} │ {'ask':<10} {'size':<9}",
         ]
         for bid_qty, bid, ask, ask_qty in rows:
             lines.append(
                 f"[green]{bid_qty:>9} {bid:>10}[/green] │ [red]{ask:<10} {ask_qty:<9}[/red]"
             )
+        if session:  # the state, and in a call the indicative auction, under the levels
+            lines.append(session)
         self.text = "\n".join(lines)
         self.update(self.text)
 
