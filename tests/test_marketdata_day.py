@@ -4,12 +4,15 @@ books kept right when an auction executes resting orders on both sides."""
 
 from __future__ import annotations
 
-from services.common.bus import Record, SetSession
+from collections import Counter
+
+from services.common.bus import EndOfDay, NewOrder, Record, SetSession
 from services.common.wire import (
     AuctionDone,
     AuctionInfo,
     Bbo,
     Cancelled,
+    CancelReason,
     ClosePrice,
     DayEnded,
     Fill,
@@ -20,10 +23,12 @@ from services.common.wire import (
     SessionChanged,
     SessionState,
     Side,
+    Tif,
     Trade,
 )
 from services.marketdata.book import MarketData
 from services.marketdata.core import topic_of
+from tests.test_marketdata_book import Flow, specs
 
 BUY, SELL = int(Side.BUY), int(Side.SELL)
 OPEN, CALL, CLOSED = int(Session.CONTINUOUS), int(Session.PRE_OPEN), int(Session.CLOSED)
@@ -133,3 +138,72 @@ def test_the_day_survives_a_snapshot_of_the_service():
     snap = again.snapshot("AAPL")
     assert (snap.state, snap.trading_date, snap.indicative) == (CALL, 20260309, (103, 0, 10, BUY))
     assert again.books["AAPL"].orders == {7: (BUY, 103)}
+
+
+class DayFlow(Flow):
+    """The random flow of test_marketdata_book, with DAY, GTD, market and on-close
+    orders beside it, run through the real engine while the symbols go through days."""
+
+    def step(self) -> Record:
+        rng = self.rng
+        if rng.random() < 0.2:
+            symbol = rng.choice(self.symbols)
+            spec = self.specs[symbol]
+            side = rng.choice((BUY, SELL))
+            market = rng.random() < 0.5
+            price = 0 if market else spec.reference + rng.randint(-6, 6) * spec.tick
+            tif = rng.choice((int(Tif.DAY), int(Tif.CLOSE), int(Tif.GTD)))
+            return self.run(
+                NewOrder(
+                    rng.choice(self.accounts),
+                    self._cl_ord_id(),
+                    symbol,
+                    side,
+                    rng.randint(1, 40) * spec.lot,
+                    price,
+                    2 if market else 1,
+                    tif,
+                    expire_date=DATE + 1 if tif == Tif.GTD else 0,
+                )  # fmt: skip
+            )
+        return super().step()
+
+
+DATE = 20260309
+CYCLE = (int(Session.PRE_OPEN), OPEN, int(Session.PRE_CLOSE), CLOSED)
+
+
+def test_a_random_flow_through_days_keeps_the_public_book_the_engines():
+    flow = DayFlow(specs(), seed=11)
+    md = MarketData(flow.specs, depth=4)
+    md.apply(flow.records)
+    date = DATE
+    md.apply([flow.run(EndOfDay(0, date))])
+    kinds = Counter()
+    for turn in range(1_600):
+        if turn % 100 == 0:  # every symbol to the next state of the day, in turn
+            state = CYCLE[turn // 100 % 4]
+            records = [flow.run(SetSession(s, state)) for s in flow.symbols]
+            if state == CLOSED:
+                records.append(flow.run(EndOfDay(date, date + 1)))
+                date += 1
+        else:
+            records = [flow.step()]
+        for record in records:
+            for event in record.events:
+                kinds[type(event).__name__, getattr(event, "auction", None)] += 1
+                kinds[type(event).__name__, getattr(event, "reason", None)] += 1
+            fills = [e.auction for e in record.events if type(e) is Fill]
+            assert [t.auction for t in of(md.apply([record]), Trade)] == fills
+        for symbol in flow.symbols:  # the engine as it is after the records made
+            book = flow.engine.books[symbol]
+            assert md.books[symbol].top() == (book.bids.depth(), book.asks.depth()), turn
+            snap = md.snapshot(symbol)
+            assert snap.state == flow.engine.session_state(symbol)
+            assert snap.trading_date == flow.engine.trading_date
+    assert md.anomalies() == 0
+    # the flow did run auctions, expire orders and cancel auction-only leftovers
+    assert kinds["Fill", True] > 20 and kinds["Fill", False] > 20
+    assert kinds["Cancelled", CancelReason.EXPIRED] > 5
+    assert kinds["Cancelled", CancelReason.AUCTION] > 5
+    assert kinds["Indicative", None] > 20 and kinds["AuctionDone", None] >= 24

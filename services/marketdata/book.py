@@ -132,6 +132,7 @@ class PublicBook:
         "trading_date",
         "indicative",
         "orders",
+        "known",
     )
 
     def __init__(self, symbol: str) -> None:
@@ -148,6 +149,9 @@ class PublicBook:
         self.trading_date = 0
         self.indicative = NO_AUCTION  # in a call: price, matched, imbalance, its side
         self.orders: dict[int, tuple[int, int]] = {}  # resting order id -> (side, price)
+        # whether ``orders`` holds every resting order (not so after a snapshot written
+        # before the book kept them: a replace then moves levels as the event says)
+        self.known = True
 
     def side(self, side: int) -> BookSide:
         return self.bids if side == BUY else self.asks
@@ -221,7 +225,9 @@ class BookState(msgspec.Struct, array_like=True):
     state: int = int(Session.CONTINUOUS)
     trading_date: int = 0
     indicative: tuple[int, int, int, int] = NO_AUCTION
-    orders: list[tuple[int, int, int]] = []  # (order id, side, price) of resting orders
+    # (order id, side, price) of every resting order; None in a snapshot written before
+    # the book kept them
+    orders: list[tuple[int, int, int]] | None = None
 
 
 class MarketState(msgspec.Struct, array_like=True):
@@ -322,13 +328,16 @@ class MarketData:
             elif kind is Cancelled:
                 book.change(side, event.price, -event.qty)
                 orders.pop(event.order_id, None)
-            else:  # Replaced: if it lost priority, later events say where it went
+            elif event.order_id in orders or not book.known:
+                # Replaced: if it lost priority, later events say where it went
                 book.change(side, event.old_price, -event.old_qty)
                 if event.kept_priority:
                     book.change(side, event.price, event.qty)
                     orders[event.order_id] = (side, event.price)
                 else:
                     orders.pop(event.order_id, None)
+            # else: an order not in the public book (on-close, held aside until the
+            # closing call) was replaced: no level moves
         for symbol, (bids0, asks0, bbo0, paused0) in before.items():
             book = self.books[symbol]
             bid_changes = ask_changes = []
@@ -436,7 +445,8 @@ class MarketData:
             book.l2_seq, book.trade_seq, book.bbo_seq = b.l2_seq, b.trade_seq, b.bbo_seq
             book.paused = b.paused
             book.state, book.trading_date, book.indicative = b.state, b.trading_date, b.indicative
-            book.orders = {order: (side, price) for order, side, price in b.orders}
+            book.known = b.orders is not None
+            book.orders = {order: (side, price) for order, side, price in b.orders or ()}
             for side, levels in ((BUY, b.bids), (3 - BUY, b.asks)):
                 for price, size in levels:
                     book.change(side, price, size)
