@@ -53,6 +53,17 @@ def from_int(n: int) -> date:
     return date(n // 10_000, n // 100 % 100, n % 100)
 
 
+def zone(name: str):
+    """The time zone ``name``; UTC needs no time zone database (a trader's machine
+    loads the configuration too, and may have none)."""
+    if name == "UTC":
+        return UTC
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(f"timezone {name!r} is not an IANA time zone") from None
+
+
 def check(schedule) -> None:
     """ValueError naming the key, for a ``[schedule]`` that cannot be used."""
     Calendar(schedule)
@@ -77,10 +88,7 @@ class Calendar:
     """Trading dates and session states of one ``[schedule]``."""
 
     def __init__(self, schedule) -> None:
-        try:
-            self.zone = ZoneInfo(schedule.timezone)
-        except (ZoneInfoNotFoundError, ValueError):
-            raise ValueError(f"timezone {schedule.timezone!r} is not an IANA time zone") from None
+        self.zone = zone(schedule.timezone)
         times = []
         for key in TIME_KEYS:
             try:
@@ -165,7 +173,7 @@ class Clock:
         if schedule.clock_start:
             start = datetime.fromisoformat(schedule.clock_start)
             if start.tzinfo is None:
-                start = start.replace(tzinfo=ZoneInfo(schedule.timezone))
+                start = start.replace(tzinfo=zone(schedule.timezone))
             self.start = start.timestamp()
 
     def now(self, unix: float) -> datetime:
