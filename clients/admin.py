@@ -1,4 +1,5 @@
-"""`exchange admin halt|resume|reference|kill|unkill|deposit` and `exchange password`.
+"""`exchange admin halt|resume|reference|kill|unkill|deposit|session|end-of-day` and
+`exchange password`.
 
 Operator commands need an account named in ``[security] operators``; everyone else
 gets NOT_AUTHORIZED (exit 1). Each is sequenced and journaled like an order.
@@ -13,10 +14,39 @@ import sys
 
 from clients import trading
 from services.common.money import to_dollars, to_units
-from services.common.wire import CashAdjusted
+from services.common.wire import CashAdjusted, DayEnded, Session, SessionChanged
+
+# the session states by the names the command line takes (and prints)
+STATE_NAMES = {
+    "closed": Session.CLOSED,
+    "pre-open": Session.PRE_OPEN,
+    "continuous": Session.CONTINUOUS,
+    "pre-close": Session.PRE_CLOSE,
+}
 
 
-def _admin(action: str, symbol: str, account: str, price: str, amount: str, as_json: bool) -> int:
+def state_name(state: int) -> str:
+    """A Session code as the command line writes it (``pre-open``)."""
+    return next((name for name, code in STATE_NAMES.items() if code == state), str(state))
+
+
+def session_state(text: str) -> int:
+    """A state name for argparse (``pre-open``, ``pre_open``, ``PRE_OPEN`` alike)."""
+    code = STATE_NAMES.get(text.strip().lower().replace("_", "-"))
+    if code is None:
+        raise argparse.ArgumentTypeError(f"{text!r}: one of {', '.join(STATE_NAMES)}")
+    return int(code)
+
+
+def _admin(
+    action: str,
+    symbol: str,
+    account: str,
+    price: str,
+    amount: str,
+    as_json: bool,
+    state: int = 0,
+) -> int:
     try:
         units = to_units(price) if price else 0
         cash = to_units(amount) if amount else 0
@@ -26,7 +56,7 @@ def _admin(action: str, symbol: str, account: str, price: str, amount: str, as_j
 
     def action_() -> int:
         with trading.logged_in_session(None) as session:
-            result = session.admin(action, symbol.upper(), account, units, cash)
+            result = session.admin(action, symbol.upper(), account, units, cash, state)
         events = [trading.event_dict(e) for e in result.events]
         if as_json:
             print(json.dumps({"ok": True, "seq": result.seq, "events": events}))
@@ -35,6 +65,13 @@ def _admin(action: str, symbol: str, account: str, price: str, amount: str, as_j
         for event in result.events[1:]:
             if type(event) is CashAdjusted:
                 print(f"  {account} cash now {to_dollars(event.cash)} ({to_dollars(event.amount)})")
+            elif type(event) is SessionChanged:
+                print(f"  {event.symbol} {state_name(event.state)} ({event.trading_date})")
+            elif type(event) is DayEnded:
+                closes = ", ".join(f"{c.symbol} {to_dollars(c.price)}" for c in event.closes)
+                print(f"  day {event.trading_date} ended; trading date now {event.next_date}")
+                if closes:
+                    print(f"  closes: {closes}")
             else:
                 print(f"  {trading.event_dict(event)}")
         return 0
@@ -81,6 +118,19 @@ def register(sub) -> None:
             p.add_argument(arg)
         p.add_argument("--json", action="store_true", help="JSON on stdout")
         p.set_defaults(func=_run_admin)
+    p = actions.add_parser(
+        "session", help="move a symbol to a session state (an auction runs out of a call)"
+    )
+    p.add_argument("symbol")
+    p.add_argument("state", type=session_state, help=", ".join(STATE_NAMES))
+    p.add_argument("--json", action="store_true", help="JSON on stdout")
+    p.set_defaults(func=lambda a: _admin("session", a.symbol, "", "", "", a.json, a.state))
+    p = actions.add_parser(
+        "end-of-day",
+        help="end the trading day now: DAY orders expire, the next trading date begins",
+    )
+    p.add_argument("--json", action="store_true", help="JSON on stdout")
+    p.set_defaults(func=lambda a: _admin("end_of_day", "", "", "", "", a.json))
     p = sub.add_parser("password", help="change your password (new one from a prompt)")
     p.add_argument("--json", action="store_true", help="JSON on stdout")
     p.set_defaults(func=lambda a: password(a.json))

@@ -348,7 +348,8 @@ class AsyncClient:
     async def place(self, *order, timeout: float | None = None, **options) -> OrderResult:
         """Send an order and await its acknowledgement (ExchangeError if rejected):
         ``place(symbol, side, qty, price=0, ord_type=OrdType.LIMIT, tif=Tif.GTC,
-        post_only=False, stp=Stp.DEFAULT, cl_ord_id=None)``, as ``core.order_request``."""
+        post_only=False, stp=Stp.DEFAULT, cl_ord_id=None, expire_date=0)`` (``expire_date``:
+        YYYYMMDD, for ``Tif.GTD`` only), as ``core.order_request``."""
         return await self._order(order_request(*order, **options), timeout)
 
     async def cancel(self, order_id: int, cl_ord_id: str | None = None) -> OrderResult:

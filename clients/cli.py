@@ -188,6 +188,35 @@ def size(text: str) -> int:
     return int(cleaned)
 
 
+def trading_date(text: str) -> int:
+    """A YYYYMMDD date for ``--expire``."""
+    from datetime import date
+
+    try:
+        day = date(int(text[:4]), int(text[4:6]), int(text[6:]))
+    except ValueError:
+        day = None
+    if len(text) != 8 or not text.isdigit() or day is None:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a date as YYYYMMDD")
+    return int(text)
+
+
+def _order(side, args: argparse.Namespace) -> int:
+    from clients import trading
+    from services.common.wire import Tif
+
+    tif = Tif.GTD if args.expire else args.tif
+    return trading.order(
+        side,
+        args.symbol,
+        args.size,
+        args.price or "",
+        args.json,
+        tif=tif,
+        expire_date=args.expire or 0,
+    )
+
+
 def order_id(text: str) -> int:
     if not text.isdigit():
         raise argparse.ArgumentTypeError(f"ORDER_ID must be a number, not {text!r}")
@@ -207,7 +236,7 @@ def version() -> str:
 def build_parser() -> argparse.ArgumentParser:
     from clients import admin, keys, trading, tui
     from clients.mm import bot as mm
-    from services.common.wire import Side
+    from services.common.wire import Side, Tif
 
     parser = Parser(
         prog="exchange",
@@ -239,17 +268,40 @@ def build_parser() -> argparse.ArgumentParser:
     create.add_argument("--json", action="store_true")
     create.set_defaults(func=lambda a: trading.account_create(a.name, a.json))
     for side in (Side.BUY, Side.SELL):
-        p = command(side.name.lower(), None, f"{side.name.lower()} SYMBOL SIZE PRICE (limit)")
+        p = command(
+            side.name.lower(),
+            None,
+            f"{side.name.lower()} SYMBOL SIZE [PRICE]: a DAY limit order (no price: market)",
+        )
         p.add_argument("symbol")
         p.add_argument("size", type=size, help="shares")
-        p.add_argument("price", type=dollars, help="in dollars, e.g. 170.50")
-        p.set_defaults(func=lambda a, s=side: trading.order(s, a.symbol, a.size, a.price, a.json))
+        p.add_argument("price", type=dollars, nargs="?", help="in dollars, e.g. 170.50")
+        tifs = p.add_mutually_exclusive_group()
+        for flag, tif, text in (
+            ("--gtc", Tif.GTC, "good till cancelled: carries over to the next days"),
+            ("--ioc", Tif.IOC, "immediate or cancel (continuous trading only)"),
+            ("--fok", Tif.FOK, "fill or kill (continuous trading only)"),
+            ("--on-close", Tif.CLOSE, "executes only in the closing auction (MOC/LOC)"),
+        ):
+            tifs.add_argument(flag, dest="tif", action="store_const", const=tif, help=text)
+        tifs.add_argument(
+            "--expire",
+            type=trading_date,
+            metavar="YYYYMMDD",
+            help="good till date: rests until the end of that trading day (GTD)",
+        )
+        p.set_defaults(func=lambda a, s=side: _order(s, a), tif=Tif.DAY)
     p = command("cancel", None, "cancel one of your orders")
     p.add_argument("order_id", type=order_id)
     p.set_defaults(func=lambda a: trading.cancel(a.order_id, a.json))
     p = command("book", None, "the order book of a symbol")
     p.add_argument("symbol")
     p.set_defaults(func=lambda a: trading.book(a.symbol, a.json))
+    command(
+        "sessions",
+        lambda a: trading.sessions(a.json),
+        "every symbol's session state, trading date and indicative auction",
+    )
     command("positions", lambda a: trading.positions(a.json), "your positions and cash")
     command("orders", lambda a: trading.orders(a.json), "your open orders")
     command(

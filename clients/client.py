@@ -20,6 +20,7 @@ from __future__ import annotations
 import time
 from collections import deque
 from collections.abc import Sequence
+from typing import NamedTuple
 
 import zmq
 from zmq.utils.monitor import recv_monitor_message
@@ -70,6 +71,7 @@ from services.common.wire import (
     Report,
     RequestRejected,
     Resume,
+    Session,
     Signup,
     Snapshot,
     SnapshotRequest,
@@ -426,12 +428,20 @@ class Client:
         return result
 
     def admin(
-        self, action: str, symbol: str = "", account: str = "", price: int = 0, amount: int = 0
+        self,
+        action: str,
+        symbol: str = "",
+        account: str = "",
+        price: int = 0,
+        amount: int = 0,
+        state: int = 0,
     ) -> OrderResult:
         """Operators only: ``halt``/``resume`` a symbol, ``reference`` (a symbol's new
         reference price), ``kill``/``unkill`` an account by name, ``deposit`` ``amount``
-        price units into an account by name (negative: a withdrawal)."""
-        return self._order(admin_request(action, symbol, account, price, amount), None)
+        price units into an account by name (negative: a withdrawal), ``session``
+        (move a symbol to ``state``, a ``Session``), ``end_of_day`` (end the trading
+        day; the gateway names the next trading date from its calendar)."""
+        return self._order(admin_request(action, symbol, account, price, amount, state), None)
 
     def logout(self) -> None:
         """End the session (its token with it) and wait until the gateway has: a socket
@@ -463,7 +473,8 @@ class Client:
     def place(self, *order, timeout: float | None = None, **options) -> OrderResult:
         """Send an order and wait for its acknowledgement (ExchangeError if rejected):
         ``place(symbol, side, qty, price=0, ord_type=OrdType.LIMIT, tif=Tif.GTC,
-        post_only=False, stp=Stp.DEFAULT, cl_ord_id=None)``, as ``core.order_request``."""
+        post_only=False, stp=Stp.DEFAULT, cl_ord_id=None, expire_date=0)`` (``expire_date``:
+        YYYYMMDD, for ``Tif.GTD`` only), as ``core.order_request``."""
         return self._order(order_request(*order, **options), timeout)
 
     def cancel(self, order_id: int, cl_ord_id: str | None = None) -> OrderResult:
@@ -516,14 +527,37 @@ def _ask_marketdata(endpoint: str | Sequence[str], request, timeout: float, ctx)
 
 
 def snapshot(
-    endpoint: str | Sequence[str], symbol: str, timeout: float = 5.0, ctx=None
+    endpoint: str | Sequence[str], symbol: str, timeout: float = 5.0, ctx=None, depth: int = 0
 ) -> Snapshot:
-    """The full-depth book of ``symbol`` from the marketdata service (the first of
-    several snapshot endpoints that answers).
+    """The book of ``symbol`` (full depth, or ``depth`` levels a side) from the
+    marketdata service (the first of several snapshot endpoints that answers), with
+    its session state, trading date and, in a call period, indicative auction.
 
     >>> snapshot("tcp://127.0.0.1:5557", "AAPL").bids[:3]   # [(price, size), ...]
     """
-    return _ask_marketdata(endpoint, SnapshotRequest(symbol), timeout, ctx)
+    return _ask_marketdata(endpoint, SnapshotRequest(symbol, depth), timeout, ctx)
+
+
+class SessionInfo(NamedTuple):
+    """A symbol's trading session as marketdata last published it."""
+
+    symbol: str
+    state: Session  # CLOSED, PRE_OPEN, CONTINUOUS or PRE_CLOSE
+    trading_date: int  # YYYYMMDD
+    indicative: tuple[int, int, int, int]  # in a call: price, matched, imbalance, its side
+
+    @property
+    def in_call(self) -> bool:
+        return self.state in (Session.PRE_OPEN, Session.PRE_CLOSE)
+
+
+def session(endpoint: str | Sequence[str], symbol: str, timeout: float = 5.0, ctx=None):
+    """``symbol``'s session state, trading date and indicative auction.
+
+    >>> session("tcp://127.0.0.1:5557", "AAPL").state   # Session.CONTINUOUS
+    """
+    snap = snapshot(endpoint, symbol, timeout, ctx, depth=1)
+    return SessionInfo(symbol, Session(snap.state), snap.trading_date, tuple(snap.indicative))
 
 
 def recent_trades(
@@ -544,5 +578,6 @@ __all__ = [
     "OrderResult",
     "new_cl_ord_id",
     "recent_trades",
+    "session",
     "snapshot",
 ]

@@ -248,9 +248,19 @@ def order_request(
     post_only: bool = False,
     stp: Stp = Stp.DEFAULT,
     cl_ord_id: str | None = None,
+    expire_date: int = 0,
 ) -> PlaceOrder:
     return PlaceOrder(
-        cl_ord_id or new_cl_ord_id(), symbol, side, qty, price, ord_type, tif, post_only, stp
+        cl_ord_id or new_cl_ord_id(),
+        symbol,
+        side,
+        qty,
+        price,
+        ord_type,
+        tif,
+        post_only,
+        stp,
+        expire_date,
     )
 
 
@@ -269,9 +279,14 @@ def password_request(old: str, new: str, cl_ord_id: str | None = None) -> Change
 
 
 def admin_request(
-    action: str, symbol: str = "", account: str = "", price: int = 0, amount: int = 0
+    action: str,
+    symbol: str = "",
+    account: str = "",
+    price: int = 0,
+    amount: int = 0,
+    state: int = 0,
 ) -> AdminRequest:
-    return AdminRequest(new_cl_ord_id(), action, symbol, account, price, amount)
+    return AdminRequest(new_cl_ord_id(), action, symbol, account, price, amount, state)
 
 
 # -- answers ----------------------------------------------------------------------

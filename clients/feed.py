@@ -16,6 +16,15 @@ unknown symbol, say) leaves the book unsynced with the reason in ``error``, and 
 next attempt waits ``timeout_ms``. ``paused`` says whether the symbol is in a volatility
 pause: from each snapshot, and (with ``bbo``) from the BBO feed as soon as it changes.
 
+The trading day (with ``session``, the default): ``state`` is the symbol's session
+state (a ``Session``), ``trading_date`` its trading date, ``indicative`` the auction's
+indicative result in a call period ((price, matched, imbalance, imbalance_side); price
+0: nothing would execute) and ``auction`` the last uncross's result (an ``AuctionInfo``
+with ``final`` set), from each snapshot and then from the ``S.`` and ``A.`` topics.
+Those messages carry the journal sequence number of their change: one a snapshot
+already holds is passed over, and each is whole on its own (a lost one needs no
+repair: the next, or the quiet check's snapshot, sets it right).
+
 Call ``poll`` often: besides taking messages, it is where ZeroMQ gets to resend the
 subscription after a reconnect (a restarted marketdata), and where checks complete.
 
@@ -43,17 +52,22 @@ from zmq.utils.monitor import recv_monitor_message
 
 from clients.core import Rotation, endpoint_list
 from services.common.wire import (
+    AuctionInfo,
     Bbo,
     DecodeError,
     FeedError,
     L2Update,
+    Session,
+    SessionState,
     Snapshot,
     SnapshotRequest,
     Trade,
+    auction_topic,
     bbo_topic,
     encode,
     feed_decoder,
     l2_topic,
+    session_topic,
     trade_topic,
 )
 
@@ -62,6 +76,10 @@ MAX_BATCH = 10_000  # messages taken per poll, so a flood cannot starve the call
 L2_DECODER = msgspec.msgpack.Decoder(L2Update)
 TRADE_DECODER = msgspec.msgpack.Decoder(Trade)
 BBO_DECODER = msgspec.msgpack.Decoder(Bbo)
+SESSION_DECODER = msgspec.msgpack.Decoder(SessionState)
+AUCTION_DECODER = msgspec.msgpack.Decoder(AuctionInfo)
+NO_AUCTION = (0, 0, 0, 0)
+CALLS = (Session.PRE_OPEN, Session.PRE_CLOSE)
 
 
 class BookSubscriber:
@@ -81,6 +99,7 @@ class BookSubscriber:
         *,
         trades: bool = False,
         bbo: bool = False,
+        session: bool = True,
         timeout_ms: int = 2_000,
         check_ms: int = 1_000,
         max_trades: int = 10_000,
@@ -98,12 +117,16 @@ class BookSubscriber:
         self._l2 = l2_topic(symbol)
         self._trade = trade_topic(symbol)
         self._bbo = bbo_topic(symbol)
+        self._session = session_topic(symbol)
+        self._auction = auction_topic(symbol)
         # the L2 topic first: subscribed before any snapshot is asked for
         self._topics = [self._l2]
         if trades:
             self._topics.append(self._trade)
         if bbo:
             self._topics.append(self._bbo)
+        if session:
+            self._topics += [self._session, self._auction]
         self._rcvhwm = rcvhwm
         self._monitor: zmq.Socket | None = None  # several services: a dropped feed moves
         self._connect()
@@ -119,6 +142,11 @@ class BookSubscriber:
         self.trade_gaps = 0  # trades lost: the trade feed has no replay, only a count
         self.last_bbo: Bbo | None = None
         self.paused = False  # a volatility pause, as of the last snapshot or bbo
+        self.state = Session.CONTINUOUS  # the session state, as of the last snapshot or S.
+        self.trading_date = 0
+        self.indicative = NO_AUCTION  # in a call: price, matched, imbalance, its side
+        self.auction: AuctionInfo | None = None  # the last uncross's result
+        self._day_seq = 0  # journal seq of the last session fact taken
         self._drop = 0
         self._heard = time.monotonic()  # last L2 message or snapshot
         self._probe: zmq.Socket | None = None  # a quiet-feed check awaiting its answer
@@ -240,6 +268,11 @@ class BookSubscriber:
         self._asks = dict(snap.asks[: snap.depth])
         self._feed_depth = snap.depth
         self.paused = snap.paused
+        if snap.journal_seq >= self._day_seq:
+            self.state = Session(snap.state)
+            self.trading_date = snap.trading_date
+            self.indicative = tuple(snap.indicative)
+            self._day_seq = snap.journal_seq
         self.seq = snap.seq
         self.journal_seq = snap.journal_seq
         self.synced = True
@@ -305,6 +338,10 @@ class BookSubscriber:
                 handle, decode = self._on_trade, TRADE_DECODER.decode
             elif topic == self._bbo:
                 handle, decode = self._on_bbo, BBO_DECODER.decode
+            elif topic == self._session:
+                handle, decode = self._on_session, SESSION_DECODER.decode
+            elif topic == self._auction:
+                handle, decode = self._on_auction, AUCTION_DECODER.decode
             else:
                 continue
             try:
@@ -347,9 +384,37 @@ class BookSubscriber:
         self.paused = bbo.paused
         return 1
 
+    def _on_session(self, message: SessionState) -> int:
+        if message.seq < self._day_seq:
+            return 0  # a snapshot taken since holds it, or newer
+        self._day_seq = message.seq
+        self.state = Session(message.state)
+        self.trading_date = message.trading_date
+        if self.state not in CALLS:
+            self.indicative = NO_AUCTION
+        return 1
+
+    def _on_auction(self, message: AuctionInfo) -> int:
+        if message.seq < self._day_seq:
+            return 0
+        self._day_seq = message.seq
+        numbers = (message.price, message.matched, message.imbalance, message.imbalance_side)
+        if message.final:
+            self.auction = message
+            self.indicative = NO_AUCTION
+        else:
+            self.indicative = numbers
+        return 1
+
+    @property
+    def in_call(self) -> bool:
+        """In a call period (pre-open or pre-close): orders rest without matching."""
+        return self.state in CALLS
+
     def poll(self, timeout_ms: int = 0) -> int:
         """Take every message that has arrived, waiting up to ``timeout_ms`` for the
-        first; returns how many changed something (L2 updates, trades, BBOs)."""
+        first; returns how many changed something (L2 updates, trades, BBOs, session
+        states and auctions)."""
         if self._dropped():
             self._silent()
         if not self.synced and not self.resync():

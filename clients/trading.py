@@ -20,7 +20,49 @@ from clients import settings
 from clients.accountview import average_prices
 from clients.client import Client, ExchangeError, NoAnswer, recent_trades, snapshot
 from services.common.money import to_dollars, to_units
-from services.common.wire import FILLS_KEPT, CancelReason, Reject, Side
+from services.common.wire import FILLS_KEPT, CancelReason, OrdType, Reject, Session, Side, Tif
+
+# the session states as the command line writes them
+STATE_NAMES = {
+    int(Session.CLOSED): "closed",
+    int(Session.PRE_OPEN): "pre-open",
+    int(Session.CONTINUOUS): "continuous",
+    int(Session.PRE_CLOSE): "pre-close",
+}
+
+
+def state_name(state: int) -> str:
+    return STATE_NAMES.get(state, str(state))
+
+
+def tif_name(tif: int) -> str:
+    """A time in force as the command line writes it (``on-close`` for CLOSE)."""
+    return "on-close" if tif == Tif.CLOSE else Tif(tif).name.lower()
+
+
+def indicative_dict(indicative) -> dict | None:
+    """A snapshot's indicative auction (price, matched, imbalance, its side) for JSON;
+    None when nothing would execute."""
+    price, matched, imbalance, side = indicative
+    if not price:
+        return None
+    return {
+        "price": money(price),
+        "matched": matched,
+        "imbalance": imbalance,
+        "imbalance_side": Side(side).name if side else "",
+    }
+
+
+def indicative_text(indicative) -> str:
+    price, matched, imbalance, side = indicative
+    if not price:
+        return "no indicative price"
+    heavier = f" ({Side(side).name} side)" if side and imbalance else ""
+    return (
+        f"indicative {to_dollars(price)}, {matched:,} would match, imbalance {imbalance:,}{heavier}"
+    )
+
 
 EXIT_REJECTED = 1
 EXIT_USAGE = 2
@@ -163,12 +205,21 @@ def credentials() -> tuple[str, str]:
 
 
 def event_dict(event) -> dict:
-    """An event as a JSON-ready dict with its type name and named fields."""
-    out = {"type": type(event).__struct_config__.tag}
+    """An event as a JSON-ready dict with its type name and named fields (a struct
+    inside it, or a list of them such as a day's closes, as dicts too)."""
+    tag = type(event).__struct_config__.tag
+    out = {"type": tag} if tag is not None else {}
     for name in event.__struct_fields__:
-        value = getattr(event, name)
-        out[name] = event_dict(value) if hasattr(value, "__struct_fields__") else value
+        out[name] = _plain(getattr(event, name))
     return out
+
+
+def _plain(value):
+    if hasattr(value, "__struct_fields__"):
+        return event_dict(value)
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    return value
 
 
 def run_action(action, as_json: bool, symbol: str = "") -> int:
@@ -232,11 +283,25 @@ def account_create(name: str, as_json: bool) -> int:
 
 
 def order(
-    side: Side, symbol: str, size: int, price: str, as_json: bool, client: Client | None = None
+    side: Side,
+    symbol: str,
+    size: int,
+    price: str,
+    as_json: bool,
+    client: Client | None = None,
+    tif: Tif = Tif.DAY,
+    expire_date: int = 0,
 ) -> int:
+    """A limit order at ``price`` (dollars), or a market order when ``price`` is empty;
+    DAY unless ``tif`` says otherwise (GTD with ``expire_date``)."""
+
     def action() -> int:
+        units = to_units(price) if price else 0
+        kind = OrdType.LIMIT if price else OrdType.MARKET
         with logged_in_session(client) as session:
-            result = session.place(symbol.upper(), side, size, to_units(price))
+            result = session.place(
+                symbol.upper(), side, size, units, kind, tif, expire_date=expire_date
+            )
         events = [event_dict(e) for e in result.events]
         if as_json:
             print(
@@ -250,9 +315,11 @@ def order(
                 )
             )
             return 0
+        at = f"@ {price}" if price else "at market"
+        until = f" until {expire_date}" if expire_date else ""
         print(
             f"accepted: order {result.ack.order_id} {side.name} {size} {symbol.upper()} "
-            f"@ {price} (seq {result.seq})"
+            f"{at} {tif_name(tif)}{until} (seq {result.seq})"
         )
         for e in result.events[1:]:
             kind = type(e).__struct_config__.tag
@@ -346,9 +413,24 @@ def book(symbol: str, as_json: bool, depth: int = 10) -> int:
         bids = [[money(p), q] for p, q in snap.bids]
         asks = [[money(p), q] for p, q in snap.asks]
         if as_json:
-            print(json.dumps({"symbol": snap.symbol, "seq": snap.seq, "bids": bids, "asks": asks}))
+            print(
+                json.dumps(
+                    {
+                        "symbol": snap.symbol,
+                        "seq": snap.seq,
+                        "state": state_name(snap.state),
+                        "trading_date": snap.trading_date,
+                        "indicative": indicative_dict(snap.indicative),
+                        "bids": bids,
+                        "asks": asks,
+                    }
+                )
+            )
             return 0
-        print(f"{snap.symbol}  (feed seq {snap.seq})")
+        print(f"{snap.symbol}  {state_name(snap.state)}  (trading date {snap.trading_date}, "
+              f"feed seq {snap.seq})")  # fmt: skip
+        if snap.state in (Session.PRE_OPEN, Session.PRE_CLOSE):
+            print(f"call period: {indicative_text(snap.indicative)}")
         print(f"{'bid size':>10} {'bid':>10} | {'ask':<10} {'ask size':<10}")
         for i in range(max(min(len(snap.bids), depth), min(len(snap.asks), depth))):
             b = snap.bids[i] if i < len(snap.bids) else None
@@ -356,6 +438,37 @@ def book(symbol: str, as_json: bool, depth: int = 10) -> int:
             left = f"{b[1]:>10,} {to_dollars(b[0]):>10}" if b else " " * 21
             right = f"{to_dollars(a[0]):<10} {a[1]:<10,}" if a else ""
             print(f"{left} | {right}")
+        return 0
+
+    return run_action(action, as_json)
+
+
+def sessions(as_json: bool) -> int:
+    """Every configured symbol's session state, trading date and indicative auction."""
+
+    def action() -> int:
+        endpoints = _snapshot_endpoints()
+        rows, snaps = [], []
+        for symbol in sorted(_cfg().symbols):
+            snap = snapshot(endpoints, symbol, depth=1)
+            snaps.append(snap)
+            rows.append(
+                {
+                    "symbol": symbol,
+                    "state": state_name(snap.state),
+                    "trading_date": snap.trading_date,
+                    "indicative": indicative_dict(snap.indicative),
+                }
+            )
+        if as_json:
+            print(json.dumps({"symbols": rows}))
+            return 0
+        print(f"{'symbol':<8} {'state':<11} {'date':>8}  auction")
+        for row, snap in zip(rows, snaps, strict=True):
+            auction = ""
+            if snap.state in (Session.PRE_OPEN, Session.PRE_CLOSE):
+                auction = indicative_text(snap.indicative)
+            print(f"{snap.symbol:<8} {row['state']:<11} {row['trading_date']:>8}  {auction}")
         return 0
 
     return run_action(action, as_json)
@@ -372,16 +485,22 @@ def orders(as_json: bool, client: Client | None = None) -> int:
                 "side": Side(o.side).name,
                 "price": money(o.price),
                 "qty": o.qty,
+                "tif": tif_name(o.tif),
+                "expire_date": o.expire_date,
             }
             for o in listed.orders
         ]
         if as_json:
             print(json.dumps({"seq": listed.seq, "orders": rows}))
             return 0
-        print(f"{'order':>8} {'symbol':<7} {'side':<5} {'open':>9} {'price':>12}")
+        print(f"{'order':>8} {'symbol':<7} {'side':<5} {'open':>9} {'price':>12}  tif")
         for o in listed.orders:
             side = Side(o.side).name
-            print(f"{o.order_id:>8} {o.symbol:<7} {side:<5} {o.qty:>9,} {to_dollars(o.price):>12}")
+            tif = tif_name(o.tif) + (f" {o.expire_date}" if o.expire_date else "")
+            print(
+                f"{o.order_id:>8} {o.symbol:<7} {side:<5} {o.qty:>9,} "
+                f"{to_dollars(o.price):>12}  {tif}"
+            )
         if not listed.orders:
             print("no open orders")
         return 0

@@ -41,8 +41,31 @@ def test_orders_fills_trades_and_credentials(mesh, short_home, tmp_path):
             "side": "SELL",
             "price": "170.00",
             "qty": 20,
+            "tif": "day",  # the command line's default
+            "expire_date": 0,
         }
     ]
+    # the other times in force: good till a date, good till cancelled, IOC, on-close
+    gtd = ok_json("buy", "TSLA", "5", "150.00", "--expire", "20991231", **as_alice)
+    gtc = ok_json("buy", "TSLA", "5", "150.00", "--gtc", **as_alice)
+    ioc = ok_json("buy", "TSLA", "5", "150.00", "--ioc", **as_alice)
+    assert [e["type"] for e in ioc["events"]] == ["accepted", "cancelled"]
+    moc = ok_json("sell", "TSLA", "5", "--on-close", **as_alice)
+    listed = {o["order_id"]: o for o in ok_json("orders", **as_alice)["orders"]}
+    assert (listed[gtd["order_id"]]["tif"], listed[gtd["order_id"]]["expire_date"]) == (
+        "gtd",
+        20991231,
+    )
+    assert listed[gtc["order_id"]]["tif"] == "gtc" and listed[moc["order_id"]]["tif"] == "on-close"
+    for order_id in (gtd["order_id"], gtc["order_id"], moc["order_id"]):
+        ok_json("cancel", str(order_id), **as_alice)
+    both = run("buy", "TSLA", "5", "150.00", "--gtc", "--ioc", **as_alice)
+    assert both.returncode == 2 and "not allowed with" in both.stderr
+    bad_date = run("buy", "TSLA", "5", "150.00", "--expire", "2099-12-31", **as_alice)
+    assert bad_date.returncode == 2 and "YYYYMMDD" in bad_date.stderr
+    book = ok_json("book", "AAPL")
+    assert book["state"] == "continuous" and book["trading_date"] > 20260000
+    assert book["indicative"] is None
     fills = ok_json("fills", **as_alice)["fills"]
     assert [(f["side"], f["qty"], f["price"], f["liquidity"]) for f in fills] == [
         ("SELL", 30, "170.00", "maker")

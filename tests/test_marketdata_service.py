@@ -476,7 +476,9 @@ def test_a_volatility_pause_reaches_the_bbo_feed_and_snapshots(world):
     late = None
     try:
         wait_live(sub, add)
-        assert not sub.paused and sub.last_bbo is not None and not sub.last_bbo.paused
+        # the record's bbo follows its L2 update on the wire: it may come a moment later
+        wait_for(lambda: (sub.poll(20), sub.last_bbo)[1], what="the bbo")
+        assert not sub.paused and not sub.last_bbo.paused
         commit(CMD, Cancelled(1, 2, "AAPL", 2, price, 5, CancelReason.VOLATILITY_PAUSE, False))
         commit(CMD, TradingPause("AAPL", True, price, price - 100, price + 100))
         commit(CMD, CashAdjusted(1, 1_000, 5_000))

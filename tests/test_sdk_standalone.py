@@ -26,6 +26,7 @@ ALLOWED = (
     "services.common.wire",
     "services.common.money",
     "services.common.config",
+    "services.common.trading_calendar",  # the [schedule] section's checks: the stdlib only
 )
 CLIENT_MODULES = (
     "clients.cli",

@@ -11,7 +11,17 @@ import pytest
 
 from clients.settings import SymbolSpec
 from services.common.money import to_units
-from services.common.wire import Accepted, Cancelled, Executed, Fill, Report, Rested, Side, Trade
+from services.common.wire import (
+    Accepted,
+    Cancelled,
+    Executed,
+    Fill,
+    Report,
+    Rested,
+    Session,
+    Side,
+    Trade,
+)
 from tests.mesh import trader
 
 textual = pytest.importorskip("textual")
@@ -120,6 +130,7 @@ async def _drive(mesh, client, other) -> dict:
         assert orders.get_row_at(0)[1:] == ["AAPL", "BUY", "100", "170.00"]
         await _until(pilot, lambda: "*170.00" in book.text, "our bid in the book")
         assert "100" in book.text.splitlines()[2]
+        assert book.text.splitlines()[-1].startswith("continuous │ 2")  # the session line
 
         # another client sells 40 into it: log, positions, tape and book follow
         other.place("AAPL", Side.SELL, 40, to_units("170.00"))
@@ -158,6 +169,17 @@ async def _drive(mesh, client, other) -> dict:
         assert app.query_one("#entry-price", Input).value == ""
         app.exit()
     return timings
+
+
+def test_the_session_line_shows_the_state_and_a_calls_indicative_auction():
+    line = TuiModel.session_line(Session.PRE_OPEN, 20260309, (1_700_500, 300, 50, Side.BUY))
+    assert line == "pre-open │ 20260309\nauction 170.05 x300 imb 50 B"
+    assert TuiModel.session_line(Session.PRE_CLOSE, 1, (0, 0, 0, 0)).endswith("no cross")
+    assert TuiModel.session_line(Session.CONTINUOUS, 20260309, (0, 0, 0, 0)) == (
+        "continuous │ 20260309"
+    )
+    lines = [TuiModel.session_line(s, 20260309, (10**10, 10**5, 10**5, 2)) for s in Session]
+    assert max(len(one) for line in lines for one in line.splitlines()) <= 42
 
 
 def test_tui_against_a_real_mesh(mesh):

@@ -10,6 +10,14 @@ start from there, and so does the client's move to another gateway (the reports 
 meanwhile went to the one it left). A matcher failover needs nothing: the gateway
 resends what was in flight, the repeats are answered once, and a ``notice`` says so
 (counted here).
+
+The trading day: quotes are DAY limit orders (GTC with ``post_only``, which the
+exchange takes only as GTC), so the day's end expires them and the next day's
+pre-open gets a fresh ladder. In a call period (pre-open, pre-close) the ladder stays
+as in continuous trading (limit orders rest; no IOC is ever sent), centred on the
+auction's indicative price when there is one. A CLOSED symbol gets no new quotes nor
+replaces (its resting ones wait for the day's end); a reject (MARKET_CLOSED,
+TIF_NOT_NOW, any code) only backs the slot off for a moment.
 """
 
 from __future__ import annotations
@@ -54,8 +62,15 @@ from services.common.wire import (
     Replaced,
     ReplaceRequest,
     RequestRejected,
+    Session,
     Side,
+    Tif,
 )
+
+
+def reject_name(code: int) -> str:
+    """A reject code's name, or its number for one this version does not know."""
+    return Reject(code).name if code in Reject._value2member_map_ else str(code)
 
 
 @dataclass(slots=True)
@@ -183,7 +198,7 @@ class MarketMaker:
         if isinstance(event, Accepted):
             slot.order_id = event.order_id
         elif isinstance(event, Rejected):
-            self._count_reject(Reject(event.code).name)
+            self._count_reject(reject_name(event.code))
             q.backoff[pending.key] = now + 0.5
             if event.code == Reject.UNKNOWN_ORDER:
                 slot.order_id = 0
@@ -212,7 +227,7 @@ class MarketMaker:
                     if slot is not None:
                         slot.pending = ""
                     self.quoters[pending.symbol].backoff[pending.key] = now + 0.5
-                self._count_reject(Reject(reply.code).name)
+                self._count_reject(reject_name(reply.code))
                 if reply.code == Reject.NOT_LOGGED_IN:
                     self.client.login(*self._credentials)
         self.client.notices.clear()
@@ -282,12 +297,19 @@ class MarketMaker:
         for symbol, q in self.quoters.items():
             for trade in q.feed.take_trades():
                 q.last_trade = trade.price
+            feed = q.feed
+            if feed.state == Session.CLOSED:
+                continue  # no new quotes; the resting ones expire at the day's end
             busy = any(p.symbol == symbol for p in self.pending.values())
-            bids, asks = q.feed.bids(), q.feed.asks()
+            bids, asks = feed.bids(), feed.asks()
             own = self._own(symbol)
+            if feed.in_call:
+                # the book may cross until the uncross: the auction's price is the news
+                if feed.indicative[0]:
+                    q.fair, q.fair_source = feed.indicative[0], "indicative"
             # while our requests are in flight, or the feed and our reports disagree, a
             # level we are leaving would pass for someone else's: keep the fair value
-            if not busy and q.feed.synced and feed_agrees(bids, asks, own, q.feed.depth):
+            elif not busy and feed.synced and feed_agrees(bids, asks, own, feed.depth):
                 q.fair, q.fair_source = fair_value(
                     bids, asks, own, q.last_trade, q.reference, q.spec.tick
                 )
@@ -308,7 +330,13 @@ class MarketMaker:
         side = action.key[0]
         if action.kind == "place":
             request = PlaceOrder(
-                cl, symbol, side, action.qty, action.price, post_only=self.post_only
+                cl,
+                symbol,
+                side,
+                action.qty,
+                action.price,
+                tif=Tif.GTC if self.post_only else Tif.DAY,
+                post_only=self.post_only,
             )
             self.counts["placed"] += 1
         elif action.kind == "replace":
@@ -402,6 +430,7 @@ class MarketMaker:
                 "bids": sum(1 for (side, _), s in live.items() if side == BUY and s.order_id),
                 "asks": sum(1 for (side, _), s in live.items() if side == SELL and s.order_id),
                 "band": [to_dollars(p) for p in band(q.spec, q.spec.reference)],
+                "session": Session(q.feed.state).name.lower(),
             }
         return {
             "account": self.view.account,

@@ -32,7 +32,14 @@ from clients.tui.widgets import (
     TapeView,
 )
 from services.common.money import to_dollars
-from services.common.wire import CancelRequest, PlaceOrder, Reject, RequestRejected, Trade
+from services.common.wire import (
+    CancelRequest,
+    PlaceOrder,
+    Reject,
+    RequestRejected,
+    Tif,
+    Trade,
+)
 
 POLL_S = 0.025
 TRADE_DECODER = msgspec.msgpack.Decoder(Trade)
@@ -46,7 +53,7 @@ class ExchangeApp(App):
     #top { height: 1; background: $primary-background; padding: 0 1; }
     #main { height: 1fr; }
     #left { width: 42; }
-    #book { height: 12; }
+    #book { height: 14; }
     #tape { height: 1fr; border-top: solid $primary-darken-2; }
     #tabs { width: 1fr; }
     #entry { height: 1; padding: 0 1; }
@@ -231,8 +238,10 @@ class ExchangeApp(App):
         model = self.model
         symbol = model.selected
         if "book" in dirty and self.book is not None:
-            rows = model.book_rows(self.book.bids(), self.book.asks())
-            self.query_one(BookView).show(symbol, rows, self.book.seq, self.book.synced)
+            book = self.book
+            rows = model.book_rows(book.bids(), book.asks())
+            session = model.session_line(book.state, book.trading_date, book.indicative)
+            self.query_one(BookView).show(symbol, rows, book.seq, book.synced, session)
             self._drawn_book = self.book.synced
         if "tape" in dirty:
             self.query_one(TapeView).show(symbol, model.tape_rows(symbol))
@@ -266,8 +275,8 @@ class ExchangeApp(App):
             return
         cl_ord_id = new_cl_ord_id()
         self.model.sent_order(cl_ord_id, ticket.symbol)
-        self.client.send(
-            PlaceOrder(cl_ord_id, ticket.symbol, ticket.side, ticket.qty, ticket.price)
+        self.client.send(  # a DAY order, as the command line's
+            PlaceOrder(cl_ord_id, ticket.symbol, ticket.side, ticket.qty, ticket.price, tif=Tif.DAY)
         )
         self.model.note(
             f"sent {ticket.side.name} {ticket.qty:,} {ticket.symbol} @ {to_dollars(ticket.price)}"

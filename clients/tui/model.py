@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from clients.accountview import AccountView
 from clients.settings import SymbolSpec
-from clients.trading import reject_detail
+from clients.trading import reject_detail, state_name
 from services.common.money import to_dollars, to_units
 from services.common.wire import (
     REJECT_TEXT,
@@ -27,6 +27,7 @@ from services.common.wire import (
     Replaced,
     RequestRejected,
     Rested,
+    Session,
     Side,
     Trade,
 )
@@ -234,6 +235,20 @@ class TuiModel:
             return self.mid[symbol]
         spec = self.symbols.get(symbol)
         return spec.reference if spec else 0
+
+    @staticmethod
+    def session_line(state: int, trading_date: int, indicative) -> str:
+        """The lines under the book, within its 42 columns: the state and trading
+        date, and in a call period a second line, the auction's indicative price x
+        matched volume and the imbalance with its side (B or S), or "no cross"."""
+        line = f"{state_name(state)} │ {trading_date or '-'}"
+        if state not in (Session.PRE_OPEN, Session.PRE_CLOSE):
+            return line
+        price, matched, imbalance, side = indicative
+        if not price:
+            return line + "\nauction: no cross"
+        heavier = " " + Side(side).name[0] if side and imbalance else ""
+        return line + f"\nauction {to_dollars(price)} x{matched:,} imb {imbalance:,}{heavier}"
 
     def book_rows(self, bids, asks, depth: int = DEPTH) -> list[tuple[str, str, str, str]]:
         """(bid size, bid, ask, ask size) best first, ``depth`` rows (blank when short);

@@ -14,7 +14,7 @@ from clients.tui.model import DEPTH
 class BookView(Static):
     """Top 10 levels a side: bid size, bid | ask, ask size (our levels marked *)."""
 
-    def show(self, symbol: str, rows, seq: int, synced: bool) -> None:
+    def show(self, symbol: str, rows, seq: int, synced: bool, session: str = "") -> None:
         # the L2 feed's own sequence (the top bar's is your account's last record)
         state = f"feed seq {seq}" if synced else "no feed"
         lines = [
@@ -25,6 +25,8 @@ class BookView(Static):
             lines.append(
                 f"[green]{bid_qty:>9} {bid:>10}[/green] │ [red]{ask:<10} {ask_qty:<9}[/red]"
             )
+        if session:  # the state, and in a call the indicative auction, under the levels
+            lines.append(session)
         self.text = "\n".join(lines)
         self.update(self.text)
 

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import msgspec
 
+from services.common import trading_calendar
 from services.common.money import to_units
 from services.common.wire import Stp
 
@@ -231,6 +232,30 @@ class MetricsExport:
 
 
 @dataclass(frozen=True, slots=True)
+class Schedule:
+    """[schedule]: the trading day (services/common/trading_calendar.py reads it). Times
+    are "HH:MM" (or "HH:MM:SS") in ``timezone`` on each trading date, in order, "24:00"
+    the date's end. The default is a 24-hour day of continuous trading, every day a
+    trading day, rolling at 00:00 UTC: schedules with auctions are opt-in."""
+
+    timezone: str = "UTC"  # the exchange's time zone (an IANA name)
+    pre_open: str = "00:00"  # symbols enter the opening call (PRE_OPEN)
+    open: str = "00:00"  # the opening auction, then continuous trading
+    pre_close: str = "24:00"  # the closing call (PRE_CLOSE)
+    close: str = "24:00"  # the closing auction, then CLOSED
+    end_of_day: str = "24:00"  # the trading date ends: DAY orders expire, the next begins
+    weekdays: tuple[str, ...] = trading_calendar.WEEKDAYS  # the days of the week that trade
+    holidays: tuple[str, ...] = ()  # "YYYY-MM-DD" dates that are not trading days
+    reopen_call_ms: int = 2_000  # a resumed symbol's re-opening call lasts this long
+    # an accelerated clock, for tests and benchmarks: at UNIX time ``clock_origin`` the
+    # exchange's clock reads ``clock_start`` (local "YYYY-MM-DDTHH:MM[:SS]") and it runs
+    # ``clock_speed`` times faster than real time; "" (the default): the real clock
+    clock_start: str = ""
+    clock_origin: float = 0.0
+    clock_speed: float = 1.0
+
+
+@dataclass(frozen=True, slots=True)
 class Host:
     """[cluster.hosts.NAME]: one machine of a cluster."""
 
@@ -294,6 +319,7 @@ class Config:
     metrics: MetricsExport = field(default_factory=MetricsExport)
     cluster: Cluster = field(default_factory=Cluster)
     fix: Fix = field(default_factory=Fix)
+    schedule: Schedule = field(default_factory=Schedule)
     home: Path = Path("var")
 
 
@@ -310,6 +336,7 @@ SECTIONS = {
     "metrics": MetricsExport,
     "cluster": Cluster,
     "fix": Fix,
+    "schedule": Schedule,
 }
 # the services a [metrics] ports table may name
 SERVICES = ("gateway", "matcher-a", "matcher-b", "journal", "marketdata", "heartbeat")
@@ -395,6 +422,10 @@ def parse(raw: dict, home: Path | None = None) -> Config:
                 f"[metrics] ports: {service} = {port!r}: a service of "
                 f"{', '.join(SERVICES)} and a port 1-65535"
             )
+    try:
+        trading_calendar.check(sections["schedule"])
+    except ValueError as exc:
+        raise ConfigError(f"[schedule]: {exc}") from None
     for name, spec in symbols.items():
         if spec.reference > sections["risk"].max_price:
             raise ConfigError(f"[symbols.{name}]: reference above [risk] max_price")

@@ -17,11 +17,13 @@ from collections import OrderedDict
 from collections.abc import Callable
 from concurrent.futures import Future
 
-from services.common.bus import Admin, CreateAccount, MatcherBusy, Record, SetPassword
+from services.common import wire
+from services.common.bus import Admin, CreateAccount, EndOfDay, MatcherBusy, Record, SetPassword
 from services.common.codec import DecodeError, encode, request_decoder
 from services.common.config import Config
 from services.common.metrics import Metrics
 from services.common.money import to_dollars
+from services.common.trading_calendar import Calendar, Clock, date_int, from_int
 from services.common.wire import (
     ACCOUNT_NAME_RE,
     FILLS_KEPT,
@@ -32,6 +34,7 @@ from services.common.wire import (
     AdminRequest,
     CancelRequest,
     ChangePassword,
+    DayEnded,
     Fills,
     GetFills,
     GetOrders,
@@ -62,6 +65,8 @@ from services.gateway.security import FairShares
 from services.gateway.sessions import Session, SessionTable
 
 MAX_FRAME = 64 * 1024
+DAY_COMMANDS = (EndOfDay, Admin)  # the commands that can end a trading day
+SESSION_STATES = frozenset(wire.Session)
 MAX_HASHING = 64  # password hashes queued for the pool; past it, BUSY
 # fair shares of that queue: no name (an account under attack) may hold more than a
 # quarter of it, no connection more than a few; past them, BUSY
@@ -196,6 +201,11 @@ class GatewayCore:
     ) -> None:
         self.cfg = cfg
         self.clock = clock
+        # the trading calendar, for an operator's end of day: the next trading date
+        self.calendar = Calendar(cfg.schedule)
+        self.exchange_clock = Clock(cfg.schedule)
+        self.wall = time.time
+        self.trading_date = 0  # the engine's, as the committed stream last said
         self.view = view
         self.pool = pool
         self.out = out
@@ -447,9 +457,11 @@ class GatewayCore:
     def _admin(self, ident: bytes, session, req: AdminRequest) -> None:
         """Operators only; the names and symbols are resolved here, the rest is the
         engine's, sequenced and journaled like an order."""
-        code, target = 0, 0
+        code, target, date = 0, 0, 0
         if not session.operator:
             code = Reject.NOT_AUTHORIZED
+        elif req.action == "end_of_day":
+            date = self.next_trading_date()
         elif req.action in ("kill", "unkill", "deposit"):
             target = self.view.names.get(req.account, 0)
             code = 0 if target else Reject.UNKNOWN_ACCOUNT
@@ -459,16 +471,36 @@ class GatewayCore:
             code = Reject.UNKNOWN_SYMBOL
         elif req.action == "reference" and not 0 < req.price <= validate.MAX_PRICE:
             code = Reject.BAD_PRICE
+        elif req.action == "session" and req.state not in SESSION_STATES:
+            code = Reject.MALFORMED
         cmd = Admin(
             session.account,
             req.cl_ord_id,
             req.action,
-            req.symbol,
+            req.symbol if req.action != "end_of_day" else "",
             target,
             req.price,
             req.amount if req.action == "deposit" else 0,
+            state=req.state if req.action == "session" else 0,
+            date=date,
         )
         self._forward(ident, session, req, code or validate.check_cl_ord_id(req), cmd)
+
+    def next_trading_date(self) -> int:
+        """The date an operator's end of day starts: the trading date after the
+        engine's (as the committed stream last said; a gateway restarted from a
+        snapshot may not have heard it) or after the calendar's today, the later."""
+        calendar = self.calendar
+        today = calendar.trading_date_at(self.exchange_clock.now(self.wall()))
+        if self.trading_date:
+            today = max(today, from_int(self.trading_date))
+        return date_int(calendar.next_trading_date(today))
+
+    def _day(self, record: Record) -> None:
+        """Keep the engine's trading date from its DayEnded events."""
+        for event in record.events:
+            if type(event) is DayEnded:
+                self.trading_date = event.next_date
 
     def finish_hashing(self, now: float) -> None:
         """Act on the password hashes the pool has finished: sign-ups go to the
@@ -551,6 +583,8 @@ class GatewayCore:
             return f"{symbol[: validate.REF_CHARS]!r}"
         if code == Reject.MAX_ORDER_SIZE:
             return f"at most {self.cfg.risk.max_order_qty:,} shares"
+        if code == Reject.MALFORMED and type(req) is AdminRequest:
+            return "state: 1 closed, 2 pre-open, 3 continuous, 4 pre-close"
         if spec is None:
             return ""
         if code == Reject.BAD_PRICE and getattr(req, "ord_type", 1) != 1:
@@ -598,6 +632,8 @@ class GatewayCore:
         """Records committed before this process started: the view only."""
         for record in records:
             self.view.apply(record)
+            if type(record.command) in DAY_COMMANDS:
+                self._day(record)
 
     def committed(self, records: list[Record]) -> None:
         """Apply committed records to the view and send each account its reports, one
@@ -607,6 +643,8 @@ class GatewayCore:
         for record in records:
             view.apply(record)
             cmd = record.command
+            if type(cmd) in DAY_COMMANDS:
+                self._day(record)
             if record.events and type(record.events[0]) is Rejected:
                 rejected = record.events[0]
                 self.count_reject(rejected.code, "matcher")

@@ -4,8 +4,16 @@ Pure logic, no sockets: the service feeds it records and publishes what it retur
 and tests drive it directly. Only aggregated price levels are public; who posted what
 never leaves the exchange. A volatility pause (``pause`` events) moves no level: it
 is published as a ``bbo`` with ``paused`` set when it begins and cleared when it ends,
-and the orders it cancels come as ``cancelled`` events like any other. Every other
-event (accounts, cash, rejects, halts...) is passed over.
+and the orders it cancels come as ``cancelled`` events like any other.
+
+The trading day: a symbol's session state and trading date go out as ``session``
+(topic ``S.<symbol>``) when it changes state and when a day ends; a call period's
+indicative auction as ``indicative`` (topic ``A.<symbol>``), the last one of each
+symbol per batch of records (each is whole on its own), and the uncross's result as
+one with ``final`` set. An auction executes resting orders on both sides, each at the
+auction price, not its own: the book keeps every resting order's side and price by
+order id, so each side's level shrinks where that order rests. Every other event
+(accounts, cash, rejects, halts...) is passed over.
 
 Messages are computed record by record, never per batch, so every topic's sequence
 numbers are a pure function of the journal: a restarted marketdata that replays the
@@ -25,13 +33,20 @@ from sortedcontainers import SortedList
 from services.common.bus import Record
 from services.common.wire import (
     TRADES_KEPT,
+    AuctionDone,
+    AuctionInfo,
     Bbo,
     Cancelled,
+    DayEnded,
     Fill,
+    Indicative,
     L2Update,
     RecentTrades,
     Replaced,
     Rested,
+    Session,
+    SessionChanged,
+    SessionState,
     Side,
     Snapshot,
     Trade,
@@ -39,10 +54,13 @@ from services.common.wire import (
 )
 
 BUY = int(Side.BUY)
+CALLS = frozenset((int(Session.PRE_OPEN), int(Session.PRE_CLOSE)))
+NO_AUCTION = (0, 0, 0, 0)
 
 Levels = list[tuple[int, int]]
-FeedMessage = L2Update | Trade | Bbo
+FeedMessage = L2Update | Trade | Bbo | SessionState | AuctionInfo
 BOOK_EVENTS = frozenset((Rested, Fill, Cancelled, Replaced))  # the events that move levels
+DAY_EVENTS = frozenset((SessionChanged, Indicative, AuctionDone, DayEnded))
 
 
 class BookSide:
@@ -110,6 +128,11 @@ class PublicBook:
         "anomalies",
         "recent",
         "paused",
+        "state",
+        "trading_date",
+        "indicative",
+        "orders",
+        "known",
     )
 
     def __init__(self, symbol: str) -> None:
@@ -122,6 +145,13 @@ class PublicBook:
         self.bbo_seq = 0
         self.anomalies = 0  # removals of more than a level held: a stream we misread
         self.paused = False  # in a volatility pause
+        self.state = int(Session.CONTINUOUS)  # the session state (the engine's default)
+        self.trading_date = 0
+        self.indicative = NO_AUCTION  # in a call: price, matched, imbalance, its side
+        self.orders: dict[int, tuple[int, int]] = {}  # resting order id -> (side, price)
+        # whether ``orders`` holds every resting order (not so after a snapshot written
+        # before the book kept them: a replace then moves levels as the event says)
+        self.known = True
 
     def side(self, side: int) -> BookSide:
         return self.bids if side == BUY else self.asks
@@ -151,6 +181,9 @@ class PublicBook:
             len(self.bids) - len(bids),
             len(self.asks) - len(asks),
             self.paused,
+            self.state,
+            self.trading_date,
+            self.indicative,
         )
 
 
@@ -167,6 +200,19 @@ def diff(before: Levels, after: Levels) -> Levels:
     return out
 
 
+def conflate(out: list[FeedMessage]) -> list[FeedMessage]:
+    """Each symbol's last indicative of a batch stands for the ones before it (each
+    is whole on its own): the others are dropped, so a burst of orders in a call is
+    one message a symbol, not one per order."""
+    last: dict[str, int] = {}
+    for i, message in enumerate(out):
+        if type(message) is AuctionInfo and not message.final:
+            last[message.symbol] = i
+    return [
+        m for i, m in enumerate(out) if type(m) is not AuctionInfo or m.final or last[m.symbol] == i
+    ]
+
+
 class BookState(msgspec.Struct, array_like=True):
     symbol: str
     l2_seq: int
@@ -175,7 +221,13 @@ class BookState(msgspec.Struct, array_like=True):
     bids: Levels
     asks: Levels
     recent: list[Trade]
-    paused: bool = False  # last: a snapshot file written before it still loads
+    paused: bool = False  # at the end: a snapshot file written before them still loads
+    state: int = int(Session.CONTINUOUS)
+    trading_date: int = 0
+    indicative: tuple[int, int, int, int] = NO_AUCTION
+    # (order id, side, price) of every resting order; None in a snapshot written before
+    # the book kept them
+    orders: list[tuple[int, int, int]] | None = None
 
 
 class MarketState(msgspec.Struct, array_like=True):
@@ -201,6 +253,7 @@ class MarketData:
         self.max_depth = max_depth
         self.books = {s: PublicBook(s) for s in symbols}
         self.journal_seq = 0  # last record applied
+        self._indicatives = 0  # indicative messages in the batch being applied
 
     def book(self, symbol: str) -> PublicBook:
         book = self.books.get(symbol)
@@ -215,6 +268,9 @@ class MarketData:
         for record in records:
             self._apply_record(record, out)
             self.journal_seq = record.seq
+        if self._indicatives > 1:
+            out = conflate(out)
+        self._indicatives = 0
         return out
 
     def _apply_record(self, record: Record, out: list[FeedMessage]) -> None:
@@ -225,7 +281,9 @@ class MarketData:
         for event in record.events:
             kind = type(event)
             if kind not in BOOK_EVENTS or (kind is Cancelled and not event.from_book):
-                if kind is TradingPause:
+                if kind in DAY_EVENTS:
+                    self._day_event(event, record.seq, out)
+                elif kind is TradingPause:
                     book = self.book(event.symbol)
                     if event.symbol not in before:
                         before[event.symbol] = [None, None, book.bbo(), book.paused]
@@ -241,22 +299,45 @@ class MarketData:
             if seen[i] is None:
                 touched = book.bids if i == 0 else book.asks
                 seen[i] = touched.shown if touched.shown is not None else touched.top(depth)
+            orders = book.orders
             if kind is Rested:
                 book.change(side, event.price, event.qty)
+                orders[event.order_id] = (side, event.price)
             elif kind is Fill:
-                book.change(side, event.price, -event.qty)
+                auction = event.auction
+                maker = event.maker_order
+                # the maker rests at the fill's price, except in an auction's uncross
+                price = orders[maker][1] if auction and maker in orders else event.price
+                book.change(side, price, -event.qty)
+                if not event.maker_leaves:
+                    orders.pop(maker, None)
+                if auction:  # the later order rested too: its side shrinks where it rests
+                    self._auction_taker(book, event, seen, depth)
                 book.trade_seq += 1
                 trade = Trade(
-                    symbol, book.trade_seq, event.trade_id, event.price, event.qty, event.side
+                    symbol,
+                    book.trade_seq,
+                    event.trade_id,
+                    event.price,
+                    event.qty,
+                    event.side,
+                    auction,
                 )
                 book.recent.append(trade)
                 out.append(trade)
             elif kind is Cancelled:
                 book.change(side, event.price, -event.qty)
-            else:  # Replaced: if it lost priority, later events say where it went
+                orders.pop(event.order_id, None)
+            elif event.order_id in orders or not book.known:
+                # Replaced: if it lost priority, later events say where it went
                 book.change(side, event.old_price, -event.old_qty)
                 if event.kept_priority:
                     book.change(side, event.price, event.qty)
+                    orders[event.order_id] = (side, event.price)
+                else:
+                    orders.pop(event.order_id, None)
+            # else: an order not in the public book (on-close, held aside until the
+            # closing call) was replaced: no level moves
         for symbol, (bids0, asks0, bbo0, paused0) in before.items():
             book = self.books[symbol]
             bid_changes = ask_changes = []
@@ -273,6 +354,44 @@ class MarketData:
             if bbo1 != bbo0 or book.paused != paused0:
                 book.bbo_seq += 1
                 out.append(Bbo(symbol, book.bbo_seq, *bbo1, book.paused))
+
+    @staticmethod
+    def _auction_taker(book: PublicBook, fill: Fill, seen: list, depth: int) -> None:
+        """An auction fill's later order (``fill.side``) was resting too: take its size
+        from where it rests (an order the book never saw rest, such as a market order
+        waiting for the uncross, moves no level)."""
+        rested = book.orders.get(fill.taker_order)
+        if rested is None:
+            return
+        side, price = rested
+        i = 0 if side == BUY else 1
+        if seen[i] is None:
+            touched = book.bids if i == 0 else book.asks
+            seen[i] = touched.shown if touched.shown is not None else touched.top(depth)
+        book.change(side, price, -fill.qty)
+        if not fill.taker_leaves:
+            del book.orders[fill.taker_order]
+
+    def _day_event(self, event, seq: int, out: list[FeedMessage]) -> None:
+        """A session change, an indicative auction, an uncross's result, a day's end."""
+        kind = type(event)
+        if kind is DayEnded:  # every symbol's new date, in its state
+            for book in self.books.values():
+                book.trading_date = event.next_date
+                out.append(SessionState(book.symbol, seq, book.state, event.next_date))
+            return
+        book = self.book(event.symbol)
+        if kind is SessionChanged:
+            book.state, book.trading_date = event.state, event.trading_date
+            if event.state not in CALLS:
+                book.indicative = NO_AUCTION
+            out.append(SessionState(book.symbol, seq, event.state, event.trading_date))
+            return
+        final = kind is AuctionDone
+        numbers = (event.price, event.matched, event.imbalance, event.imbalance_side)
+        book.indicative = NO_AUCTION if final else numbers
+        out.append(AuctionInfo(book.symbol, seq, *numbers, final))
+        self._indicatives += not final
 
     def snapshot(self, symbol: str, depth: int = 0) -> Snapshot | None:
         """The best ``depth`` levels per side of ``symbol`` (0, or more than
@@ -308,6 +427,10 @@ class MarketData:
                         b.asks.top(),
                         list(b.recent),
                         b.paused,
+                        b.state,
+                        b.trading_date,
+                        b.indicative,
+                        [(order, side, price) for order, (side, price) in b.orders.items()],
                     )
                     for b in self.books.values()
                 ],
@@ -321,6 +444,9 @@ class MarketData:
             book = self.book(b.symbol)
             book.l2_seq, book.trade_seq, book.bbo_seq = b.l2_seq, b.trade_seq, b.bbo_seq
             book.paused = b.paused
+            book.state, book.trading_date, book.indicative = b.state, b.trading_date, b.indicative
+            book.known = b.orders is not None
+            book.orders = {order: (side, price) for order, side, price in b.orders or ()}
             for side, levels in ((BUY, b.bids), (3 - BUY, b.asks)):
                 for price, size in levels:
                     book.change(side, price, size)

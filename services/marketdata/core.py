@@ -17,14 +17,18 @@ from services.common.codec import DecodeError, encode, feed_decoder
 from services.common.metrics import Metrics
 from services.common.wire import (
     REJECT_TEXT,
+    AuctionInfo,
     FeedError,
     L2Update,
     Reject,
+    SessionState,
     SnapshotRequest,
     Trade,
     TradesRequest,
+    auction_topic,
     bbo_topic,
     l2_topic,
+    session_topic,
     trade_topic,
 )
 from services.marketdata.book import FeedMessage, MarketData
@@ -49,8 +53,13 @@ NOT_A_REQUEST = error(Reject.MALFORMED, text="not a snapshot_req or trades_req")
 def topic_of(message: FeedMessage) -> bytes:
     if type(message) is L2Update:
         return l2_topic(message.symbol)
-    if type(message) is Trade:
+    kind = type(message)
+    if kind is Trade:
         return trade_topic(message.symbol)
+    if kind is SessionState:
+        return session_topic(message.symbol)
+    if kind is AuctionInfo:
+        return auction_topic(message.symbol)
     return bbo_topic(message.symbol)
 
 
@@ -65,7 +74,7 @@ class MarketDataCore:
             for r in REASONS
         }
         self.answered = metrics.counter("snapshot_requests_answered", "snapshot requests served")
-        self.published = metrics.counter("feed_messages", "L2, trade and BBO messages published")
+        self.published = metrics.counter("feed_messages", "feed messages published (every topic)")
         self.anomalies = 0
         self._refused_total, self._refused_at = 0, 0.0
 

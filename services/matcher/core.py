@@ -5,7 +5,9 @@ it: a standby replays committed records and checks each one's events; a primary
 sequences command batches into records (or hands them back ``busy`` while the journal
 lags a window or cannot write), serves retransmits from a bounded buffer, reopens
 paused symbols when their pause is over, and says when a quiet standby should compare
-its whole state with the primary's. The node reads and writes the sockets.
+its whole state with the primary's, and sequences what the scheduler decides
+(``schedule.py``: the trading day's session moves and ends of day). The node reads
+and writes the sockets.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from services.common.metrics import Metrics
 from services.common.wire import Reject
 from services.matcher.engine import Engine
 from services.matcher.quorum import Quorum
+from services.matcher.schedule import Scheduler
 
 MAX_TURN = 4_096  # commands per loop turn, so beats are never late (~20 ms of work)
 VERIFY_EVERY_S = 1.0  # how often a quiet standby checks its state hash against the primary's
@@ -52,8 +55,12 @@ class MatcherCore:
         pause_s: float,
         clock: Callable[[], float] = time.monotonic,
         quorum: Quorum | None = None,
+        scheduler: Scheduler | None = None,
+        wall: Callable[[], float] = time.time,
     ) -> None:
         self.engine = engine
+        self.scheduler = scheduler
+        self.wall = wall  # UNIX time, which the scheduler's clock reads
         self.quorum = quorum or Quorum(["journal"])
         self.log = log
         self.window = window
@@ -259,12 +266,38 @@ class MatcherCore:
                 due.append(symbol)
         if not due or self.journal_full:
             return None
-        records = []
         for symbol in due:
-            self.seq += 1
-            records.append(
-                Record(self.seq, self.epoch, Reopen(symbol), self.engine.apply(Reopen(symbol)))
-            )
             del self.paused_since[symbol]
         self.log.info("reopened", symbols=due)
+        return self.sequence([Reopen(symbol) for symbol in due])
+
+    def sequence(self, commands: list) -> bytes | None:
+        """A primary's own commands (Reopen, and the scheduler's SetSession and
+        EndOfDay: the engine has no clock), sequenced and journaled like any other:
+        the records' batch to publish, or None when there is nothing to do, this
+        matcher is not the primary, or the journal cannot write (the caller tries
+        again on its next tick; both commands are harmless to repeat)."""
+        if not commands or self.role != "primary" or self.journal_full:
+            return None
+        records = []
+        for command in commands:
+            self.seq += 1
+            records.append(Record(self.seq, self.epoch, command, self.engine.apply(command)))
+        self.sequenced.value += len(records)
         return self._publish(records)
+
+    def schedule_due(self) -> bytes | None:
+        """The scheduler's commands for now (``schedule.py``), sequenced and applied
+        like any command: the batch of records to publish, if any. Nothing while the
+        journal cannot write (the decision waits, so nothing is skipped)."""
+        scheduler = self.scheduler
+        if scheduler is None or self.journal_full or self.role != "primary":
+            return None
+        engine = self.engine
+        held = engine.halted | engine.paused
+        commands = scheduler.decide(
+            scheduler.now(self.wall()), engine.trading_date, engine.session_state, held
+        )
+        if commands:
+            self.log.info("scheduled", commands=[repr(c) for c in commands])
+        return self.sequence(commands)

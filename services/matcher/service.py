@@ -43,10 +43,12 @@ from services.common.frames import recv_frames, send_pair
 from services.common.node import Node
 from services.common.runtime import tune_gc
 from services.common.stream import Follower
+from services.common.trading_calendar import Calendar, Clock
 from services.matcher import snapshot
 from services.matcher.core import VERIFY_EVERY_S, MatcherCore
 from services.matcher.engine import Engine
 from services.matcher.quorum import Quorum
+from services.matcher.schedule import Scheduler
 
 DRAIN_FRAMES = 256  # command frames sequenced per publish
 FENCE_WAIT_MS = 2_000  # a promotion waits this long for a majority of journals
@@ -71,6 +73,7 @@ class Matcher:
             timings.retransmit_buffer,
             cfg.risk.pause_ms / 1000,
             quorum=Quorum(list(self.journals)),
+            scheduler=Scheduler(Calendar(cfg.schedule), Clock(cfg.schedule), cfg.symbols),
         )
         self.follower = Follower(
             node.ctx, cfg.endpoints["journal_pub"], cfg.endpoints["journal_read"]
@@ -175,6 +178,7 @@ class Matcher:
         self.history = history
         node.on(self.router, self._serve)
         node.step(self._reopen)
+        node.every(self.heartbeat_ms / 1000, self._schedule)
         node.every(self.heartbeat_ms / 1000, self._reconcile)
         self._reconcile(0.0)
         tune_gc()
@@ -356,6 +360,11 @@ class Matcher:
 
     def _reopen(self, now: float) -> None:
         batch = self.core.reopen_due(now)
+        if batch is not None:
+            self._publish(batch)
+
+    def _schedule(self, now: float) -> None:
+        batch = self.core.schedule_due()
         if batch is not None:
             self._publish(batch)
 
