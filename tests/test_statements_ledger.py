@@ -44,8 +44,11 @@ def journal() -> list[Record]:
             command=EndOfDay(20250102, 20250103),
         ),
         rec(AccountCreated(3, "carol"), CashAdjusted(3, OPEN, OPEN)),
-        rec(CashAdjusted(2, 5_000_000, OPEN + 5_000_000 + 1_700_000 * 100 + 1_701_000 * 50
-                         + 1_600_000 * 10)),  # fmt: skip
+        rec(
+            CashAdjusted(
+                2, 5_000_000, OPEN + 5_000_000 + 1_700_000 * 100 + 1_701_000 * 50 + 1_600_000 * 10
+            )
+        ),  # fmt: skip
         rec(Fill(4, "AAPL", Side.SELL, 1_690_000, 40, 1, 15, 0, 2, 16, 0)),
         rec(
             DayEnded(20250103, 20250106, [ClosePrice("AAPL", 1_680_000), ClosePrice("TSLA", 0)]),

@@ -94,7 +94,10 @@ def statement_json(s: Statement, day: DayStatements) -> dict:
             "movements": to_dollars(s.moved),
             "closing": to_dollars(s.closing_cash),
         },
-        "equity": {"opening": to_dollars(s.opening_equity), "closing": to_dollars(s.closing_equity)},
+        "equity": {
+            "opening": to_dollars(s.opening_equity),
+            "closing": to_dollars(s.closing_equity),
+        },
         "pnl": to_dollars(s.pnl),
     }
 

@@ -111,9 +111,7 @@ class StatementsService:
     def run(self) -> int:
         try:
             self.apply(self.node.catch_up(self.follower))
-            self.log.info(
-                "ready", seq=self.ledger.seq, trading_date=self.ledger.carry.trading_date
-            )
+            self.log.info("ready", seq=self.ledger.seq, trading_date=self.ledger.carry.trading_date)
             return self.node.run(POLL_MS)
         except HistoryArchived as exc:
             self.log.error("history_archived", error=str(exc))
