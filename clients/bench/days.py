@@ -30,6 +30,7 @@ import zmq
 from clients.bench import sustained
 from clients.bench.cluster import Mesh, Service
 from clients.client import Client
+from services.common import snapfile
 from services.common.bus import CommandBatch, EndOfDay
 from services.common.codec import encode
 from services.common.config import matcher_endpoints
@@ -144,6 +145,12 @@ def standby_restart(mesh: Mesh, timeout: float = 120.0) -> tuple[float, str]:
     raise RuntimeError(f"{standby} did not catch up with seq {target} in {timeout:.0f}s")
 
 
+def _newest_snapshot_mb(home: Path) -> float | None:
+    """The size of the matcher's newest snapshot: the state a restarted standby loads."""
+    found = snapfile.newest_first(snapfile.directory(home, "matcher"))
+    return round(found[0][1].stat().st_size / 2**20, 2) if found else None
+
+
 def _statements_written(mesh: Mesh, date: int, timeout: float = WAIT_S) -> bool:
     index = Path(mesh.cfg.statements.directory) / f"{date:08d}" / "index.json"
     deadline = time.monotonic() + timeout
@@ -177,9 +184,9 @@ def run(
         standby=True,
         security=unlimited,
         risk={"opening_cash": "1000000000000.00"},
-        # a snapshot every 10,000 records: a restart replays a short tail, so its time
-        # is the state's size rather than where the last snapshot happened to fall
-        matcher={"snapshot_every": 10_000},
+        # a standby snapshot every 10,000 records, unpaced: a restart replays a short
+        # tail, so its time is the state's size, not where the last snapshot fell
+        matcher={"snapshot_every": 10_000, "snapshot_cpu_share": 0},
         **where,
     )
     if end_of_day:
@@ -202,12 +209,14 @@ def run(
             written = _statements_written(mesh, ended.trading_date) if ended else None
             primary = next(s for s in mesh.status().services if s.role == "primary" and s.alive)
             memory = rss_mb(primary.pid)
+            snapshot = _newest_snapshot_mb(home)
             restart_s, standby = standby_restart(mesh)
             row = {
                 "day": day,
                 "orders": load["accepted"],
                 "matcher_rss_mb": memory,
                 "standby_restart_s": restart_s,
+                "snapshot_mb": snapshot,
                 "trading_date": ended.trading_date if ended else None,
                 "seq": primary.seq,
                 "p99_ms": load["p99_ms"],
@@ -216,7 +225,7 @@ def run(
             rows.append(row)
             print(
                 f"    {row['orders']:,} orders, primary matcher {memory} MB, "
-                f"{standby} back in {restart_s} s"
+                f"snapshot {snapshot} MB, {standby} back in {restart_s} s"
                 + (f", day {ended.trading_date} ended, statements {written}" if ended else ""),
                 file=progress,
                 flush=True,
@@ -235,6 +244,7 @@ def run(
         # the spread from day 2 on, and the change from day 2 to the last: what "flat" means
         "rss_growth_mb": _growth(later, "matcher_rss_mb"),
         "restart_growth_s": _growth(later, "standby_restart_s"),
+        "snapshot_growth_mb": _growth(later, "snapshot_mb"),
     }
 
 
@@ -264,7 +274,8 @@ def render(result: dict) -> str:
     lines = [
         f"{len(result['days'])} days of {result['rate']:,} orders/s for {result['seconds']:g} s"
         f" each (end of day: {result['end_of_day']})",
-        f"{'day':>4} {'orders':>8} {'matcher MB':>11} {'restart s':>10} {'p99 ms':>8}",
+        f"{'day':>4} {'orders':>8} {'matcher MB':>11} {'snapshot MB':>12} {'restart s':>10} "
+        f"{'p99 ms':>8}",
     ]
     sides = [("", result)] + ([("before", result["against"])] if "against" in result else [])
     for label, side in sides:
@@ -273,10 +284,10 @@ def render(result: dict) -> str:
         for r in side["days"]:
             lines.append(
                 f"{r['day']:>4} {r['orders']:>8,} {r['matcher_rss_mb']:>11} "
-                f"{r['standby_restart_s']:>10} {r['p99_ms']:>8.2f}"
+                f"{r['snapshot_mb']:>12} {r['standby_restart_s']:>10} {r['p99_ms']:>8.2f}"
             )
         lines.append(
             f"     from day 2: memory {side['rss_growth_mb']:+} MB, "
-            f"restart {side['restart_growth_s']:+} s"
+            f"snapshot {side['snapshot_growth_mb']:+} MB, restart {side['restart_growth_s']:+} s"
         )
     return "\n".join(lines)

@@ -1,0 +1,155 @@
+"""The statements writer on a real mesh: days ended as the scheduler ends them, the
+statements checked against the journal's records recomputed here independently, a
+SIGKILL mid-day, a crash between a day's files and its carry, and `exchange statement`."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from collections import defaultdict
+
+from clients.bench.days import DayEnder
+from services.common import snapfile
+from services.common.money import to_units
+from services.common.wire import AccountCreated, CashAdjusted, DayEnded, Fill, Side
+from services.journal import tools
+from tests.mesh import Service, exchange_cli, running, trader, wait_for
+
+P = to_units
+
+
+def read(path: str) -> dict:
+    with open(path) as fh:
+        return json.load(fh)
+
+
+def recompute(journal_dir, references) -> dict:
+    """trading date -> account name -> figures, from the journal alone: a full replay
+    that keeps each day's closing cash, positions and trades, and values the accounts
+    at each day's closes (a different path from the ledger's)."""
+    names, cash, held = {}, defaultdict(int), defaultdict(lambda: defaultdict(int))
+    closes = dict(references)
+    days, trades, moved = {}, defaultdict(int), defaultdict(int)
+
+    def equity(account, marks):
+        return cash[account] + sum(q * marks[s] for s, q in held[account].items())
+
+    opening = {}
+    for record in tools.records(journal_dir):
+        for event in record.events:
+            if type(event) is CashAdjusted:
+                names.setdefault(event.account, f"#{event.account}")
+                opening.setdefault(event.account, 0)  # opened today: nothing before
+                cash[event.account] = event.cash
+                moved[event.account] += event.amount
+            elif type(event) is AccountCreated:
+                names[event.account] = event.name
+            elif type(event) is Fill:
+                value = event.price * event.qty
+                buyer, seller = (
+                    (event.taker_account, event.maker_account)
+                    if event.side == Side.BUY
+                    else (event.maker_account, event.taker_account)
+                )
+                held[buyer][event.symbol] += event.qty
+                held[seller][event.symbol] -= event.qty
+                cash[buyer] -= value
+                cash[seller] += value
+                trades[buyer] += 1
+                trades[seller] += 1
+            elif type(event) is DayEnded:
+                marks = dict(closes)
+                marks.update({c.symbol: c.price for c in event.closes if c.price})
+                if event.trading_date:
+                    days[event.trading_date] = {
+                        names[a]: {
+                            "cash": cash[a],
+                            "positions": {s: q for s, q in held[a].items() if q},
+                            "trades": trades[a],
+                            "pnl": equity(a, marks) - opening.get(a, 0) - moved[a],
+                        }
+                        for a in names
+                    }
+                closes = marks
+                opening = {a: equity(a, marks) for a in names}
+                trades, moved = defaultdict(int), defaultdict(int)
+    return days
+
+
+def test_statements_add_up_to_the_journal_across_a_kill_and_a_lost_day(short_home):
+    with running(short_home) as mesh:
+        writer = Service("statements", mesh.config_path, short_home).start()
+        mesh.services["statements"] = writer
+        root = mesh.cfg.statements.directory
+        ender = DayEnder(mesh)
+        try:
+            ender.end_day()  # the first trading day begins
+            alice, bob = trader(mesh, "alice"), trader(mesh, "bob")
+            bob.place("AAPL", Side.SELL, 150, P("170.00"))
+            alice.place("AAPL", Side.BUY, 100, P("170.00"))
+            alice.place("TSLA", Side.SELL, 20, P("160.00"))
+            bob.place("TSLA", Side.BUY, 20, P("160.00"))
+            day1 = ender.end_day().trading_date
+            index = f"{root}/{day1:08d}/index.json"
+            wait_for(lambda: os.path.exists(index), 20, what="day 1's statements")
+            # day 2: trades, then the writer is killed mid-day and restarted
+            alice.place("AAPL", Side.BUY, 50, P("170.00"))  # the rest of bob's sell
+            carol = trader(mesh, "carol")
+            carol.place("TSLA", Side.SELL, 5, P("161.00"))
+            writer.kill()
+            writer.start()
+            bob.place("TSLA", Side.BUY, 5, P("161.00"))
+            day2 = ender.end_day().trading_date
+            index2 = f"{root}/{day2:08d}/index.json"
+            wait_for(lambda: os.path.exists(index2), 20, what="day 2's statements")
+            # it resumed from day 1's carry, not from seq 1
+            loaded = [
+                json.loads(line) for line in writer.log().splitlines() if "carry_loaded" in line
+            ]
+            assert loaded and loaded[-1]["trading_date"] == day2
+            # a crash after day 2's files but before its carry: both gone, it rewrites them
+            first = read(f"{root}/{day2:08d}/accounts/alice.json")
+            writer.stop()
+            carries = snapfile.directory(short_home, "statements")
+            newest = snapfile.newest_first(carries)[0][1]
+            newest.unlink()
+            shutil.rmtree(f"{root}/{day2:08d}")
+            writer.start()
+            wait_for(lambda: os.path.exists(index2), 20, what="day 2 written again")
+            again = read(f"{root}/{day2:08d}/accounts/alice.json")
+            assert again == first
+        finally:
+            ender.close()
+        journal = short_home / "journal"
+        references = {s: spec.reference for s, spec in mesh.cfg.symbols.items()}
+        expected = recompute(journal, references)
+        assert set(expected) >= {day1, day2}
+        for date in (day1, day2):
+            index = read(f"{root}/{date:08d}/index.json")
+            assert index["pnl_total"] == "0.00"
+            shown = {a["account"] for a in index["accounts"]}
+            assert shown == set(expected[date])
+            for name, want in expected[date].items():
+                got = read(f"{root}/{date:08d}/accounts/{name}.json")
+                assert to_units(got["cash"]["closing"]) == want["cash"], (date, name)
+                assert {p["symbol"]: p["closing"] for p in got["positions"] if p["closing"]} == (
+                    want["positions"]
+                )
+                assert len(got["trades"]) == want["trades"]
+                assert to_units(got["pnl"]) == want["pnl"], (date, name)
+        assert expected[day1]["alice"]["positions"] == {"AAPL": 100, "TSLA": -20}
+        assert expected[day2]["alice"]["positions"] == {"AAPL": 150, "TSLA": -20}
+        # `exchange statement`: the latest day by default, or the one asked for
+        run = lambda *a, **env: exchange_cli(  # noqa: E731
+            "statement", *a, home=short_home, config_path=mesh.config_path, env=env
+        )
+        latest = run("--json", EXCHANGE_USER="alice")
+        assert latest.returncode == 0, latest.stderr
+        assert json.loads(latest.stdout)["trading_date"] == day2
+        older = run("--date", str(day1), "--account", "bob", "--json")
+        assert json.loads(older.stdout)["account"] == "bob"
+        text = run("--account", "alice")
+        assert "AAPL" in text.stdout and "P&L" in text.stdout
+        missing = run("--account", "nobody")
+        assert missing.returncode == 1 and "no statement of nobody" in missing.stderr
