@@ -142,7 +142,10 @@ def standby_restart(mesh: Mesh, timeout: float = 120.0) -> tuple[float, str]:
         if row and row.alive and row.pid == service.pid and row.seq >= target:
             return round(time.monotonic() - began, 2), standby
         time.sleep(0.02)
-    raise RuntimeError(f"{standby} did not catch up with seq {target} in {timeout:.0f}s")
+    raise RuntimeError(
+        f"{standby} did not catch up with seq {target} in {timeout:.0f}s; the end of its "
+        f"log:\n{service.log()[-2000:]}"
+    )
 
 
 def _newest_snapshot_mb(home: Path) -> float | None:
