@@ -4,7 +4,11 @@ The mesh test (test_mesh_statements.py) checks the same against a real journal."
 
 import csv
 import json
+import tomllib
 
+from clients import cluster
+from clients.bench.cluster import ROOT
+from services.common import config, snapfile
 from services.common.bus import EndOfDay, Lead, Record
 from services.common.wire import (
     AccountCreated,
@@ -16,6 +20,7 @@ from services.common.wire import (
 )
 from services.statements import files
 from services.statements.ledger import Ledger, carry_decoder
+from tests.mesh import exchange_cli, write_config
 
 REFS = {"AAPL": 1_700_000, "TSLA": 1_600_000}
 OPEN = 1_000_000_000
@@ -135,3 +140,51 @@ def test_leftovers_of_a_crash_are_removed(tmp_path):
     (root / "20250101").mkdir()
     files.remove_leftovers(root)
     assert [p.name for p in root.iterdir()] == ["20250101"]
+
+
+def test_the_journal_keeps_what_the_writer_needs_once_it_runs_on_the_host(tmp_path):
+    for service, seq in (("matcher", 900), ("gateway", 800), ("marketdata", 700)):
+        snapfile.write(snapfile.directory(tmp_path, service), seq, b"x")
+    assert snapfile.covered_seq(tmp_path) == 700  # no statements writer on this host
+    where = snapfile.directory(tmp_path, "statements")
+    where.mkdir(parents=True)
+    assert snapfile.covered_seq(tmp_path) == 0  # it runs, and has not ended a day yet
+    snapfile.write(where, 300, b"x")
+    snapfile.write(where, 500, b"x")
+    assert snapfile.covered_seq(tmp_path) == 300  # its oldest kept carry
+
+
+def test_a_cluster_host_that_runs_the_writer_gets_its_program(tmp_path, monkeypatch):
+    (tmp_path / "run").mkdir()
+    (tmp_path / "etcd" / "data" / "member").mkdir(parents=True)  # nothing to ask etcd
+    raw = tomllib.loads((ROOT / "config" / "cluster.example.toml").read_text())
+    for name, runs in (("a", True), ("c", False)):
+        monkeypatch.setenv("EXCHANGE_HOST", name)
+        cfg = config.parse(raw, tmp_path)
+        assert ("[program:statements]" in cluster.write_conf(cfg, tmp_path).read_text()) == runs
+    assert "statements-c" not in cluster.local_services(cfg)
+
+
+def test_exchange_statement_prints_the_latest_day_or_the_one_asked(tmp_path):
+    _, (day1, day2) = run(journal())
+    root = tmp_path / "statements"
+    files.write_day(root, day1)
+    files.write_day(root, day2)
+    config_path = write_config(tmp_path, statements={"directory": str(root)})
+
+    def cli(*args, **env):
+        return exchange_cli("statement", *args, home=tmp_path, config_path=config_path, env=env)
+
+    latest = cli("--json", EXCHANGE_USER="alice")
+    assert latest.returncode == 0, latest.stderr
+    assert json.loads(latest.stdout)["trading_date"] == 20250103
+    day = json.loads(cli("--date", "2025-01-02", "--account", "bob", "--json").stdout)
+    assert (day["trading_date"], day["account"]) == (20250102, "bob")
+    text = cli("--account", "alice").stdout
+    assert "statement of alice for trading day 20250103" in text and "AAPL" in text
+    carol = cli("--account", "carol", "--date", "20250102")  # she opened on the 3rd
+    assert carol.returncode == 1 and "no statement of carol" in carol.stderr
+    nobody = cli(EXCHANGE_USER="", EXCHANGE_CREDENTIALS=str(tmp_path / "none"))
+    assert nobody.returncode == 2
+    bad = cli("--date", "Jan 2")
+    assert bad.returncode == 2 and "YYYYMMDD" in bad.stderr
