@@ -23,6 +23,7 @@ from pathlib import Path
 
 from services.common.money import to_dollars
 from services.common.wire import Side
+from services.journal.segment import sync_dir
 from services.statements.ledger import DayStatements, Statement
 
 INDEX = "index.json"
@@ -179,14 +180,6 @@ def _write(path: Path, text: str) -> None:
     path.chmod(0o600)
 
 
-def _sync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def remove_leftovers(root: Path) -> None:
     """Temporary and replaced days a crash left behind (``.DATE.PID.tmp``/``.old``)."""
     if not root.is_dir():
@@ -208,14 +201,14 @@ def write_day(root: Path, day: DayStatements) -> Path:
         _write(accounts / f"{s.name}.json", json.dumps(statement_json(s, day), indent=1) + "\n")
         _write(accounts / f"{s.name}.csv", statement_csv(s))
     _write(tmp / INDEX, json.dumps(index_json(day), indent=1) + "\n")
-    _sync_dir(accounts)
-    _sync_dir(tmp)
+    sync_dir(accounts)
+    sync_dir(tmp)
     final = root / name
     old = root / f".{name}.{os.getpid()}{OLD}"
     if final.exists():
         os.replace(final, old)
     os.replace(tmp, final)
-    _sync_dir(root)
+    sync_dir(root)
     shutil.rmtree(old, ignore_errors=True)
     return final
 
