@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import shutil
 from collections import defaultdict
 from pathlib import Path
@@ -17,7 +18,9 @@ from services.common import snapfile
 from services.common.money import to_units
 from services.common.wire import AccountCreated, CashAdjusted, DayEnded, Fill, Side
 from services.journal import tools
+from services.journal.segment import segment_paths
 from tests.mesh import Service, exchange_cli, running, trader, wait_for
+from tests.test_mesh_feed import flow
 
 P = to_units
 ENGINE = Path(__file__).resolve().parents[1] / "services" / "matcher" / "engine.py"
@@ -161,3 +164,46 @@ def test_statements_add_up_to_the_journal_across_a_kill_and_a_lost_day(short_hom
         assert "AAPL" in text.stdout and "P&L" in text.stdout
         missing = run("--account", "nobody")
         assert missing.returncode == 1 and "no statement of nobody" in missing.stderr
+
+
+def test_a_writer_added_after_the_journal_archived_its_head_starts_from_the_gateway(
+    short_home,
+):
+    every = {"snapshot_every": 60}
+    with running(
+        short_home,
+        standby=True,  # the standby writes the matcher's snapshots
+        journal={"segment_bytes": 8_192, "archive_check_s": 0.2},
+        matcher={**every, "snapshot_cpu_share": 1.0},
+        gateway=every,
+        marketdata=every,
+    ) as mesh:
+        clients = [trader(mesh, name) for name in ("arc1", "arc2", "arc3")]
+        flow(clients, random.Random(5), 400)
+        journal = short_home / "journal"
+        wait_for(lambda: len(segment_paths(journal / "archive")) >= 2, 20, what="archiving")
+        writer = Service("statements", mesh.config_path, short_home).start()
+        mesh.services["statements"] = writer
+
+        def caught_up():
+            rows = {s.service: s for s in mesh.status().services if s.alive}
+            return "statements" in rows and rows["statements"].seq == rows["journal"].seq
+
+        wait_for(caught_up, 20, what="the writer to follow from the gateway's snapshot")
+        assert "seeded_from_gateway_snapshot" in writer.log()
+        if "EndOfDay" not in ENGINE.read_text():
+            return
+        ender = DayEnder(mesh)
+        try:
+            ender.end_day()
+            date = ender.end_day().trading_date
+        finally:
+            ender.close()
+        root = mesh.cfg.statements.directory
+        wait_for(lambda: os.path.exists(f"{root}/{date:08d}/index.json"), 20, what="statements")
+        for client, name in zip(clients, ("arc1", "arc2", "arc3"), strict=True):
+            held = client.positions()
+            got = read(f"{root}/{date:08d}/accounts/{name}.json")
+            assert to_units(got["cash"]["closing"]) == held.cash
+            closing = {p["symbol"]: p["closing"] for p in got["positions"] if p["closing"]}
+            assert closing == {s: q for s, q in held.positions.items() if q}

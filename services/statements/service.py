@@ -28,8 +28,9 @@ from services.common.bus import Record
 from services.common.config import Config, service_name
 from services.common.node import Node
 from services.common.stream import Follower, HistoryArchived
+from services.gateway.accounts import AccountView
 from services.statements import files
-from services.statements.ledger import Carry, DayStatements, Ledger, carry_decoder
+from services.statements.ledger import Carry, DayStatements, Holding, Ledger, carry_decoder
 
 POLL_MS = 100
 SERVICE = "statements"
@@ -108,9 +109,38 @@ class StatementsService:
             self.writing.result()
             self.writing = None
 
+    def seed(self) -> bool:
+        """A first start on a journal whose head is archived (an exchange that ran
+        before it had a statements writer): carry on from the gateway's newest
+        snapshot on this host, which holds every account's cash and positions at its
+        seq. The first day's statements then start at that record (``first_seq``)."""
+        found = snapfile.newest_state(
+            snapfile.directory(self.cfg.home, "gateway"), AccountView.restore, self.log
+        )
+        if found is None:
+            return False
+        seq, view = found
+        names = {account: name for name, account in view.names.items()}
+        accounts = {
+            account: Holding(names.get(account, f"#{account}"), view.cash.get(account, 0),
+                             dict(view.positions.get(account, {})))
+            for account in sorted(names.keys() | view.cash.keys())
+        }  # fmt: skip
+        self.ledger.carry = Carry(seq, 0, seq + 1, accounts)
+        self.follower.next_seq = seq + 1
+        self.follower.source_seq = max(self.follower.source_seq, seq)
+        self.log.warning("seeded_from_gateway_snapshot", seq=seq, accounts=len(accounts))
+        return True
+
     def run(self) -> int:
         try:
-            self.apply(self.node.catch_up(self.follower))
+            try:
+                records = self.node.catch_up(self.follower)
+            except HistoryArchived:
+                if self.ledger.seq or not self.seed():
+                    raise
+                records = self.node.catch_up(self.follower)
+            self.apply(records)
             self.log.info("ready", seq=self.ledger.seq, trading_date=self.ledger.carry.trading_date)
             return self.node.run(POLL_MS)
         except HistoryArchived as exc:
