@@ -31,10 +31,11 @@ from clients.bench import sustained
 from clients.bench.cluster import Mesh, Service
 from clients.client import Client
 from services.common import snapfile
-from services.common.bus import CommandBatch, EndOfDay
-from services.common.codec import encode
+from services.common.bus import TOPIC_BEAT, CommandBatch, EndOfDay
+from services.common.codec import beat_decoder, encode
 from services.common.config import matcher_endpoints
-from services.common.stream import Follower
+from services.common.frames import recv_frames
+from services.common.stream import Follower, HistoryArchived
 from services.common.wire import DayEnded
 
 DAYS = 10
@@ -66,11 +67,26 @@ class DayEnder:
         self.follower.close()
 
     def _read(self) -> None:
-        for record in self.follower.catch_up() or ():
+        try:
+            records = self.follower.catch_up() or ()
+        except HistoryArchived:  # from the journal's present on: the date from the next
+            self.follower.next_seq = self._present() + 1  # day_ended only
+            records = self.follower.catch_up() or ()
+        for record in records:
             for event in record.events:
                 if type(event) is DayEnded:
                     self.ended.append(event)
                     self.date = event.next_date
+
+    def _present(self, timeout: float = 5.0) -> int:
+        """The journal's committed seq, from its next beat."""
+        sub, deadline = self.follower.sub, time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if sub.poll(100):
+                topic, payload = recv_frames(sub)
+                if topic == TOPIC_BEAT:
+                    return beat_decoder.decode(payload).seq
+        raise RuntimeError("the journal does not beat")
 
     def end_day(self, timeout: float = WAIT_S) -> DayEnded:
         """End the engine's current day (the first: start it at FIRST_DATE); the
