@@ -8,7 +8,9 @@ then), so the two builds see the same flow as long as they agree: orders of
 every type, time in force, self-trade mode and post-only, prices in and out of the
 bands and off tick, sizes off lot and over the limits, cancels and replaces of order
 ids that may or may not rest, duplicate client ids, operators' kills, deposits, halts,
-reference moves, reopens and password changes.
+reference moves, reopens and password changes; and the trading day: session moves
+(call periods and their auctions, by the scheduler's command and an operator's), DAY,
+GTD (good and bad dates) and on-close orders, and ends of day (some resent).
 """
 
 from __future__ import annotations
@@ -18,15 +20,18 @@ import json
 import random
 import sys
 from collections.abc import Iterator
+from datetime import date, timedelta
 
 from services.common.bus import (
     Admin,
     CancelOrder,
     CreateAccount,
+    EndOfDay,
     NewOrder,
     Reopen,
     ReplaceOrder,
     SetPassword,
+    SetSession,
 )
 from services.common.codec import encode
 from services.common.config import RiskLimits, SymbolSpec
@@ -40,6 +45,12 @@ SYMBOLS = {
 }
 RISK = RiskLimits(max_order_qty=5_000, max_position=20_000, max_open_orders=40, short_limit=5_000)
 ACCOUNTS = 6
+FIRST_DAY = 20260105
+
+
+def next_day(day: int) -> int:
+    d = date(day // 10_000, day // 100 % 100, day % 100) + timedelta(days=1)
+    return d.year * 10_000 + d.month * 100 + d.day
 
 
 def flow(seed: int, count: int, engine: Engine) -> Iterator:
@@ -48,6 +59,7 @@ def flow(seed: int, count: int, engine: Engine) -> Iterator:
     yield from [CreateAccount(f"acct{i}", f"h{i}", rng.choice((0, 1, 2, 3))) for i in range(8)]
     yield CreateAccount("acct1", "dup")  # a name taken
     yield CreateAccount("bad name!", "x")
+    yield EndOfDay(0, FIRST_DAY)
     for n in range(count):
         account = rng.randint(1, ACCOUNTS + 1)  # sometimes an unknown account
         cl = f"c{n}" if rng.random() > 0.03 else f"c{rng.randrange(max(n, 1))}"  # duplicates
@@ -68,6 +80,13 @@ def flow(seed: int, count: int, engine: Engine) -> Iterator:
             if rng.random() < 0.02:
                 qty = rng.choice((0, -spec.lot, 10**7))
             market = rng.random() < 0.08
+            if market:
+                tif = rng.choice((2, 3, 4, 4, 6, 1 if rng.random() < 0.1 else 2))
+            else:
+                tif = rng.choice((1, 1, 2, 3, 4, 4, 4, 5, 5, 6))
+            today = engine.trading_date
+            expire = rng.choice((today, today, next_day(today), today - 1, 20261340))
+            expire = expire if tif == 5 or rng.random() < 0.02 else 0
             yield (
                 NewOrder(
                     account,
@@ -77,9 +96,10 @@ def flow(seed: int, count: int, engine: Engine) -> Iterator:
                     qty,
                     0 if market else price,
                     2 if market else 1,
-                    rng.choice((1, 1, 1, 2, 3)) if not market else rng.choice((2, 3)),
+                    tif,
                     rng.random() < 0.1,
                     rng.choice((0, 0, 0, 1, 2, 3)),
+                    expire,
                 )
             )
         elif roll < 0.77:
@@ -89,7 +109,10 @@ def flow(seed: int, count: int, engine: Engine) -> Iterator:
             price = spec.reference + spec.tick * rng.randint(-40, 40)
             yield (ReplaceOrder(account, cl, picked, price, qty))
         elif roll < 0.97:
-            action = rng.choice(("unkill", "resume", "deposit", "reference") * 3 + ("kill", "halt"))
+            action = rng.choice(
+                ("unkill", "resume", "deposit", "reference", "session") * 3
+                + ("kill", "halt", "end_of_day")
+            )
             yield (
                 Admin(
                     1,
@@ -99,10 +122,19 @@ def flow(seed: int, count: int, engine: Engine) -> Iterator:
                     rng.randint(1, ACCOUNTS + 1),
                     spec.reference + spec.tick * rng.randint(-30, 30),
                     rng.choice((10**9, -(10**8), 0)),
+                    rng.randint(1, 4) if rng.random() < 0.95 else 7,
+                    next_day(engine.trading_date) if rng.random() < 0.9 else engine.trading_date,
                 )
             )
-        elif roll < 0.99:
+        elif roll < 0.975:
             yield (Reopen(symbol))
+        elif roll < 0.988:  # the scheduler: mostly along the day, sometimes anywhere
+            state = engine.books[symbol].state if symbol in engine.books else 3
+            along = {1: 2, 2: 3, 3: 4, 4: 1}[state]
+            yield SetSession(symbol, along if rng.random() < 0.8 else rng.randint(1, 4))
+        elif roll < 0.99:
+            today = engine.trading_date
+            yield EndOfDay(today if rng.random() < 0.8 else today - 1, next_day(today))
         else:
             yield (SetPassword(account, cl, f"p{n}"))
 

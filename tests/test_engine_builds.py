@@ -28,6 +28,8 @@ ENGINE_TESTS = [
     "tests/test_exactly_once.py",
     "tests/test_snapshot.py",
     "tests/test_replay_fixture.py",
+    "tests/test_trading_day.py",
+    "tests/test_auction_props.py",
 ]
 
 needs_compiled = pytest.mark.skipif(

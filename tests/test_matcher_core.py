@@ -10,12 +10,14 @@ from services.common.bus import (
     CommandBatch,
     CreateAccount,
     Demote,
+    EndOfDay,
     MatcherBusy,
     NewOrder,
     Promote,
     ReadRange,
     Record,
     Reopen,
+    SetSession,
     StateInfo,
     StateQuery,
 )
@@ -23,7 +25,7 @@ from services.common.codec import bus_decoder, records_decoder
 from services.common.config import RiskLimits, SymbolSpec
 from services.common.metrics import Metrics
 from services.common.money import to_units
-from services.common.wire import Accepted, Reject, Side, TradingPause
+from services.common.wire import Accepted, AuctionDone, Reject, Session, Side, TradingPause
 from services.matcher.core import MAX_TURN, Diverged, MatcherCore
 from services.matcher.engine import Engine
 from tests.fakes import Log
@@ -120,6 +122,28 @@ def test_a_paused_symbol_is_reopened_after_the_pause():
     assert record.command == Reopen("AAPL") and record.seq == c.seq == 7
     assert type(record.events[0]) is TradingPause and not record.events[0].paused
     assert not c.engine.paused and c.reopen_due(100.0) is None
+
+
+def test_the_primary_sequences_the_trading_day_s_commands_and_a_standby_follows():
+    """SetSession and EndOfDay come from the primary's own scheduler (the engine has
+    no clock): journaled like any command, so a standby replays them to the same state."""
+    source = primary()
+    _, batch = source.serve([(b"gw", SIGNUPS)])
+    records = published(batch)
+    day = [EndOfDay(0, 20260105), SetSession("AAPL", Session.PRE_OPEN)]
+    records += published(source.sequence(day))
+    _, batch = source.serve([(b"gw", CommandBatch([order(1, "o1"), order(2, "o2", Side.SELL)]))])
+    records += published(batch)
+    records += published(source.sequence([SetSession("AAPL", Session.CONTINUOUS)]))
+    assert [r.seq for r in records] == list(range(1, 8))
+    assert type(records[-1].events[0]) is AuctionDone and records[-1].events[0].matched == 10
+    source.journal_full = True
+    assert source.sequence([EndOfDay(20260105, 20260106)]) is None  # not while it cannot write
+    standby = core()
+    standby.apply_committed(records)
+    assert standby.engine.state_hash() == source.engine.state_hash()
+    assert standby.engine.session_state("AAPL") == Session.CONTINUOUS
+    assert standby.sequence([EndOfDay(20260105, 20260106)]) is None  # only a primary
 
 
 def test_a_standby_replays_committed_records_and_stops_at_a_divergence():

@@ -11,9 +11,10 @@ from collections import deque
 
 import msgspec
 
-from services.common.bus import CreateAccount, Record
+from services.common.bus import CreateAccount, NewOrder, Record
 from services.common.wire import (
     FILLS_KEPT,
+    Accepted,
     AccountCreated,
     Cancelled,
     CashAdjusted,
@@ -24,6 +25,7 @@ from services.common.wire import (
     Replaced,
     Rested,
     Side,
+    Tif,
 )
 
 
@@ -53,24 +55,45 @@ class AccountView:
         self.seq = 0
 
     def apply(self, record: Record) -> None:
+        cmd = record.command
+        # an order's time in force, from its NewOrder or from the entry a replace took
+        # out (a Rested event does not carry it)
+        tifs: dict[int, tuple[int, int]] = {}
         for event in record.events:
             kind = type(event)
             if kind is Fill:
                 self._fill(event, record.seq)
             elif kind is Rested:
-                self.orders.setdefault(event.account, {})[event.order_id] = OpenOrder(
-                    event.order_id, event.symbol, event.side, event.price, event.qty
+                book = self.orders.setdefault(event.account, {})
+                before = book.get(event.order_id)
+                if before is not None:  # an on-close order joining the book at the pre-close
+                    tif, expire = before.tif, before.expire_date
+                elif event.order_id in tifs:
+                    tif, expire = tifs[event.order_id]
+                elif type(cmd) is NewOrder:
+                    tif, expire = cmd.tif, cmd.expire_date
+                else:
+                    tif, expire = Tif.GTC, 0
+                book[event.order_id] = OpenOrder(
+                    event.order_id, event.symbol, event.side, event.price, event.qty, tif, expire
                 )
-            elif kind is Cancelled:
-                if event.from_book:
-                    self.orders.get(event.account, {}).pop(event.order_id, None)
+            elif kind is Accepted and type(cmd) is NewOrder and cmd.tif == Tif.CLOSE:
+                # open (it can be cancelled) though held aside until the pre-close
+                self.orders.setdefault(event.account, {})[event.order_id] = OpenOrder(
+                    event.order_id, event.symbol, event.side, event.price, event.qty, Tif.CLOSE
+                )
+            elif kind is Cancelled:  # from the book, or an on-close order held aside
+                self.orders.get(event.account, {}).pop(event.order_id, None)
             elif kind is Replaced:
                 book = self.orders.get(event.account, {})
-                book.pop(event.order_id, None)
+                old = book.pop(event.order_id, None)
+                tif, expire = (old.tif, old.expire_date) if old else (Tif.GTC, 0)
+                tifs[event.order_id] = tif, expire
                 if event.kept_priority:
                     book[event.order_id] = OpenOrder(
-                        event.order_id, event.symbol, event.side, event.price, event.qty
-                    )
+                        event.order_id, event.symbol, event.side, event.price, event.qty, tif,
+                        expire,
+                    )  # fmt: skip
             elif kind is CashAdjusted:  # an opening balance, a deposit or a withdrawal
                 self.cash[event.account] = event.cash
             elif kind is PasswordChanged:
@@ -97,19 +120,27 @@ class AccountView:
             kept.append(
                 OwnFill(seq, fill.trade_id, fill.symbol, side, fill.price, fill.qty, order, maker)
             )
-        book = self.orders.get(fill.maker_account, {})
-        resting = book.get(fill.maker_order)
-        if resting is not None:
-            if fill.maker_leaves:
-                book[fill.maker_order] = OpenOrder(
+        # the maker's open order; in an auction the taker's rested too
+        for account, order, leaves in (
+            (fill.maker_account, fill.maker_order, fill.maker_leaves),
+            (fill.taker_account, fill.taker_order, fill.taker_leaves),
+        ):
+            book = self.orders.get(account, {})
+            resting = book.get(order)
+            if resting is None:
+                continue
+            if leaves:
+                book[order] = OpenOrder(
                     resting.order_id,
                     resting.symbol,
                     resting.side,
                     resting.price,
-                    fill.maker_leaves,
+                    leaves,
+                    resting.tif,
+                    resting.expire_date,
                 )
             else:
-                del book[fill.maker_order]
+                del book[order]
 
     def snapshot(self) -> bytes:
         return msgspec.msgpack.encode(

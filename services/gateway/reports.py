@@ -5,14 +5,19 @@ each side its own order and the trade, never the other side's account, order or
 open size (those fields are 0 in its copy; a self-trade keeps both, both being its
 own). Events that name no account (a halt, a reference price, a volatility pause)
 go to whoever sent the command (the operator, or the trader whose order started a
-pause) and to nobody when no one did (``reopen``, which the matcher sequences
-itself): the public learns of them from market data.
+pause) and to nobody when no one did (``reopen``, and the scheduler's session moves
+and ends of day, which the matcher sequences itself): the public learns of them from
+market data. An auction's indicative, its result and a day's end are market data
+only: a trader whose order changed the indicative is not told it in its report (an
+operator who moved a session sees everything the action did, as for any action).
 """
 
 from __future__ import annotations
 
 from services.common.bus import Admin, Record
-from services.common.wire import Fill
+from services.common.wire import AuctionDone, DayEnded, Fill, Indicative, SessionChanged
+
+PUBLIC_ONLY = (Indicative, AuctionDone, SessionChanged, DayEnded)
 
 
 def fill_for(fill: Fill, account: int) -> Fill:
@@ -32,6 +37,7 @@ def fill_for(fill: Fill, account: int) -> Fill:
             0,
             0,
             0,
+            fill.auction,
         )
     return Fill(
         fill.trade_id,
@@ -45,6 +51,7 @@ def fill_for(fill: Fill, account: int) -> Fill:
         fill.maker_account,
         fill.maker_order,
         fill.maker_leaves,
+        fill.auction,
     )
 
 
@@ -59,6 +66,8 @@ def route(record: Record) -> dict[int, list]:
             by_account.setdefault(taker, []).append(fill_for(event, taker))
             if maker != taker:
                 by_account.setdefault(maker, []).append(fill_for(event, maker))
+            continue
+        if type(event) in PUBLIC_ONLY:
             continue
         account = getattr(event, "account", sender)
         if account is not None:

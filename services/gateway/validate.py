@@ -56,6 +56,9 @@ def _price_ok(price: int, tick: int) -> bool:
     return 0 < price <= MAX_PRICE and price % tick == 0
 
 
+RESTING = (Tif.GTC, Tif.DAY, Tif.GTD)  # the times in force a post-only order may have
+
+
 def check_order(cfg: Config, req: PlaceOrder) -> int:
     """0, or the reject code for a new order."""
     if not cl_ord_id_ok(req.cl_ord_id):
@@ -70,12 +73,14 @@ def check_order(cfg: Config, req: PlaceOrder) -> int:
     if req.ord_type == OrdType.LIMIT:
         if not _price_ok(req.price, spec.tick):
             return Reject.BAD_PRICE
-        if req.post_only and req.tif != Tif.GTC:
+        if req.post_only and req.tif not in RESTING:
             return Reject.BAD_TIF
-    elif req.tif == Tif.GTC or req.post_only:
+    elif req.tif in (Tif.GTC, Tif.GTD) or req.post_only:  # a market order never carries over
         return Reject.BAD_TIF
     elif req.price != 0:  # a market order names no price (the engine collars it)
         return Reject.BAD_PRICE
+    if (req.tif == Tif.GTD) != (req.expire_date != 0):  # the date is the engine's to check
+        return Reject.BAD_EXPIRE_DATE
     return 0
 
 
@@ -114,6 +119,7 @@ def to_command(account: int, req) -> NewOrder | CancelOrder | ReplaceOrder:
             req.tif,
             req.post_only,
             req.stp,
+            req.expire_date,
         )
     if isinstance(req, CancelRequest):
         return CancelOrder(account, req.cl_ord_id, req.order_id)

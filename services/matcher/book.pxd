@@ -23,7 +23,10 @@ cdef class Book:
     cdef public BookSide bids, asks
     cdef public object last_price, band_lo, band_hi, dyn_lo, dyn_hi, max_price
     cdef public object band_bps, dynamic_bps
-    cdef public bint paused
+    cdef public bint paused, reopening
+    cdef public long state
+    cdef public dict held, auction_only
+    cdef public tuple indicative
 
     cpdef set_band(self, reference)
     cpdef set_dynamic(self, price)

@@ -17,7 +17,8 @@ from heapq import heapify, heappop, heappush
 from itertools import islice
 
 from services.common.config import SymbolSpec
-from services.common.wire import Side
+from services.common.wire import Session, Side
+from services.matcher.auction import NO_AUCTION
 from services.matcher.state import Order
 
 
@@ -84,6 +85,30 @@ class BookSide:
         elif len(level.orders) > 2 * count + 8:
             level.orders = deque([o for o in level.orders if o.live])
 
+    def keys_upto(self, maximum: int) -> list[int]:
+        """Live level keys up to ``maximum``, best first. A walk of the heap from its
+        root that stops at every entry past ``maximum`` (its children are larger still),
+        so the cost follows the levels returned, not the side's size: an auction's
+        indicative reads only the crossed levels of a deep book this way."""
+        heap = self.heap
+        levels = self.levels
+        size = len(heap)
+        found = set()
+        todo = [0] if size else []
+        while todo:
+            i = todo.pop()
+            key = heap[i]
+            if key > maximum:
+                continue
+            if key in levels:
+                found.add(key)
+            child = 2 * i + 1
+            if child < size:
+                todo.append(child)
+                if child + 1 < size:
+                    todo.append(child + 1)
+        return sorted(found)
+
     def keys_in_order(self, maximum: int | None = None) -> Iterator[int]:
         """Live level keys, best first, up to ``maximum``; pops a copy of the heap, so
         reading the top few levels costs a copy, not a sort."""
@@ -138,6 +163,11 @@ class Book:
         "max_price",
         "band_bps",
         "dynamic_bps",
+        "state",
+        "reopening",
+        "held",
+        "auction_only",
+        "indicative",
     )
 
     def __init__(self, spec: SymbolSpec, max_price: int = 10**10) -> None:
@@ -154,6 +184,17 @@ class Book:
         self.band_bps = spec.band_bps
         self.dynamic_bps = spec.dynamic_bps
         self.set_band(spec.reference)
+        # the trading day (docs/architecture.md, "The trading day"): the session state,
+        # whether the call under way re-opens after a halt, the on-close orders waiting
+        # for the pre-close (by order id, which is the order they join the book in),
+        # the auction-only orders in the book (market orders entered in a call, on-close
+        # orders), cancelled if the next uncross leaves them, and the indicative last
+        # published (price, matched, imbalance, imbalance side)
+        self.state = int(Session.CONTINUOUS)
+        self.reopening = False
+        self.held: dict[int, Order] = {}
+        self.auction_only: dict[int, Order] = {}
+        self.indicative = NO_AUCTION
 
     def set_band(self, reference: int) -> None:
         """The static band around ``reference``; the dynamic band starts there too."""
@@ -169,6 +210,14 @@ class Book:
         bps = self.dynamic_bps
         self.dyn_lo = max(self.band_lo, -(-price * (10_000 - bps) // 10_000))
         self.dyn_hi = min(self.band_hi, price * (10_000 + bps) // 10_000)
+
+    def collar(self, side: int) -> int:
+        """Where a market order waits for an auction: the static band's edge on its
+        side, rounded inwards to the tick so an auction price is always on tick."""
+        tick = self.tick
+        if side == Side.BUY:
+            return self.band_hi - self.band_hi % tick
+        return self.band_lo + (-self.band_lo) % tick
 
     def side(self, side: int) -> BookSide:
         return self.bids if side == Side.BUY else self.asks

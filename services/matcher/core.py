@@ -259,12 +259,22 @@ class MatcherCore:
                 due.append(symbol)
         if not due or self.journal_full:
             return None
-        records = []
         for symbol in due:
-            self.seq += 1
-            records.append(
-                Record(self.seq, self.epoch, Reopen(symbol), self.engine.apply(Reopen(symbol)))
-            )
             del self.paused_since[symbol]
         self.log.info("reopened", symbols=due)
+        return self.sequence([Reopen(symbol) for symbol in due])
+
+    def sequence(self, commands: list) -> bytes | None:
+        """A primary's own commands (Reopen, and the scheduler's SetSession and
+        EndOfDay: the engine has no clock), sequenced and journaled like any other:
+        the records' batch to publish, or None when there is nothing to do, this
+        matcher is not the primary, or the journal cannot write (the caller tries
+        again on its next tick; both commands are harmless to repeat)."""
+        if not commands or self.role != "primary" or self.journal_full:
+            return None
+        records = []
+        for command in commands:
+            self.seq += 1
+            records.append(Record(self.seq, self.epoch, command, self.engine.apply(command)))
+        self.sequenced.value += len(records)
         return self._publish(records)

@@ -7,7 +7,8 @@ from services.matcher.book cimport Book, BookSide, Level
 from services.matcher.state cimport Account, ExactlyOnce, Holding, Order
 
 # the codes as C constants: comparing them with the typed locals below is a C compare
-cdef long BUY, SELL, LIMIT, GTC, FOK
+cdef long BUY, SELL, LIMIT, GTC, IOC, FOK, DAY, GTD, ON_CLOSE
+cdef long CLOSED, PRE_OPEN, CONTINUOUS, PRE_CLOSE
 cdef Py_ssize_t SHARD_MASK
 
 
@@ -16,11 +17,13 @@ cdef class Engine:
     cdef public object credit, max_price, max_cash
     cdef public dict books, accounts, names, orders, _handlers
     cdef public set paused, halted
-    cdef public object next_account, next_order, next_trade
+    cdef public object next_account, next_order, next_trade, trading_date
+    cdef public dict closes
 
     @cython.locals(
         acct=Account, seen=ExactlyOnce, answers=dict, book=Book, holding=Holding,
-        book_side=BookSide, level=Level, order=Order, side=long, tif=long,
+        book_side=BookSide, level=Level, order=Order, side=long, tif=long, ord_type=long,
+        session=long, rests=bint, waits=bint,
     )
     cpdef list _new_order(self, cmd)
 
@@ -37,10 +40,10 @@ cdef class Engine:
     )
     cpdef _execute(
         self, Book book, Account acct, Holding holding, order_id, long side, price, qty, stp,
-        bint rests, list events,
+        bint rests, list events, tif=*, expire_date=*,
     )
 
     cpdef _rest(
         self, Book book, Account acct, Holding holding, order_id, side, price, qty, stp,
-        post_only=*,
+        post_only=*, tif=*, expire_date=*, market=*,
     )

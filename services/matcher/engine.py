@@ -20,11 +20,13 @@ from services.common.bus import (
     Admin,
     CancelOrder,
     CreateAccount,
+    EndOfDay,
     Lead,
     NewOrder,
     Reopen,
     ReplaceOrder,
     SetPassword,
+    SetSession,
 )
 from services.common.config import RiskLimits, SymbolSpec
 from services.common.wire import (
@@ -33,13 +35,17 @@ from services.common.wire import (
     AccountBlocked,
     AccountCreated,
     AdminDone,
+    AuctionDone,
     Cancelled,
     CancelReason,
     CashAdjusted,
+    ClosePrice,
+    DayEnded,
     Duplicate,
     Event,
     Executed,
     Fill,
+    Indicative,
     OrdType,
     PasswordChanged,
     ReferenceSet,
@@ -47,14 +53,17 @@ from services.common.wire import (
     Rejected,
     Replaced,
     Rested,
+    Session,
+    SessionChanged,
     Side,
     Stp,
     SymbolHalted,
     Tif,
     TradingPause,
 )
-from services.matcher.book import Book
-from services.matcher.state import SHARD_MASK, Account, Holding, Order
+from services.matcher import auction
+from services.matcher.book import Book, BookSide
+from services.matcher.state import SHARD_MASK, Account, ExactlyOnce, Holding, Order
 
 # Codes as plain ints, bound once: an enum lookup costs ~100 ns, and comparisons or
 # list indexing with an IntEnum operand miss CPython's specialised fast paths.
@@ -62,7 +71,15 @@ BUY = int(Side.BUY)
 SELL = int(Side.SELL)
 LIMIT = int(OrdType.LIMIT)
 GTC = int(Tif.GTC)
+IOC = int(Tif.IOC)
 FOK = int(Tif.FOK)
+DAY = int(Tif.DAY)
+GTD = int(Tif.GTD)
+ON_CLOSE = int(Tif.CLOSE)
+CLOSED = int(Session.CLOSED)
+PRE_OPEN = int(Session.PRE_OPEN)
+CONTINUOUS = int(Session.CONTINUOUS)
+PRE_CLOSE = int(Session.PRE_CLOSE)
 CANCEL_RESTING = int(Stp.CANCEL_RESTING)
 CANCEL_INCOMING = int(Stp.CANCEL_INCOMING)
 CANCEL_BOTH = int(Stp.CANCEL_BOTH)
@@ -73,6 +90,22 @@ BY_STP = int(CancelReason.SELF_TRADE)
 BY_KILL = int(CancelReason.KILL_SWITCH)
 BY_PAUSE = int(CancelReason.VOLATILITY_PAUSE)
 BY_BAND = int(CancelReason.OUTSIDE_BAND)
+BY_EXPIRY = int(CancelReason.EXPIRED)
+BY_AUCTION = int(CancelReason.AUCTION)
+
+
+def session_reject(session: int, tif: int) -> int:
+    """Why a new order with ``tif`` is not taken in ``session`` (not CONTINUOUS), or 0."""
+    if session == CLOSED:
+        return Reject.TIF_NOT_NOW if tif == ON_CLOSE else Reject.MARKET_CLOSED
+    if tif in (IOC, FOK):  # a call period: nothing executes at once
+        return Reject.TIF_NOT_NOW
+    return 0
+
+
+def date_ok(date: int) -> bool:
+    """Whether ``date`` reads as a YYYYMMDD date (the calendar is the scheduler's)."""
+    return 19000101 <= date <= 99991231 and 1 <= date // 100 % 100 <= 12 and 1 <= date % 100 <= 31
 
 
 class Engine:
@@ -102,8 +135,12 @@ class Engine:
             Admin: self._admin,
             Reopen: self._reopen,
             Lead: self._lead,
+            SetSession: self._set_session_cmd,
+            EndOfDay: self._end_of_day_cmd,
         }
         self.halted: set[str] = set()  # symbols an operator halted
+        self.trading_date = 0  # YYYYMMDD; 0 until the first EndOfDay starts a day
+        self.closes: dict[str, int] = {}  # official close per symbol of the last ended day
 
     def apply(self, cmd) -> list[Event]:
         """Apply one command; the returned events describe everything that changed."""
@@ -157,6 +194,13 @@ class Engine:
         action = cmd.action
         events: list[Event] = []
         code = 0
+        if action == "end_of_day":
+            if not self._next_date_ok(cmd.date):
+                return [operator.seen.add(Rejected(cmd.account, cmd.cl_ord_id, Reject.MALFORMED))]
+            events = self._end_day(cmd.date)
+            # the day's exactly-once tables are gone: the answer is the new day's first
+            done = operator.seen.add(AdminDone(cmd.account, cmd.cl_ord_id, action))
+            return [done, *events]
         if action in ("kill", "unkill", "deposit"):
             target = self.accounts.get(cmd.target)
             if target is None:
@@ -182,8 +226,14 @@ class Engine:
                     book.set_band(cmd.price)
                     events.append(ReferenceSet(cmd.symbol, cmd.price, book.band_lo, book.band_hi))
                     self._cancel_outside_band(book, events)
+            elif action == "session":
+                if cmd.state not in (CLOSED, PRE_OPEN, CONTINUOUS, PRE_CLOSE):
+                    code = Reject.MALFORMED
+                else:
+                    self._move(book, cmd.state, events)
             else:
                 halted = action == "halt"
+                was_halted = cmd.symbol in self.halted
                 if halted:
                     self.halted.add(cmd.symbol)
                 else:
@@ -191,6 +241,12 @@ class Engine:
                 events.append(SymbolHalted(cmd.symbol, halted))
                 if not halted and book.paused:  # an operator's resume ends a pause too
                     events.append(self._end_pause(book))
+                if not halted and was_halted and book.state == CONTINUOUS and self.trading_date:
+                    # a halt ends in a re-opening auction (the scheduler ends its call);
+                    # before the first trading day (a journal older than trading days)
+                    # trading resumes at once, as it did then
+                    book.reopening = True
+                    self._move(book, PRE_OPEN, events)
         if code:
             return [operator.seen.add(Rejected(cmd.account, cmd.cl_ord_id, code))]
         done = operator.seen.add(AdminDone(cmd.account, cmd.cl_ord_id, action))
@@ -206,22 +262,8 @@ class Engine:
             for o in side.live_orders()
             if not lo <= o.price <= hi
         ]
-        for order in outside:
-            leaves = order.leaves
-            (book.bids if order.side == BUY else book.asks).unlink(order)
-            self._forget(order)
-            events.append(
-                Cancelled(
-                    order.account,
-                    order.order_id,
-                    book.symbol,
-                    order.side,
-                    order.price,
-                    leaves,
-                    BY_BAND,
-                    True,
-                )  # fmt: skip
-            )
+        outside += [o for o in book.held.values() if not lo <= o.price <= hi]
+        self._cancel_all(outside, BY_BAND, events)
 
     def _deposit(self, target: Account, amount: int, events: list[Event]) -> int:
         """Move cash into (or out of) ``target``: 0, or why not. A withdrawal may not
@@ -261,24 +303,32 @@ class Engine:
             (o for o in self.orders.values() if o.account == target.account),
             key=lambda o: o.order_id,
         )
-        for order in mine:
-            book = self.books[order.symbol]
-            (book.bids if order.side == BUY else book.asks).unlink(order)
-            leaves = order.leaves
-            self._forget(order)
-            events.append(
-                Cancelled(
-                    target.account,
-                    order.order_id,
-                    order.symbol,
-                    order.side,
-                    order.price,
-                    leaves,
-                    BY_KILL,
-                    True,
-                )
-            )
+        self._cancel_all(mine, BY_KILL, events)
         return len(mine)
+
+    def _cancel_all(self, orders: list[Order], reason: int, events: list[Event]) -> None:
+        """Cancel ``orders`` (live, in the order given) for ``reason``; then the new
+        indicative of each symbol in a call period whose book changed."""
+        for order in orders:
+            self._cancel_one(order, reason, events)
+        for symbol in sorted({order.symbol for order in orders}):
+            self._indicate(self.books[symbol], events)
+
+    def _cancel_one(self, order: Order, reason: int, events: list[Event]) -> None:
+        leaves = order.leaves
+        from_book = self._take_out(self.books[order.symbol], order)
+        events.append(
+            Cancelled(
+                order.account,
+                order.order_id,
+                order.symbol,
+                order.side,
+                order.price,
+                leaves,
+                reason,
+                from_book,
+            )
+        )
 
     # -- orders -------------------------------------------------------------
 
@@ -303,28 +353,44 @@ class Engine:
             qty = cmd.qty
             side = cmd.side
             tif = cmd.tif
+            ord_type = cmd.ord_type
+            session = book.state
             if acct.blocked or symbol in self.halted:
                 code = Reject.ACCOUNT_BLOCKED if acct.blocked else Reject.SYMBOL_HALTED
             elif book.paused:
                 code = Reject.TRADING_PAUSED
+            elif session != CONTINUOUS and session_reject(session, tif):
+                code = session_reject(session, tif)
             elif qty <= 0 or qty % book.lot:
                 code = Reject.BAD_QTY
             elif qty > self.max_order_qty:
                 code = Reject.MAX_ORDER_SIZE
-            elif cmd.ord_type == LIMIT:
+            elif ord_type == LIMIT:
                 price = cmd.price
                 if price <= 0 or price % book.tick:
                     code = Reject.BAD_PRICE
                 elif price < book.band_lo or price > book.band_hi:
                     code = Reject.PRICE_BAND
-                elif cmd.post_only and tif != GTC:
-                    code = Reject.BAD_TIF
-            elif tif == GTC or cmd.post_only:
+                elif cmd.post_only and tif != GTC and tif != DAY and tif != GTD:
+                    code = Reject.BAD_TIF  # post-only is for orders that rest
+            elif tif in (GTC, GTD) or cmd.post_only:
                 code = Reject.BAD_TIF
             elif cmd.price:  # a market order names no price
                 code = Reject.BAD_PRICE
-            else:  # market orders are collared at the edge of the static band
+            elif session == CONTINUOUS and tif != ON_CLOSE:
+                # collared at the edge of the static band
                 price = book.band_hi if side == BUY else book.band_lo
+            else:  # it waits for an auction, at its collar on tick
+                price = book.collar(side)
+            expire = cmd.expire_date
+            if not code and (expire or tif == GTD):
+                code = self._expire_reject(tif, expire)
+            # what may rest: not IOC or FOK, nor a market order in continuous trading
+            rests = (
+                tif != IOC
+                and tif != FOK
+                and (ord_type == LIMIT or session != CONTINUOUS or tif == ON_CLOSE)
+            )
             if not code:  # limits counting open orders as if they fill
                 try:
                     holding = acct.holdings[symbol]
@@ -343,16 +409,19 @@ class Engine:
                         code = Reject.INSUFFICIENT_SHARES
                     elif acct.cash + (acct.open_sell_qty + qty) * self.max_price > self.max_cash:
                         code = Reject.VALUE_LIMIT  # its proceeds could pass the cash ceiling
-                if tif == GTC and acct.open_orders >= self.max_open_orders:
+                if rests and acct.open_orders >= self.max_open_orders:
                     code = code or Reject.MAX_OPEN_ORDERS
             if not code:
-                if side == BUY:
+                post_only = cmd.post_only
+                waits = session != CONTINUOUS or tif == ON_CLOSE  # for an auction
+                if waits:
+                    crosses = False
+                elif side == BUY:
                     best = book.asks.best_key
                     crosses = best is not None and best <= price
                 else:
                     best = book.bids.best_key
                     crosses = best is not None and best <= -price
-                post_only = cmd.post_only
                 if crosses and post_only:
                     code = Reject.POST_ONLY_WOULD_TRADE
         if code:
@@ -365,11 +434,18 @@ class Engine:
         )
         seen.answers.append(ack)
         stp = cmd.stp or acct.stp
+        if waits:
+            order = Order(
+                order_id, account, symbol, side, price, qty, stp, acct, holding, post_only,
+                tif, expire, ord_type != LIMIT,
+            )  # fmt: skip
+            return self._wait(book, order, ack)
         if not crosses:  # nothing to match: rest at once, or cancel an IOC/FOK/market
-            if tif == GTC:
+            if rests:
                 order = Order(
-                    order_id, account, symbol, side, price, qty, stp, acct, holding, post_only
-                )
+                    order_id, account, symbol, side, price, qty, stp, acct, holding, post_only,
+                    tif, expire,
+                )  # fmt: skip
                 if side == BUY:  # BookSide.add, inlined on the busiest path
                     book_side, key = book.bids, -price
                 else:
@@ -393,7 +469,28 @@ class Engine:
             # what it could fill within the dynamic band falls short: killed, no pause
             events.append(Cancelled(account, order_id, symbol, side, price, qty, BY_FOK, False))
             return events
-        self._execute(book, acct, holding, order_id, side, price, qty, stp, tif == GTC, events)
+        self._execute(
+            book, acct, holding, order_id, side, price, qty, stp, rests, events, tif, expire
+        )
+        return events
+
+    def _expire_reject(self, tif: int, expire: int) -> int:
+        """BAD_EXPIRE_DATE unless a GTD order names a date from today on (any date
+        before the first trading day), and only a GTD order names one; else 0."""
+        if tif != GTD or not date_ok(expire) or expire < self.trading_date:
+            return Reject.BAD_EXPIRE_DATE
+        return 0
+
+    def _wait(self, book: Book, order: Order, ack: Accepted) -> list[Event]:
+        """A new order that waits for an auction: it rests without matching in a call
+        period, and an on-close order before the pre-close is held aside."""
+        if order.tif == ON_CLOSE and book.state != PRE_CLOSE:
+            book.held[order.order_id] = order
+            self.orders[order.order_id] = order
+            self._reserve(order)
+            return [ack]
+        events: list[Event] = [ack, self._place(book, order)]
+        self._indicate(book, events)
         return events
 
     def _replace_risk(self, order: Order, price: int, qty: int) -> int:
@@ -428,20 +525,42 @@ class Engine:
         qty: int,
         stp: int,
         post_only: bool = False,
+        tif: int = GTC,
+        expire_date: int = 0,
+        market: bool = False,
     ) -> Rested:
-        symbol = book.symbol
         order = Order(
-            order_id, acct.account, symbol, side, price, qty, stp, acct, holding, post_only
+            order_id, acct.account, book.symbol, side, price, qty, stp, acct, holding,
+            post_only, tif, expire_date, market,
+        )  # fmt: skip
+        return self._place(book, order)
+
+    def _place(self, book: Book, order: Order) -> Rested:
+        """Put a new (or replaced) order in the book and count what it holds open."""
+        self.orders[order.order_id] = order
+        self._reserve(order)
+        return self._join(book, order)
+
+    @staticmethod
+    def _join(book: Book, order: Order) -> Rested:
+        """Add an order already counted open to the book."""
+        (book.bids if order.side == BUY else book.asks).add(order)
+        if order.market or order.tif == ON_CLOSE:
+            book.auction_only[order.order_id] = order
+        return Rested(
+            order.account, order.order_id, book.symbol, order.side, order.price, order.leaves
         )
-        (book.bids if side == BUY else book.asks).add(order)
-        self.orders[order_id] = order
-        acct.open_orders += 1
-        holding.open[side] += qty
-        if side == BUY:
-            acct.open_buy_value += price * qty
+
+    @staticmethod
+    def _reserve(order: Order) -> None:
+        """Count an order's open size against its owner's limits (``_forget`` undoes it)."""
+        owner = order.owner
+        owner.open_orders += 1
+        order.holding.open[order.side] += order.leaves
+        if order.side == BUY:
+            owner.open_buy_value += order.price * order.leaves
         else:
-            acct.open_sell_qty += qty
-        return Rested(acct.account, order_id, symbol, side, price, qty)
+            owner.open_sell_qty += order.leaves
 
     @staticmethod
     def _crosses(book: Book, side: int, price: int) -> bool:
@@ -508,6 +627,8 @@ class Engine:
         stp: int,
         rests: bool,
         events: list[Event],
+        tif: int = GTC,
+        expire_date: int = 0,
     ) -> None:
         """Match an incoming order against the book, then rest or cancel what is left.
 
@@ -638,7 +759,21 @@ class Engine:
         if not remaining:
             return
         if rests and not self_cancel:
-            append(self._rest(book, acct, holding, order_id, side, price, remaining, stp))
+            append(
+                self._rest(
+                    book,
+                    acct,
+                    holding,
+                    order_id,
+                    side,
+                    price,
+                    remaining,
+                    stp,
+                    False,
+                    tif,
+                    expire_date,
+                )  # fmt: skip
+            )
         else:
             reason = BY_STP if self_cancel else BY_IOC
             append(Cancelled(account, order_id, symbol, side, price, remaining, reason, False))
@@ -661,12 +796,34 @@ class Engine:
         else:
             symbol, side, leaves = order.symbol, order.side, order.leaves
             book = self.books[symbol]
-            (book.bids if side == BUY else book.asks).unlink(order)
-            self._forget(order)
+            if order.tif == ON_CLOSE and order_id in book.held:
+                from_book = self._take_out(book, order)
+            else:  # _take_out, inlined on a busy path
+                (book.bids if side == BUY else book.asks).unlink(order)
+                self._forget(order)
+                from_book = True
             event = Cancelled(
-                account, order_id, symbol, side, order.price, leaves, BY_USER, True, cl_ord_id
-            )
+                account, order_id, symbol, side, order.price, leaves, BY_USER, from_book,
+                cl_ord_id,
+            )  # fmt: skip
+            if book.state != CONTINUOUS:
+                events: list[Event] = [seen.add(event)]
+                self._indicate(book, events)
+                return events
         return [seen.add(event)]
+
+    def _take_out(self, book: Book, order: Order) -> bool:
+        """Take a live order out of the book, or out of the on-close orders held aside,
+        with its bookkeeping; True when it was in the book (its size leaves the depth)."""
+        if order.tif == ON_CLOSE and order.order_id in book.held:
+            del book.held[order.order_id]
+            order.live = False
+            in_book = False
+        else:
+            (book.bids if order.side == BUY else book.asks).unlink(order)
+            in_book = True
+        self._forget(order)
+        return in_book
 
     def _replace(self, cmd: ReplaceOrder) -> list[Event]:
         account = cmd.account
@@ -683,6 +840,7 @@ class Engine:
             code = Reject.UNKNOWN_ORDER
         else:
             book = self.books[order.symbol]
+            held = order.tif == ON_CLOSE and order.order_id in book.held
             keep = price == order.price and qty <= order.leaves  # a size cut keeps priority
             if order.symbol in self.halted and not keep:  # a halt still allows size cuts
                 code = Reject.SYMBOL_HALTED
@@ -692,13 +850,19 @@ class Engine:
                 code = Reject.BAD_QTY
             elif keep:  # only ever reduces risk: no band or limit can forbid it
                 code = 0
+            elif order.market:  # a market order waiting for an auction: only a size cut
+                code = Reject.BAD_PRICE
             elif qty > self.max_order_qty:
                 code = Reject.MAX_ORDER_SIZE
             elif price <= 0 or price % book.tick:
                 code = Reject.BAD_PRICE
             elif price < book.band_lo or price > book.band_hi:
                 code = Reject.PRICE_BAND
-            elif order.post_only and self._crosses(book, order.side, price):
+            elif (
+                order.post_only
+                and book.state == CONTINUOUS
+                and self._crosses(book, order.side, price)
+            ):
                 code = Reject.POST_ONLY_WOULD_TRADE
             else:
                 code = self._replace_risk(order, price, qty)
@@ -717,10 +881,16 @@ class Engine:
                 old_qty,
                 price,
                 qty,
-                keep,
+                keep or held,  # held aside, it keeps its place: they join by order id
             ),
         )
         events: list[Event] = [replaced]
+        if held:
+            self._forget(order)
+            order.price, order.leaves = price, qty
+            self.orders[order.order_id] = order
+            self._reserve(order)
+            return events
         book_side = book.bids if side == BUY else book.asks
         if keep:
             cut = old_qty - qty
@@ -731,20 +901,257 @@ class Engine:
             else:
                 acct.open_sell_qty -= cut
             order.leaves = qty
+            if book.state != CONTINUOUS:
+                self._indicate(book, events)
             return events
         book_side.unlink(order)
         self._forget(order)
-        if order.post_only:  # checked above: it does not cross
+        if order.post_only or book.state != CONTINUOUS:  # post-only: checked not to cross
             events.append(
                 self._rest(
-                    book, acct, order.holding, order.order_id, side, price, qty, order.stp, True
-                )
+                    book,
+                    acct,
+                    order.holding,
+                    order.order_id,
+                    side,
+                    price,
+                    qty,
+                    order.stp,
+                    order.post_only,
+                    order.tif,
+                    order.expire_date,
+                )  # fmt: skip
             )
+            self._indicate(book, events)
             return events
         self._execute(
-            book, acct, order.holding, order.order_id, side, price, qty, order.stp, True, events
-        )
+            book, acct, order.holding, order.order_id, side, price, qty, order.stp, True, events,
+            order.tif, order.expire_date,
+        )  # fmt: skip
         return events
+
+    # -- the trading day ------------------------------------------------------
+
+    def session_state(self, symbol: str) -> int:
+        """``symbol``'s Session code (CONTINUOUS until a schedule or an operator moves it)."""
+        return self.books[symbol].state
+
+    def _set_session_cmd(self, cmd: SetSession) -> list[Event]:
+        """The scheduler's move of a symbol to a session state."""
+        book = self.books.get(cmd.symbol)
+        if book is None:
+            return [Rejected(0, "", Reject.UNKNOWN_SYMBOL)]
+        events: list[Event] = []
+        self._move(book, cmd.state, events)
+        return events
+
+    def _end_of_day_cmd(self, cmd: EndOfDay) -> list[Event]:
+        """The scheduler's end of ``cmd.trading_date``; a resend (the day already
+        ended) or a date that does not move forward changes nothing."""
+        if cmd.trading_date != self.trading_date or not self._next_date_ok(cmd.next_date):
+            return []
+        return self._end_day(cmd.next_date)
+
+    def _next_date_ok(self, date: int) -> bool:
+        return date_ok(date) and date > self.trading_date
+
+    def _end_day(self, next_date: int) -> list[Event]:
+        """End the trading day and start ``next_date``: DAY orders and GTD orders
+        expiring before it are cancelled (EXPIRED) and on-close orders still waiting
+        (AUCTION), in order id order; the closes are recorded; every exactly-once
+        table is dropped (client order ids are unique per trading day); DayEnded last.
+        Its work follows the open orders and accounts, once a day."""
+        ended = self.trading_date
+        self.trading_date = next_date
+        if not ended:  # the first day starts: nothing to end
+            return [DayEnded(0, next_date, [])]
+        events: list[Event] = []
+        expiring = sorted(
+            (
+                o
+                for o in self.orders.values()
+                if o.tif == DAY or o.tif == ON_CLOSE or (o.tif == GTD and o.expire_date < next_date)
+            ),
+            key=lambda o: o.order_id,
+        )
+        for order in expiring:  # an on-close order's auction has passed: it never expires
+            self._cancel_one(order, BY_AUCTION if order.tif == ON_CLOSE else BY_EXPIRY, events)
+        for symbol in sorted({order.symbol for order in expiring}):
+            self._indicate(self.books[symbol], events)
+        for symbol, book in self.books.items():
+            self.closes[symbol] = book.last_price or self.closes.get(symbol, 0)
+        for acct in self.accounts.values():
+            acct.seen = ExactlyOnce()
+        closes = [ClosePrice(symbol, price) for symbol, price in sorted(self.closes.items())]
+        events.append(DayEnded(ended, next_date, closes))
+        return events
+
+    def _move(self, book: Book, state: int, events: list[Event]) -> None:
+        """Move ``book`` into session ``state``: first what leaving the old state does
+        (leaving a call period for trading or the close runs the uncross, unless the
+        symbol is halted, and cancels what auction-only orders it leaves), then
+        SessionChanged, then what entering does (on-close orders join the book at the
+        pre-close; a call publishes its indicative)."""
+        old = book.state
+        if state == old:
+            return
+        in_call = state in (PRE_OPEN, PRE_CLOSE)
+        if old in (PRE_OPEN, PRE_CLOSE) and not in_call:
+            kind = "close" if old == PRE_CLOSE else "reopen" if book.reopening else "open"
+            self._leave_call(book, kind, events)
+        elif old == CLOSED and state == CONTINUOUS and self._crossed(book):
+            self._leave_call(book, "open", events)  # a call a halt kept from its uncross
+        book.state = state
+        events.append(SessionChanged(book.symbol, state, self.trading_date))
+        if state == PRE_CLOSE and book.held:
+            for order in book.held.values():  # in order id order: their time priority
+                events.append(self._join(book, order))
+            book.held.clear()
+        if in_call:
+            self._indicate(book, events)
+
+    @staticmethod
+    def _crossed(book: Book) -> bool:
+        bid, ask = book.bids.best_key, book.asks.best_key
+        return bid is not None and ask is not None and -bid >= ask
+
+    def _leave_call(self, book: Book, kind: str, events: list[Event]) -> None:
+        """The end of a call: the uncross, then what auction-only orders it left is
+        cancelled (AUCTION)."""
+        book.reopening = False
+        book.indicative = auction.NO_AUCTION
+        if book.symbol not in self.halted:
+            self._uncross(book, kind, events)
+        left = sorted((o for o in book.auction_only.values() if o.live), key=lambda o: o.order_id)
+        book.auction_only.clear()
+        self._cancel_all(left, BY_AUCTION, events)
+
+    def _reference(self, book: Book) -> int:
+        """The auction's reference price: the last trade, else the previous close, else
+        the configured reference."""
+        return book.last_price or self.closes.get(book.symbol, 0) or book.spec.reference
+
+    def _clearing(self, book: Book) -> tuple[int, int, int, int]:
+        """What an uncross of ``book`` would do now (auction.clearing), reading only the
+        levels that could trade: bids at or above the best ask, asks at or below the
+        best bid."""
+        if not self._crossed(book):
+            return auction.NO_AUCTION
+        high, low = -book.bids.best_key, book.asks.best_key
+        bids = self._levels(book.bids, -low)
+        asks = self._levels(book.asks, high)
+        return auction.clearing(bids, asks, book.tick, self._reference(book))
+
+    @staticmethod
+    def _levels(side: BookSide, maximum: int) -> list[tuple[int, int]]:
+        levels = side.levels
+        return [(levels[k].price, levels[k].qty) for k in side.keys_upto(maximum)]
+
+    def _indicate(self, book: Book, events: list[Event]) -> None:
+        """In a call period, an Indicative event when the auction's result changed."""
+        if book.state != PRE_OPEN and book.state != PRE_CLOSE:
+            return
+        result = self._clearing(book)
+        if result != book.indicative:
+            book.indicative = result
+            events.append(Indicative(book.symbol, *result))
+
+    def _uncross(self, book: Book, kind: str, events: list[Event]) -> None:
+        """Execute what the auction can at its one price, in price-time priority (market
+        orders first on their side); every fill is at that price, its aggressor side
+        the later order's. AuctionDone first, then the fills, then each order's
+        Executed summary (by order id). The price becomes the last trade."""
+        price, matched, imbalance, imbalance_side = self._clearing(book)
+        symbol = book.symbol
+        events.append(AuctionDone(symbol, kind, price, matched, imbalance, imbalance_side))
+        if not matched:
+            return
+        buys = self._auction_queue(book.bids, -price)
+        sells = self._auction_queue(book.asks, price)
+        done: dict[int, list] = {}  # order id -> [order, size executed]
+        trade_id = self.next_trade
+        buy = next(buys)
+        sell = next(sells)
+        remaining = matched
+        while remaining:
+            qty = min(buy.leaves, sell.leaves, remaining)
+            remaining -= qty
+            self._auction_fill(book, buy, qty, price)
+            self._auction_fill(book, sell, qty, price)
+            taker, maker = (buy, sell) if buy.order_id > sell.order_id else (sell, buy)
+            events.append(
+                Fill(
+                    trade_id,
+                    symbol,
+                    taker.side,
+                    price,
+                    qty,
+                    taker.account,
+                    taker.order_id,
+                    taker.leaves,
+                    maker.account,
+                    maker.order_id,
+                    maker.leaves,
+                    True,
+                )
+            )
+            trade_id += 1
+            for order in (buy, sell):
+                done.setdefault(order.order_id, [order, 0])[1] += qty
+            if remaining:
+                if not buy.leaves:
+                    buy = next(buys)
+                if not sell.leaves:
+                    sell = next(sells)
+        self.next_trade = trade_id
+        book.last_price = price
+        book.set_dynamic(price)
+        for order_id in sorted(done):
+            order, cum = done[order_id]
+            events.append(Executed(order.account, order_id, cum, price * cum, price))
+
+    @staticmethod
+    def _auction_queue(side: BookSide, maximum: int):
+        """The live orders of ``side`` up to key ``maximum`` in auction priority: best
+        price first, and within a price market orders first, then time."""
+        for key in side.keys_upto(maximum):
+            level = side.levels.get(key)
+            if level is None:
+                continue
+            queue = list(level.orders)
+            for order in queue:
+                if order.live and order.market:
+                    yield order
+            for order in queue:
+                if order.live and not order.market:
+                    yield order
+
+    def _auction_fill(self, book: Book, order: Order, qty: int, price: int) -> None:
+        """``qty`` of a resting ``order`` executed at the auction's ``price``."""
+        side = order.side
+        book_side = book.bids if side == BUY else book.asks
+        key = book_side.sign * order.price
+        level = book_side.levels[key]
+        level.qty -= qty
+        order.leaves -= qty
+        owner = order.owner
+        holding = order.holding
+        holding.open[side] -= qty
+        if side == BUY:
+            owner.cash -= price * qty
+            holding.position += qty
+            owner.open_buy_value -= order.price * qty  # it held its own price open
+        else:
+            owner.cash += price * qty
+            holding.position -= qty
+            owner.open_sell_qty -= qty
+        if not order.leaves:
+            order.live = False
+            level.count -= 1
+            del self.orders[order.order_id]
+            owner.open_orders -= 1
+            if not level.count:
+                book_side.remove_level(key)
 
     # -- queries ------------------------------------------------------------
 
@@ -778,8 +1185,11 @@ class Engine:
             ]
             for _, a in sorted(self.accounts.items())
         ]
-        books = [
-            [
+        # the trading day's state is added only where it differs from its default, so
+        # a state from before trading days keeps the hash it was recorded with
+        books = []
+        for sym, book in self.books.items():
+            entry = [
                 sym,
                 book.last_price,
                 book.band_lo,
@@ -787,18 +1197,25 @@ class Engine:
                 book.dyn_lo,
                 book.dyn_hi,
                 book.paused,
-                [
-                    [o.order_id, o.account, o.price, o.leaves, int(o.stp)]
-                    for o in book.bids.live_orders()
-                ],
-                [
-                    [o.order_id, o.account, o.price, o.leaves, int(o.stp)]
-                    for o in book.asks.live_orders()
-                ],
+                [_canonical_order(o) for o in book.bids.live_orders()],
+                [_canonical_order(o) for o in book.asks.live_orders()],
             ]
-            for sym, book in self.books.items()
-        ]
-        return [
+            if (
+                book.state != CONTINUOUS
+                or book.reopening
+                or book.held
+                or book.indicative != auction.NO_AUCTION
+            ):
+                entry.append(
+                    [
+                        book.state,
+                        book.reopening,
+                        [_canonical_order(o) for o in book.held.values()],
+                        list(book.indicative),
+                    ]
+                )
+            books.append(entry)
+        canonical = [
             accounts,
             books,
             sorted(self.orders),
@@ -807,3 +1224,13 @@ class Engine:
             self.next_trade,
             sorted(self.halted),
         ]
+        if self.trading_date or self.closes:
+            canonical.append([self.trading_date, sorted(self.closes.items())])
+        return canonical
+
+
+def _canonical_order(o: Order) -> list:
+    entry = [o.order_id, o.account, o.price, o.leaves, int(o.stp)]
+    if o.tif != GTC or o.market:
+        entry += [o.tif, o.expire_date, o.market]
+    return entry

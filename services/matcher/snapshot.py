@@ -39,6 +39,9 @@ class SnapshotOrder(msgspec.Struct, array_like=True):
     leaves: int
     stp: int
     post_only: bool
+    tif: int = 1  # GTC
+    expire_date: int = 0
+    market: bool = False  # a market order waiting for an auction
 
 
 class SnapshotBook(msgspec.Struct, array_like=True):
@@ -50,6 +53,10 @@ class SnapshotBook(msgspec.Struct, array_like=True):
     dyn_lo: int = 0  # the dynamic band and the volatility pause
     dyn_hi: int = 0
     paused: bool = False
+    state: int = 3  # the session state (CONTINUOUS)
+    reopening: bool = False  # the call under way re-opens after a halt
+    held: list[SnapshotOrder] = []  # on-close orders waiting for the pre-close, in order
+    indicative: tuple[int, int, int, int] = (0, 0, 0, 0)  # the last one published
 
 
 class Snapshot(msgspec.Struct, array_like=True):
@@ -62,6 +69,8 @@ class Snapshot(msgspec.Struct, array_like=True):
     accounts: list[SnapshotAccount]
     books: list[SnapshotBook]
     halted: list[str] = []
+    trading_date: int = 0
+    closes: list[tuple[str, int]] = []  # the last ended day's official closes
 
 
 _decoder = msgspec.msgpack.Decoder(Snapshot)
@@ -84,11 +93,7 @@ def capture(engine: Engine, seq: int, epoch: int) -> Snapshot:
     ]
     books = []
     for symbol, book in engine.books.items():
-        orders = [
-            SnapshotOrder(o.order_id, o.account, o.side, o.price, o.leaves, o.stp, o.post_only)
-            for side in (book.bids, book.asks)
-            for o in side.live_orders()
-        ]
+        orders = [_order(o) for side in (book.bids, book.asks) for o in side.live_orders()]
         books.append(
             SnapshotBook(
                 symbol,
@@ -99,11 +104,23 @@ def capture(engine: Engine, seq: int, epoch: int) -> Snapshot:
                 book.dyn_lo,
                 book.dyn_hi,
                 book.paused,
+                book.state,
+                book.reopening,
+                [_order(o) for o in book.held.values()],
+                book.indicative,
             )  # fmt: skip
         )
     return Snapshot(
         seq, epoch, engine.state_hash(), engine.next_account, engine.next_order,
-        engine.next_trade, accounts, books, sorted(engine.halted),
+        engine.next_trade, accounts, books, sorted(engine.halted), engine.trading_date,
+        sorted(engine.closes.items()),
+    )  # fmt: skip
+
+
+def _order(o: Order) -> SnapshotOrder:
+    return SnapshotOrder(
+        o.order_id, o.account, o.side, o.price, o.leaves, o.stp, o.post_only, o.tif,
+        o.expire_date, o.market,
     )  # fmt: skip
 
 
@@ -123,34 +140,37 @@ def restore(snap: Snapshot, symbols: dict[str, SymbolSpec], risk: RiskLimits) ->
         book = engine.books[b.symbol]
         book.last_price, book.band_lo, book.band_hi = b.last_price, b.band_lo, b.band_hi
         book.dyn_lo, book.dyn_hi, book.paused = b.dyn_lo, b.dyn_hi, b.paused
+        book.state, book.reopening, book.indicative = b.state, b.reopening, tuple(b.indicative)
         if b.paused:
             engine.paused.add(b.symbol)
         for o in b.orders:
-            owner = engine.accounts[o.account]
-            order = Order(
-                o.order_id,
-                o.account,
-                b.symbol,
-                o.side,
-                o.price,
-                o.leaves,
-                o.stp,
-                owner,
-                owner.holdings[b.symbol],
-                o.post_only,
-            )
+            order = _restored(engine, b.symbol, o)
             book.side(o.side).add(order)
-            engine.orders[o.order_id] = order
-            if o.side == 1:  # open buy value and open sell size are the book's, derived
-                owner.open_buy_value += o.price * o.leaves
-            else:
-                owner.open_sell_qty += o.leaves
+            if order.market or order.tif == 6:  # auction-only (Tif.CLOSE): derived
+                book.auction_only[o.order_id] = order
+        for o in b.held:
+            book.held[o.order_id] = _restored(engine, b.symbol, o)
     engine.next_account, engine.next_order = snap.next_account, snap.next_order
     engine.next_trade = snap.next_trade
     engine.halted = set(snap.halted)
+    engine.trading_date, engine.closes = snap.trading_date, dict(snap.closes)
     if engine.state_hash() != snap.state_hash:
         raise ValueError(f"snapshot at seq {snap.seq} does not restore to its state hash")
     return engine
+
+
+def _restored(engine: Engine, symbol: str, o: SnapshotOrder) -> Order:
+    owner = engine.accounts[o.account]
+    order = Order(
+        o.order_id, o.account, symbol, o.side, o.price, o.leaves, o.stp, owner,
+        owner.holdings[symbol], o.post_only, o.tif, o.expire_date, o.market,
+    )  # fmt: skip
+    engine.orders[o.order_id] = order
+    if o.side == 1:  # open buy value and open sell size are the book's, derived
+        owner.open_buy_value += o.price * o.leaves
+    else:
+        owner.open_sell_qty += o.leaves
+    return order
 
 
 def write(directory: Path, snap: Snapshot, keep: int = 3) -> Path:

@@ -31,4 +31,6 @@ cdef class Order:
     cdef public object order_id, account, symbol, side, price, leaves, stp
     cdef public Account owner
     cdef public Holding holding
-    cdef public bint post_only, live
+    cdef public bint post_only, live, market
+    cdef public long tif
+    cdef public object expire_date

@@ -111,6 +111,9 @@ class Order:
         "holding",
         "post_only",
         "live",
+        "tif",
+        "expire_date",
+        "market",
     )
 
     def __init__(
@@ -125,6 +128,9 @@ class Order:
         owner: Account,
         holding: Holding,
         post_only: bool = False,  # kept so a replace can never make it take liquidity
+        tif: int = 1,  # GTC; DAY and GTD expire at an end of day, CLOSE waits for the close
+        expire_date: int = 0,  # GTD: the last trading day it rests (YYYYMMDD)
+        market: bool = False,  # a market order waiting for an auction, at its collar
     ) -> None:
         self.order_id = order_id
         self.account = account
@@ -137,3 +143,6 @@ class Order:
         self.holding = holding
         self.post_only = post_only
         self.live = True
+        self.tif = tif
+        self.expire_date = expire_date
+        self.market = market
