@@ -206,6 +206,9 @@ def run(
         # a standby snapshot every 10,000 records, unpaced: a restart replays a short
         # tail, so its time is the state's size, not where the last snapshot fell
         matcher={"snapshot_every": 10_000, "snapshot_cpu_share": 0},
+        # the primary's retransmit buffer (bounded, 100,000 records by default) fills
+        # within the first day, so what grows after it is the engine's state alone
+        timings={"retransmit_buffer": 10_000},
         **where,
     )
     if end_of_day:

@@ -303,8 +303,8 @@ class Config:
     matcher: Matcher = field(default_factory=Matcher)
     metrics: MetricsExport = field(default_factory=MetricsExport)
     cluster: Cluster = field(default_factory=Cluster)
-    fix: Fix = field(default_factory=Fix)
     statements: Statements = field(default_factory=Statements)
+    fix: Fix = field(default_factory=Fix)
     home: Path = Path("var")
 
 
@@ -320,8 +320,8 @@ SECTIONS = {
     "matcher": Matcher,
     "metrics": MetricsExport,
     "cluster": Cluster,
-    "fix": Fix,
     "statements": Statements,
+    "fix": Fix,
 }
 # the services a [metrics] ports table may name
 SERVICES = (
