@@ -177,3 +177,35 @@ def test_heartbeat_test_request_then_logout_when_the_counterparty_is_silent():
     # our heartbeat after 10 s quiet, a TestRequest after 12 s silent, Logout 10 s later
     assert service.sent == ["0", "1", "0", "5"]
     assert conn.closing
+
+
+def test_day_gtd_and_on_close_orders_report_their_time_in_force_and_expiry():
+    """59 as entered (0 Day, 6 GTD with 432 ExpireDate, 7 At the Close); an expiry at the
+    end of the day is a Canceled report saying so."""
+    book = Book()
+    for n, (tif, expire, fix_tif) in enumerate(((4, 0, "0"), (5, 20260106, "6"), (6, 0, "7"))):
+        cl = f"t{n}"
+        book.pending[(7, cl)] = Pending("S1", "D")
+        new = NewOrder(7, cl, "AAPL", 1, 10, 1_700_000, 1, tif, expire_date=expire)
+        accepted = Accepted(7, cl, 20 + n, "AAPL", 1, 1_700_000, 10)
+        (out,) = book.apply(record(1 + n, new, accepted), 7, [accepted])
+        fields = dict(out.fields)
+        assert (fields[59], fields.get(432)) == (fix_tif, expire or None)
+    expired = Cancelled(7, 20, "AAPL", 1, 1_700_000, 10, CancelReason.EXPIRED, True)
+    (out,) = book.apply(record(9, NewOrder(1, "x", "AAPL", 1, 1), expired), 7, [expired])
+    assert dict(out.fields)[150] == "4" and "expired" in dict(out.fields)[58]
+
+
+def test_a_clordid_used_again_on_a_later_day_names_the_new_order():
+    """ClOrdIDs are unique per trading day: forgetting an old finished order must not
+    forget the new order that took its ClOrdID."""
+    book = Book(orders_kept=1)
+    for order_id in (1, 2):  # the same ClOrdID on two days
+        new = NewOrder(7, "same", "AAPL", 1, 10, 1_700_000, 1, 4)
+        accepted = Accepted(7, "same", order_id, "AAPL", 1, 1_700_000, 10)
+        book.apply(record(order_id, new, accepted), 7, [accepted])
+    assert book.find(7, "same").order_id == 2
+    for order_id in (1, 2, 3):  # both finish; the first is forgotten
+        done = Cancelled(7, order_id, "AAPL", 1, 1_700_000, 10, CancelReason.EXPIRED, True)
+        book.apply(record(10 + order_id, NewOrder(1, "x", "AAPL", 1, 1), done), 7, [done])
+    assert 1 not in book.orders and book.find(7, "same").order_id == 2

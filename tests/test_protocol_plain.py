@@ -28,9 +28,13 @@ def documented() -> dict[str, list[str]]:
     out: dict[str, list[str]] = {}
     for tag, table in re.findall(r"#### `(\w+)` \(\w+\)\n(.*?)(?=\n#### |\n## |\Z)", DOC, re.S):
         fields = re.findall(r"^\| (\d+) \| `(\w+)`", table, re.M)
-        if tag in out:  # a tag used twice (a request and its reply): keep the first
-            tag = f"{tag}#2"
-        out[tag] = [name for _, name in sorted(fields, key=lambda f: int(f[0]))]
+        # a tag used more than once (a request and its reply, a command, its event and
+        # its feed message): the first keeps the tag, the others are tag#2, tag#3...
+        key, n = tag, 1
+        while key in out:
+            n += 1
+            key = f"{tag}#{n}"
+        out[key] = [name for _, name in sorted(fields, key=lambda f: int(f[0]))]
     return out
 
 
@@ -69,9 +73,9 @@ def messages():
 def fields_of(tag: str, cls) -> list[str]:
     """The doc's table for ``cls`` (a reply may share a request's tag)."""
     names = list(cls.__struct_fields__)
-    for key in (tag, f"{tag}#2"):
-        if DOCUMENTED.get(key) == names:
-            return DOCUMENTED[key]
+    for key, fields in DOCUMENTED.items():
+        if key.split("#")[0] == tag and fields == names:
+            return fields
     return DOCUMENTED.get(tag, [])
 
 

@@ -42,7 +42,7 @@ NEW, PARTIAL, FILLED, CANCELED, REPLACED, REJECTED, TRADE, STATUS = (
 )
 SIDE_FIX = {1: "1", 2: "2"}
 ORD_TYPE_FIX = {1: "2", 2: "1"}  # ours: 1 limit, 2 market; FIX 40: 1 market, 2 limit
-TIF_FIX = {1: "1", 2: "3", 3: "4"}  # GTC, IOC, FOK
+TIF_FIX = {1: "1", 2: "3", 3: "4", 4: "0", 5: "6", 6: "7"}  # GTC IOC FOK Day GTD AtTheClose
 
 # our reject codes as OrdRejReason (103); the Text (58) always names our code too
 ORD_REJ_REASON = {
@@ -61,6 +61,8 @@ ORD_REJ_REASON = {
     Reject.BAD_QTY: 13,
     Reject.UNKNOWN_ACCOUNT: 15,
     Reject.BAD_PRICE: 18,
+    Reject.MARKET_CLOSED: 2,  # exchange closed
+    Reject.TIF_NOT_NOW: 11,
 }
 OTHER = 99
 CXL_TOO_LATE, CXL_UNKNOWN, CXL_BROKER = 0, 1, 2
@@ -72,6 +74,8 @@ CANCEL_TEXT = {
     CancelReason.KILL_SWITCH: "an operator blocked the account",
     CancelReason.VOLATILITY_PAUSE: "volatility pause",
     CancelReason.OUTSIDE_BAND: "outside the new price band",
+    CancelReason.EXPIRED: "expired at the end of its trading day",
+    CancelReason.AUCTION: "left unexecuted by the auction it was for",
 }
 
 
@@ -99,6 +103,7 @@ class Order:
     leaves: int
     ord_type: int = 1
     tif: int = 1
+    expire_date: int = 0  # GTD: the last trading day (FIX 432 ExpireDate)
     cum_qty: int = 0
     notional: int = 0  # sum of price * qty over the fills
     status: str = NEW
@@ -194,8 +199,10 @@ class Book:
         done.append(order.order_id)
         while len(done) > self.orders_kept:
             old = self.orders.pop(done.popleft(), None)
-            if old is not None:
-                self.by_cl_ord_id.pop((old.account, old.cl_ord_id), None)
+            key = None if old is None else (old.account, old.cl_ord_id)
+            if key is not None and self.by_cl_ord_id.get(key) == old.order_id:
+                # (a ClOrdID is unique per trading day: a later day's order may use it)
+                del self.by_cl_ord_id[key]
                 self.dropped.add(old.order_id)
                 self.dirty.discard(old.order_id)
 
@@ -230,6 +237,7 @@ class Book:
             (40, ORD_TYPE_FIX[order.ord_type]),
             (44, price_text(order.price) if order.ord_type == 1 else None),
             (59, TIF_FIX[order.tif]),
+            (432, order.expire_date or None),
         ]
         if last is not None:
             fields += [(32, last[1]), (31, price_text(last[0])), (880, trade_id)]
@@ -305,6 +313,7 @@ class Book:
                 )  # fmt: skip
                 if type(cmd) is NewOrder and cmd.cl_ord_id == event.cl_ord_id:
                     new.ord_type, new.tif = cmd.ord_type, cmd.tif
+                    new.expire_date = cmd.expire_date
                 self.add(new)
                 self.dirty.add(new.order_id)
                 out.append(Outgoing(account, new.owner, "8", self.report(new, NEW, seq)))

@@ -56,7 +56,15 @@ from services.gateway import reports
 STORED_TYPES = frozenset("89j")  # sent again on a ResendRequest; the rest is gap-filled
 READ_BYTES = 65_536
 TICK_S = 0.5
-FIX_TIF = {"0": Tif.GTC, "1": Tif.GTC, "3": Tif.IOC, "4": Tif.FOK}  # Day rests like GTC
+# 0 Day, 1 GTC, 3 IOC, 4 FOK, 6 GTD (with 432 ExpireDate), 7 At the Close (on-close)
+FIX_TIF = {
+    "0": Tif.DAY,
+    "1": Tif.GTC,
+    "3": Tif.IOC,
+    "4": Tif.FOK,
+    "6": Tif.GTD,
+    "7": Tif.CLOSE,
+}
 FIX_ORD_TYPE = {"1": OrdType.MARKET, "2": OrdType.LIMIT}
 MAX_PENDING_PER_SESSION = 1_000  # forwarded requests awaiting an answer
 
@@ -320,8 +328,9 @@ class FixService:
         qty = _qty(msg, 38)
         cl_ord_id, symbol = get(msg, 11) or "", get(msg, 55) or ""
         tif = FIX_TIF.get(get(msg, 59) or "1")
-        if ord_type == "1" and tif == Tif.GTC:  # a market order never rests: Day/GTC is IOC
+        if ord_type == "1" and tif == Tif.GTC:  # a market order never carries over: IOC
             tif = Tif.IOC
+        expire = get(msg, 432) or ""
         price = 0
         if ord_type == "2":
             _need(msg, 44)
@@ -329,13 +338,16 @@ class FixService:
         request = PlaceOrder(
             cl_ord_id, symbol, int(side), qty, price,
             FIX_ORD_TYPE.get(ord_type, OrdType.LIMIT), tif or Tif.GTC,
-            "6" in (get(msg, 18) or "").split(),
+            "6" in (get(msg, 18) or "").split(), 0,
+            int(expire) if expire.isdigit() and len(expire) == 8 else 0,
         )  # fmt: skip
         problem = None
         if ord_type not in FIX_ORD_TYPE:
             problem = "OrdType (40) must be 1 (market) or 2 (limit)"
         elif tif is None:
-            problem = "TimeInForce (59) must be 0, 1, 3 or 4"
+            problem = "TimeInForce (59) must be 0, 1, 3, 4, 6 or 7"
+        elif (tif == Tif.GTD) != bool(expire) or (expire and not request.expire_date):
+            problem = "ExpireDate (432), YYYYMMDD, goes with TimeInForce (59) 6 (GTD) only"
         elif get(msg, 1) not in (None, conn.state.name):
             problem = "Account (1) is not this session's account"
         if problem is not None:

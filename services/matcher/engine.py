@@ -382,9 +382,12 @@ class Engine:
                 price = book.band_hi if side == BUY else book.band_lo
             else:  # it waits for an auction, at its collar on tick
                 price = book.collar(side)
-            expire = cmd.expire_date
-            if not code and (expire or tif == GTD):
-                code = self._expire_reject(tif, expire)
+            # a GTD order's date; any other order's is ignored (the gateway refuses one):
+            # reading it costs a generic attribute lookup on the busiest path
+            expire = 0
+            if tif == GTD and not code:
+                expire = cmd.expire_date
+                code = self._expire_reject(expire)
             # what may rest: not IOC or FOK, nor a market order in continuous trading
             rests = (
                 tif != IOC
@@ -443,9 +446,11 @@ class Engine:
         if not crosses:  # nothing to match: rest at once, or cancel an IOC/FOK/market
             if rests:
                 order = Order(
-                    order_id, account, symbol, side, price, qty, stp, acct, holding, post_only,
-                    tif, expire,
-                )  # fmt: skip
+                    order_id, account, symbol, side, price, qty, stp, acct, holding, post_only
+                )
+                if tif != GTC:  # the defaults are GTC's: fewer arguments on the busiest path
+                    order.tif = tif
+                    order.expire_date = expire
                 if side == BUY:  # BookSide.add, inlined on the busiest path
                     book_side, key = book.bids, -price
                 else:
@@ -474,10 +479,10 @@ class Engine:
         )
         return events
 
-    def _expire_reject(self, tif: int, expire: int) -> int:
-        """BAD_EXPIRE_DATE unless a GTD order names a date from today on (any date
-        before the first trading day), and only a GTD order names one; else 0."""
-        if tif != GTD or not date_ok(expire) or expire < self.trading_date:
+    def _expire_reject(self, expire: int) -> int:
+        """BAD_EXPIRE_DATE unless a GTD order's date is from today on (any date before
+        the first trading day); else 0."""
+        if not date_ok(expire) or expire < self.trading_date:
             return Reject.BAD_EXPIRE_DATE
         return 0
 
@@ -529,11 +534,26 @@ class Engine:
         expire_date: int = 0,
         market: bool = False,
     ) -> Rested:
+        symbol = book.symbol
         order = Order(
-            order_id, acct.account, book.symbol, side, price, qty, stp, acct, holding,
-            post_only, tif, expire_date, market,
-        )  # fmt: skip
-        return self._place(book, order)
+            order_id, acct.account, symbol, side, price, qty, stp, acct, holding, post_only
+        )
+        if tif != GTC or market:  # the defaults are GTC's: fewer arguments
+            order.tif = tif
+            order.expire_date = expire_date
+            order.market = market
+        # _place, inlined: a taker's remainder rests this way
+        (book.bids if side == BUY else book.asks).add(order)
+        self.orders[order_id] = order
+        acct.open_orders += 1
+        holding.open[side] += qty
+        if side == BUY:
+            acct.open_buy_value += price * qty
+        else:
+            acct.open_sell_qty += qty
+        if market or tif == ON_CLOSE:
+            book.auction_only[order_id] = order
+        return Rested(acct.account, order_id, symbol, side, price, qty)
 
     def _place(self, book: Book, order: Order) -> Rested:
         """Put a new (or replaced) order in the book and count what it holds open."""
