@@ -156,7 +156,8 @@ def test_a_client_from_the_doc_alone(short_home):
         logged = c.ask("login", "plain", "Secret.pw1", {"newer": 1})
         assert logged[0] == "logged_in" and len(logged[3]) == 64
         assert c.ask("ping", 2, "extra") == ["pong", 2, True]
-        placed = c.ask("order", "o-1", "AAPL", 1, 10, AAPL_PX, 1, 1, False, 0, "extra", 9)
+        # (past ``expire_date``, the last field today)
+        placed = c.ask("order", "o-1", "AAPL", 1, 10, AAPL_PX, 1, 1, False, 0, 0, "extra", 9)
         assert placed[0] == "report" and placed[3][0][:3] == ["accepted", placed[3][0][1], "o-1"]
         # readable ids are quoted in MALFORMED and BAD_CL_ORD_ID rejects
         bad = c.ask("order", "o-2", "AAPL", "one", 10)
