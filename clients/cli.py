@@ -90,6 +90,17 @@ def _bench_sustained(args: argparse.Namespace) -> int:
     return 0
 
 
+def _bench_days(args: argparse.Namespace) -> int:
+    from clients.bench import days
+
+    if args.against:
+        result = days.run_against(args.against, args.days, args.rate, args.seconds)
+    else:
+        result = days.run(args.days, args.rate, args.seconds)
+    print(json.dumps(result) if args.json else days.render(result))
+    return 0
+
+
 def _bench_abuse(args: argparse.Namespace) -> int:
     import sys
 
@@ -234,7 +245,7 @@ def version() -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from clients import admin, keys, trading, tui
+    from clients import admin, keys, statement, trading, tui
     from clients.mm import bot as mm
     from services.common.wire import Side, Tif
 
@@ -319,6 +330,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--limit", type=int, default=20)
     p.set_defaults(func=lambda a: trading.trades(a.symbol, a.limit, a.json))
     admin.register(sub)
+    statement.register(sub)
     keys.register(sub)
     mm.register(sub)
     tui.register(sub)
@@ -380,6 +392,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sus.add_argument("--json", action="store_true", help="one JSON object on stdout")
     sus.set_defaults(func=_bench_sustained)
+    day = bench_sub.add_parser(
+        "days", help="simulated trading days of steady load: matcher memory, standby restart"
+    )
+    day.add_argument("--days", type=int, default=10)
+    day.add_argument("--rate", type=int, default=2_000, help="orders/s offered each day")
+    day.add_argument("--seconds", type=float, default=10.0, help="of load each day")
+    day.add_argument("--against", metavar="COMMIT", help="then the same days on COMMIT's services")
+    day.add_argument("--json", action="store_true", help="one JSON object on stdout")
+    day.set_defaults(func=_bench_days)
     abuse = bench_sub.add_parser(
         "abuse", help="an honest trader's latency beside hostile traders (exit 1 past 3x)"
     )

@@ -51,7 +51,7 @@ def test_up_trade_book_status_down(short_home):
         status = json.loads(run("status", "--json").stdout)
         roles = {s["service"]: s["role"] for s in status["services"]}
         assert roles["matcher-a"] == "primary" or roles["matcher-b"] == "primary"
-        assert {"journal", "gateway", "marketdata"} <= set(roles)
+        assert {"journal", "gateway", "marketdata", "statements"} <= set(roles)
         assert (short_home / "log" / "gateway.log").exists()
         # supervisord restarts a service that dies
         pids = {s["service"]: s["pid"] for s in status["services"]}

@@ -222,11 +222,20 @@ class Fix:
 
 
 @dataclass(frozen=True, slots=True)
+class Statements:
+    """[statements]: the end-of-day statements writer (docs/operations.md)."""
+
+    # where each trading day's statements go ("{home}" becomes $EXCHANGE_HOME)
+    directory: str = "{home}/statements"
+
+
+@dataclass(frozen=True, slots=True)
 class MetricsExport:
     """[metrics]: each service's counters and histograms in Prometheus's format."""
 
     host: str = "127.0.0.1"  # the interface the metrics endpoints listen on
-    # service name (gateway, matcher-a, matcher-b, journal, marketdata, heartbeat) ->
+    # service name (gateway, matcher-a, matcher-b, journal, marketdata, heartbeat,
+    # statements) ->
     # its HTTP port for /metrics; a service not listed exports nothing
     ports: dict[str, int] = field(default_factory=dict)
 
@@ -262,7 +271,7 @@ class Host:
     address: str  # the address other hosts reach it at (advertised in every endpoint)
     bind: str = ""  # the interface its services bind to: "" (its address) or "*"
     # what runs there: any of etcd, heartbeat, journal, matcher-a, matcher-b, gateway,
-    # marketdata
+    # marketdata, statements
     services: tuple[str, ...] = ()
 
 
@@ -301,8 +310,9 @@ class Cluster:
 
 
 CLUSTER_SERVICES = frozenset(
-    {"etcd", "heartbeat", "journal", "matcher-a", "matcher-b", "gateway", "marketdata"}
-)
+    {"etcd", "heartbeat", "journal", "matcher-a", "matcher-b", "gateway", "marketdata",
+     "statements"}
+)  # fmt: skip
 
 
 @dataclass(frozen=True, slots=True)
@@ -318,6 +328,7 @@ class Config:
     matcher: Matcher = field(default_factory=Matcher)
     metrics: MetricsExport = field(default_factory=MetricsExport)
     cluster: Cluster = field(default_factory=Cluster)
+    statements: Statements = field(default_factory=Statements)
     fix: Fix = field(default_factory=Fix)
     schedule: Schedule = field(default_factory=Schedule)
     home: Path = Path("var")
@@ -335,11 +346,14 @@ SECTIONS = {
     "matcher": Matcher,
     "metrics": MetricsExport,
     "cluster": Cluster,
+    "statements": Statements,
     "fix": Fix,
     "schedule": Schedule,
 }
 # the services a [metrics] ports table may name
-SERVICES = ("gateway", "matcher-a", "matcher-b", "journal", "marketdata", "heartbeat")
+SERVICES = (
+    "gateway", "matcher-a", "matcher-b", "journal", "marketdata", "heartbeat", "statements"
+)  # fmt: skip
 # keys written in dollars (strings, like prices) and kept in price units
 MONEY_KEYS = {
     "risk": frozenset({"max_price", "max_cash", "opening_cash", "credit_limit"}),
@@ -405,6 +419,10 @@ def parse(raw: dict, home: Path | None = None) -> Config:
     security = sections["security"]
     sections["security"] = dataclasses.replace(
         security, curve_dir=security.curve_dir.replace("{home}", str(home))
+    )
+    statements = sections["statements"]
+    sections["statements"] = dataclasses.replace(
+        statements, directory=statements.directory.replace("{home}", str(home))
     )
     sections["risk"].check()
     sections["security"].check()

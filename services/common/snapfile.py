@@ -29,6 +29,9 @@ TEMP = ".tmp"
 WRITE_CHUNK = 1 << 20
 sync_data = getattr(os, "fdatasync", os.fsync)  # macOS has no fdatasync
 SERVICES = ("matcher", "gateway", "marketdata")  # every reader that must not need seq 1
+# readers that count once their directory exists on this host (the statements writer
+# makes its own at its first start: it needs the records since its last day's end)
+OPTIONAL = ("statements",)
 
 
 def directory(home: Path, service: str) -> Path:
@@ -82,7 +85,8 @@ def covered_seq(home: Path) -> int:
     """The last sequence number every journal reader has a snapshot at or past: the
     journal keeps what follows it (0 while any reader has none)."""
     seqs = []
-    for service in SERVICES:
+    optional = [s for s in OPTIONAL if directory(home, s).is_dir()]
+    for service in (*SERVICES, *optional):
         found = newest_first(directory(home, service))
         if not found:
             return 0

@@ -1,0 +1,1 @@
+"""The statements writer: per-account end-of-day statements from the journal."""
