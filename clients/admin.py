@@ -14,7 +14,17 @@ import sys
 
 from clients import trading
 from services.common.money import to_dollars, to_units
-from services.common.wire import CashAdjusted, DayEnded, Session, SessionChanged
+from services.common.wire import (
+    AuctionDone,
+    Cancelled,
+    CancelReason,
+    CashAdjusted,
+    DayEnded,
+    Executed,
+    Fill,
+    Session,
+    SessionChanged,
+)
 
 # the session states by the names the command line takes (and prints)
 STATE_NAMES = {
@@ -67,8 +77,34 @@ def _admin(
                 print(f"  {account} cash now {to_dollars(event.cash)} ({to_dollars(event.amount)})")
             elif type(event) is SessionChanged:
                 print(f"  {event.symbol} {state_name(event.state)} ({event.trading_date})")
+            elif type(event) is AuctionDone:
+                heavy = {1: " (BUY side)", 2: " (SELL side)"}.get(event.imbalance_side, "")
+                print(
+                    f"  {event.kind} auction: {event.matched:,} at "
+                    f"{to_dollars(event.price) if event.matched else '-'}, "
+                    f"imbalance {event.imbalance:,}{heavy}"
+                )
+            elif type(event) is Fill:
+                print(
+                    f"  fill {event.qty:,} {event.symbol} @ {to_dollars(event.price)} "
+                    f"(trade {event.trade_id}: account {event.taker_account} order "
+                    f"{event.taker_order} with account {event.maker_account} order "
+                    f"{event.maker_order})"
+                )
+            elif type(event) is Executed:
+                continue  # the fills above say it
+            elif type(event) is Cancelled:
+                side = "BUY" if event.side == 1 else "SELL"
+                why = CancelReason(event.reason).name.lower().replace("_", " ")
+                print(
+                    f"  cancelled order {event.order_id} (account {event.account}) {side} "
+                    f"{event.qty} {event.symbol} @ {to_dollars(event.price)}: {why}"
+                )
             elif type(event) is DayEnded:
-                closes = ", ".join(f"{c.symbol} {to_dollars(c.price)}" for c in event.closes)
+                closes = ", ".join(
+                    f"{c.symbol} {to_dollars(c.price) if c.price else 'none (never traded)'}"
+                    for c in event.closes
+                )
                 print(f"  day {event.trading_date} ended; trading date now {event.next_date}")
                 if closes:
                     print(f"  closes: {closes}")

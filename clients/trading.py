@@ -551,6 +551,7 @@ def trades(symbol: str, limit: int, as_json: bool) -> int:
                 "price": money(t.price),
                 "qty": t.qty,
                 "aggressor": Side(t.side).name,
+                "auction": t.auction,
             }
             for t in tape.trades
         ]
@@ -560,7 +561,9 @@ def trades(symbol: str, limit: int, as_json: bool) -> int:
         print(f"{tape.symbol}  last {len(rows)} trades (feed seq {tape.seq}), oldest first")
         print(f"{'trade':>8} {'qty':>9} {'price':>12}  aggressor")
         for r, t in zip(rows, tape.trades, strict=True):
-            print(f"{r['trade_id']:>8} {r['qty']:>9,} {to_dollars(t.price):>12}  {r['aggressor']}")
+            mark = "  auction" if t.auction else ""
+            price = to_dollars(t.price)
+            print(f"{r['trade_id']:>8} {r['qty']:>9,} {price:>12}  {r['aggressor']}{mark}")
         return 0
 
     return run_action(action, as_json)
