@@ -471,3 +471,31 @@ def test_the_gateway_view_and_reports_follow_a_day():
     assert {CancelReason.EXPIRED, CancelReason.AUCTION} <= reasons
     fills = [e for e in told[ALICE] + told[BOB] if type(e) is Fill]
     assert auctions and {f.trade_id for f in fills if f.auction} == auctions
+
+
+def test_a_deep_call_book_s_indicative_is_amortised_and_its_uncross_exact():
+    """An adversary filling a call with crossed levels must not make every order cost a
+    walk of the whole book: past INDICATIVE_LEVELS levels the indicative is computed
+    again only once the commands since have paid for the book's depth."""
+    from services.matcher.engine import INDICATIVE_LEVELS
+
+    day = Day()
+    day.session(Session.PRE_OPEN)
+    depth = 3 * INDICATIVE_LEVELS  # levels per side, every one crossed
+    indicated = 0
+    for k in range(1, depth + 1):
+        for side, price in ((BUY, REF + k * 100), (SELL, REF - k * 100)):
+            events = day.order(ALICE if side == BUY else BOB, side, 1, price)
+            indicated += sum(type(e) is Indicative for e in events)
+    commands = 2 * depth
+    assert indicated < commands / 2, "computed at every command of a deep book"
+    assert indicated >= 3  # but computed again as the book grew
+    # snapshots carry the work paid for, so a restored engine emits exactly the same
+    data = msgspec.msgpack.encode(snapshot.capture(day.engine, 7, 1))
+    restored, _, _ = snapshot.loads(data, SYMBOLS, RISK)
+    for k in range(INDICATIVE_LEVELS):
+        cmd = NewOrder(ALICE, f"x{k}", "AAA", BUY, 1, REF + 100)
+        assert restored.apply(cmd) == day(cmd)
+    # the uncross reads the whole book: everything crossed executes
+    done = only(day.session(Session.CONTINUOUS), AuctionDone)
+    assert done.matched == depth

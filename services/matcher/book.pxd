@@ -27,6 +27,7 @@ cdef class Book:
     cdef public long state
     cdef public dict held, auction_only
     cdef public tuple indicative
+    cdef public long credit
 
     cpdef set_band(self, reference)
     cpdef set_dynamic(self, price)

@@ -168,6 +168,7 @@ class Book:
         "held",
         "auction_only",
         "indicative",
+        "credit",
     )
 
     def __init__(self, spec: SymbolSpec, max_price: int = 10**10) -> None:
@@ -195,6 +196,9 @@ class Book:
         self.held: dict[int, Order] = {}
         self.auction_only: dict[int, Order] = {}
         self.indicative = NO_AUCTION
+        # price levels' worth of indicative work the call's commands have paid for
+        # since it was last computed (engine._indicate: amortised, so bounded per command)
+        self.credit = 0
 
     def set_band(self, reference: int) -> None:
         """The static band around ``reference``; the dynamic band starts there too."""

@@ -67,6 +67,8 @@ from services.matcher.state import SHARD_MASK, Account, ExactlyOnce, Holding, Or
 
 # Codes as plain ints, bound once: an enum lookup costs ~100 ns, and comparisons or
 # list indexing with an IntEnum operand miss CPython's specialised fast paths.
+# levels of indicative work each book-changing command in a call pays for (_indicate)
+INDICATIVE_LEVELS = 64
 BUY = int(Side.BUY)
 SELL = int(Side.SELL)
 LIMIT = int(OrdType.LIMIT)
@@ -1028,7 +1030,8 @@ class Engine:
                 events.append(self._join(book, order))
             book.held.clear()
         if in_call:
-            self._indicate(book, events)
+            book.credit = 0
+            self._indicate(book, events, exact=True)
 
     @staticmethod
     def _crossed(book: Book) -> bool:
@@ -1040,6 +1043,7 @@ class Engine:
         cancelled (AUCTION)."""
         book.reopening = False
         book.indicative = auction.NO_AUCTION
+        book.credit = 0
         if book.symbol not in self.halted:
             self._uncross(book, kind, events)
         left = sorted((o for o in book.auction_only.values() if o.live), key=lambda o: o.order_id)
@@ -1067,10 +1071,23 @@ class Engine:
         levels = side.levels
         return [(levels[k].price, levels[k].qty) for k in side.keys_upto(maximum)]
 
-    def _indicate(self, book: Book, events: list[Event]) -> None:
-        """In a call period, an Indicative event when the auction's result changed."""
+    def _indicate(self, book: Book, events: list[Event], exact: bool = False) -> None:
+        """In a call period, an Indicative event when the auction's result changed.
+
+        Computing it reads every crossed level, so in a deep book it is amortised: each
+        command that changes the book pays for INDICATIVE_LEVELS levels, and the result
+        is computed again once the commands since the last time have paid for as many
+        levels as the book holds (a book of up to INDICATIVE_LEVELS levels: every
+        command). An adversary's orders in a deep crossed book then cost bounded work
+        each, and the indicative lags by at most levels / INDICATIVE_LEVELS commands;
+        the uncross itself always reads the whole book."""
         if book.state != PRE_OPEN and book.state != PRE_CLOSE:
             return
+        credit = book.credit + INDICATIVE_LEVELS
+        if not exact and len(book.bids.levels) + len(book.asks.levels) > credit:
+            book.credit = credit
+            return
+        book.credit = 0
         result = self._clearing(book)
         if result != book.indicative:
             book.indicative = result
@@ -1225,6 +1242,7 @@ class Engine:
                 or book.reopening
                 or book.held
                 or book.indicative != auction.NO_AUCTION
+                or book.credit
             ):
                 entry.append(
                     [
@@ -1232,6 +1250,7 @@ class Engine:
                         book.reopening,
                         [_canonical_order(o) for o in book.held.values()],
                         list(book.indicative),
+                        book.credit,
                     ]
                 )
             books.append(entry)

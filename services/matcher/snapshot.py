@@ -57,6 +57,7 @@ class SnapshotBook(msgspec.Struct, array_like=True):
     reopening: bool = False  # the call under way re-opens after a halt
     held: list[SnapshotOrder] = []  # on-close orders waiting for the pre-close, in order
     indicative: tuple[int, int, int, int] = (0, 0, 0, 0)  # the last one published
+    credit: int = 0  # the indicative's amortised work paid for (engine._indicate)
 
 
 class Snapshot(msgspec.Struct, array_like=True):
@@ -108,6 +109,7 @@ def capture(engine: Engine, seq: int, epoch: int) -> Snapshot:
                 book.reopening,
                 [_order(o) for o in book.held.values()],
                 book.indicative,
+                book.credit,
             )  # fmt: skip
         )
     return Snapshot(
@@ -141,6 +143,7 @@ def restore(snap: Snapshot, symbols: dict[str, SymbolSpec], risk: RiskLimits) ->
         book.last_price, book.band_lo, book.band_hi = b.last_price, b.band_lo, b.band_hi
         book.dyn_lo, book.dyn_hi, book.paused = b.dyn_lo, b.dyn_hi, b.paused
         book.state, book.reopening, book.indicative = b.state, b.reopening, tuple(b.indicative)
+        book.credit = b.credit
         if b.paused:
             engine.paused.add(b.symbol)
         for o in b.orders:
