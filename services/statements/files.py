@@ -10,6 +10,10 @@ A day is written into a temporary directory (each file synced), which is then re
 into place and its parent synced: a reader, or a restart after a crash, sees a whole
 day or none of it, never half a statement. Writing a day that exists replaces it
 whole. Money is in dollars as decimal strings ("170.50"), sizes in shares.
+
+The trades and cash movements come from the day's spool (``spool.py``) account by
+account and are streamed into that account's two files, so no account's lines are held
+in memory whatever their number.
 """
 
 from __future__ import annotations

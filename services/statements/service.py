@@ -2,9 +2,10 @@
 
 It follows the journal's committed stream as every reader does (``stream.Follower``,
 gaps filled from the journal's range reads), so a statement holds only what is
-durable and exactly what the journal says. The ledger (``ledger.py``, pure) carries
+durable and exactly what the journal says. The ledger (``ledger.py``) carries
 cash and positions; at each ``day_ended`` record the day's statements are written
-(``files.py``: a whole day or nothing), then the carry is saved as this service's
+(``files.py``: a whole day or nothing, from the day's spool of trades and cash
+movements, ``spool.py``, then removed), then the carry is saved as this service's
 snapshot at that record's seq (``snapshots/statements/``, temp file, fsync, rename).
 
 Restart, a SIGKILL included, loads the newest carry and replays from the record after
