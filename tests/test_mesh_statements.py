@@ -130,6 +130,10 @@ def test_statements_add_up_to_the_journal_across_a_kill_and_a_lost_day(short_hom
             wait_for(lambda: os.path.exists(index2), 20, what="day 2 written again")
             again = read(f"{root}/{day2:08d}/accounts/alice.json")
             assert again == first
+            # the ended days' spools are gone: only the day under way's lines are kept
+            under_way = f"{read(index2)['last_seq'] + 1}.lines"
+            spooled = lambda: os.listdir(f"{root}/.spool") == [under_way]  # noqa: E731
+            wait_for(spooled, 20, what="only the day under way's spool")
         finally:
             ender.close()
         journal = short_home / "journal"

@@ -1,11 +1,14 @@
-"""Per-account statements from committed records: pure, no socket, no file, no clock.
+"""Per-account statements from committed records: no socket, no clock, no file but the spool.
 
-The ledger carries each account's cash and positions from day to day and collects the
-current day's trades and cash movements; at each ``day_ended`` event it closes the day
-into one statement per account (trades, positions, cash, P&L marked at the official
-close the event carries) and starts the next day. What it carries between days
-(``Carry``) is small (accounts x symbols) and is what the service persists with its
-journal position at each day's end, so a restart replays at most one day of records.
+The ledger carries each account's cash and positions from day to day and tallies the
+current day's trades and cash movements; the trades and movements themselves, which a
+day can hold without bound, go to the spool it is given (``spool.py``: a file, not
+memory). At each ``day_ended`` event it closes the day into one statement per account
+(positions, cash, P&L marked at the official close the event carries; the lines are
+read back from the day's spool when the files are written) and starts the next day.
+What it carries between days (``Carry``) is small (accounts x symbols) and is what the
+service persists with its journal position at each day's end, so a restart replays at
+most one day of records.
 
 The day's opening figures are the closing ones less the day's flows, so the ledger
 never copies the state at a day's start. Marks: a symbol's previous close is the last
@@ -16,11 +19,16 @@ reference price.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 import msgspec
 
 from services.common.bus import Record
 from services.common.wire import AccountCreated, CashAdjusted, DayEnded, Fill, Side
+
+if TYPE_CHECKING:
+    from services.statements.spool import Spool
 
 
 class Holding(msgspec.Struct, array_like=True):
@@ -43,8 +51,7 @@ class Carry(msgspec.Struct, array_like=True):
 carry_decoder = msgspec.msgpack.Decoder(Carry)
 
 
-@dataclass(slots=True)
-class Trade:
+class Trade(msgspec.Struct, array_like=True):
     seq: int
     trade_id: int
     symbol: str
@@ -56,8 +63,7 @@ class Trade:
     auction: bool
 
 
-@dataclass(slots=True)
-class Movement:
+class Movement(msgspec.Struct, array_like=True):
     """Cash in (> 0) or out other than by a trade: an opening balance, a deposit."""
 
     seq: int
@@ -67,10 +73,10 @@ class Movement:
 
 @dataclass(slots=True)
 class Flows:
-    """One account's day so far."""
+    """One account's day so far: totals only (its lines are in the spool)."""
 
-    trades: list[Trade] = field(default_factory=list)
-    movements: list[Movement] = field(default_factory=list)
+    trades: int = 0
+    moved: int = 0  # cash movements' sum
     # symbol -> [shares, value] bought / sold today
     bought: dict[str, list[int]] = field(default_factory=dict)
     sold: dict[str, list[int]] = field(default_factory=dict)
@@ -108,8 +114,8 @@ class Statement:
     account: int
     name: str
     trading_date: int
-    trades: list[Trade]
-    movements: list[Movement]
+    trades: int  # how many (the trades themselves are in the day's spool)
+    moved: int  # cash in less out other than by trades
     positions: list[PositionLine]
     opening_cash: int
     closing_cash: int
@@ -121,10 +127,6 @@ class Statement:
     @property
     def sold_value(self) -> int:
         return sum(p.sold_value for p in self.positions)
-
-    @property
-    def moved(self) -> int:
-        return sum(m.amount for m in self.movements)
 
     @property
     def opening_equity(self) -> int:
@@ -150,13 +152,16 @@ class DayStatements:
     closes: dict[str, int]
     prev_closes: dict[str, int]
     statements: list[Statement]
+    lines: Path | None = field(compare=False)  # the day's spool: trades, cash movements
 
 
 class Ledger:
-    def __init__(self, references: dict[str, int], carry: Carry | None = None) -> None:
+    def __init__(self, references: dict[str, int], spool: Spool, carry: Carry | None = None):
         self.references = references  # symbol -> configured reference price
         self.carry = carry or Carry()
         self.flows: dict[int, Flows] = {}
+        self.spool = spool
+        spool.begin(self.carry.day_first_seq)
         self.ended = False  # whether the last record applied ended a day (or began the first)
 
     @property
@@ -187,9 +192,8 @@ class Ledger:
                 if holding is None:  # an account the journal created before it
                     holding = carry.accounts[event.account] = Holding(f"#{event.account}")
                 holding.cash = event.cash
-                self._flows(event.account).movements.append(
-                    Movement(record.seq, event.amount, event.cash)
-                )
+                self._flows(event.account).moved += event.amount
+                self.spool.add(event.account, Movement(record.seq, event.amount, event.cash))
             elif kind is AccountCreated:
                 carry.accounts[event.account] = Holding(event.name, 0, {})
             elif kind is DayEnded:
@@ -212,9 +216,11 @@ class Ledger:
             if holding is None:
                 holding = accounts[account] = Holding(f"#{account}")
             flows = self._flows(account)
-            flows.trades.append(
+            flows.trades += 1
+            self.spool.add(
+                account,
                 Trade(seq, fill.trade_id, fill.symbol, side, fill.price, fill.qty, order, maker,
-                      fill.auction)
+                      fill.auction),
             )  # fmt: skip
             symbol = fill.symbol
             if side == Side.BUY:
@@ -249,13 +255,17 @@ class Ledger:
                 marks,
                 {s: prev.get(s, 0) for s in marks},
                 statements,
+                self.spool.end(keep=True),
             )
             carry.last_written = event.trading_date
+        else:
+            self.spool.end(keep=False)
         for symbol, price in closes.items():
             if price:
                 carry.closes[symbol] = price
         carry.trading_date = event.next_date
         carry.day_first_seq = carry.seq + 1
+        self.spool.begin(carry.day_first_seq)
         self.flows = {}
         for holding in carry.accounts.values():  # flat positions need no line tomorrow
             holding.positions = {s: q for s, q in holding.positions.items() if q}
@@ -291,15 +301,14 @@ class Ledger:
                     marks.get(symbol, 0),
                 )
             )
-        moved = sum(m.amount for m in flows.movements)
         traded = sum(line.sold_value - line.bought_value for line in lines)
         return Statement(
             account,
             holding.name,
             date,
             flows.trades,
-            flows.movements,
+            flows.moved,
             lines,
-            holding.cash - moved - traded,
+            holding.cash - flows.moved - traded,
             holding.cash,
         )

@@ -2,9 +2,10 @@
 
 It follows the journal's committed stream as every reader does (``stream.Follower``,
 gaps filled from the journal's range reads), so a statement holds only what is
-durable and exactly what the journal says. The ledger (``ledger.py``, pure) carries
+durable and exactly what the journal says. The ledger (``ledger.py``) carries
 cash and positions; at each ``day_ended`` record the day's statements are written
-(``files.py``: a whole day or nothing), then the carry is saved as this service's
+(``files.py``: a whole day or nothing, from the day's spool of trades and cash
+movements, ``spool.py``, then removed), then the carry is saved as this service's
 snapshot at that record's seq (``snapshots/statements/``, temp file, fsync, rename).
 
 Restart, a SIGKILL included, loads the newest carry and replays from the record after
@@ -29,12 +30,13 @@ from services.common.config import Config, service_name
 from services.common.node import Node
 from services.common.stream import Follower, HistoryArchived
 from services.gateway.accounts import AccountView
-from services.statements import files
+from services.statements import files, spool
 from services.statements.ledger import Carry, DayStatements, Holding, Ledger, carry_decoder
 
 POLL_MS = 100
 SERVICE = "statements"
 CARRIES_KEPT = 3
+SPOOL = ".spool"  # under the statements directory
 
 
 def load_carry(where: Path, log=None) -> Carry | None:
@@ -55,7 +57,11 @@ class StatementsService:
         files.remove_leftovers(self.root)
         carry = load_carry(self.carries, log)
         references = {name: spec.reference for name, spec in cfg.symbols.items()}
-        self.ledger = Ledger(references, carry)
+        # the day's trades and cash movements: on disk, rebuilt by the replay
+        self.root.mkdir(mode=0o700, parents=True, exist_ok=True)
+        self.spool = spool.Spool(self.root / SPOOL)
+        node.close_later(self.spool.close)
+        self.ledger = Ledger(references, self.spool, carry)
         if carry is not None:
             log.info("carry_loaded", seq=carry.seq, trading_date=carry.trading_date)
         self.writer = ThreadPoolExecutor(1, thread_name_prefix="statements")
@@ -103,6 +109,8 @@ class StatementsService:
             snapfile.write(self.carries, seq, carry, CARRIES_KEPT)
         except OSError as exc:  # the carry stays behind: a restart writes the day again
             self.log.error("statements_failed", seq=seq, error=str(exc))
+        finally:
+            spool.remove(day.lines if day is not None else None)
 
     def _finish_writing(self) -> None:
         if self.writing is not None:
