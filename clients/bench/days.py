@@ -29,7 +29,7 @@ import zmq
 
 from clients.bench import sustained
 from clients.bench.cluster import Mesh, Service
-from clients.client import Client
+from clients.client import Client, session
 from services.common import snapfile
 from services.common.bus import TOPIC_BEAT, CommandBatch, EndOfDay
 from services.common.codec import beat_decoder, encode
@@ -69,14 +69,20 @@ class DayEnder:
     def _read(self) -> None:
         try:
             records = self.follower.catch_up() or ()
-        except HistoryArchived:  # from the journal's present on: the date from the next
-            self.follower.next_seq = self._present() + 1  # day_ended only
+        except HistoryArchived:  # from the journal's present on; the date meanwhile
+            # from the feed's snapshot (0 from a commit before the trading day)
+            self.follower.next_seq = self._present() + 1
+            self.date = self._feed_date()
             records = self.follower.catch_up() or ()
         for record in records:
             for event in record.events:
                 if type(event) is DayEnded:
                     self.ended.append(event)
                     self.date = event.next_date
+
+    def _feed_date(self) -> int:
+        cfg = self.mesh.cfg
+        return session(cfg.endpoints["marketdata_snapshot"], next(iter(cfg.symbols))).trading_date
 
     def _present(self, timeout: float = 5.0) -> int:
         """The journal's committed seq, from its next beat."""
