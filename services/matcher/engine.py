@@ -844,6 +844,8 @@ class Engine:
         else:
             (book.bids if order.side == BUY else book.asks).unlink(order)
             in_book = True
+        # a cancelled auction-only order must not wait in the dict until the call ends
+        book.auction_only.pop(order.order_id, None)
         self._forget(order)
         return in_book
 

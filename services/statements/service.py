@@ -66,6 +66,7 @@ class StatementsService:
             log.info("carry_loaded", seq=carry.seq, trading_date=carry.trading_date)
         self.writer = ThreadPoolExecutor(1, thread_name_prefix="statements")
         self.writing: Future | None = None
+        self.failed = False  # a day's files or carry could not be written: stop
         node.close_later(self._finish_writing)
         self.follower = Follower(
             node.ctx,
@@ -85,6 +86,8 @@ class StatementsService:
     def apply(self, records: list[Record]) -> None:
         ledger = self.ledger
         for record in records:
+            if self.failed:
+                return  # stopping: the restart replays from the last carry
             day = ledger.apply(record)
             if ledger.ended:
                 # a day ended (the first one's start too): its files, then the carry
@@ -92,6 +95,9 @@ class StatementsService:
 
     def _write(self, day: DayStatements | None, seq: int, carry: bytes) -> None:
         self._finish_writing()  # one day at a time: memory stays bounded
+        if self.failed:  # never a carry past a day whose files could not be written
+            self.node.stop()
+            return
         self.writing = self.writer.submit(self._write_now, day, seq, carry)
 
     def _write_now(self, day: DayStatements | None, seq: int, carry: bytes) -> None:
@@ -107,10 +113,15 @@ class StatementsService:
                 )
                 self.days.value += 1
             snapfile.write(self.carries, seq, carry, CARRIES_KEPT)
-        except OSError as exc:  # the carry stays behind: a restart writes the day again
+        except OSError as exc:
+            # the carry stays behind, so stop: the restart (supervisord) replays the day
+            # from it and writes it again. Going on would save the next day's carry past
+            # this day, which then could never be written.
             self.log.error("statements_failed", seq=seq, error=str(exc))
-        finally:
-            spool.remove(day.lines if day is not None else None)
+            self.failed = True
+            self.node.stop()
+            return
+        spool.remove(day.lines if day is not None else None)
 
     def _finish_writing(self) -> None:
         if self.writing is not None:
@@ -150,7 +161,9 @@ class StatementsService:
                 records = self.node.catch_up(self.follower)
             self.apply(records)
             self.log.info("ready", seq=self.ledger.seq, trading_date=self.ledger.carry.trading_date)
-            return self.node.run(POLL_MS)
+            code = self.node.run(POLL_MS)
+            self._finish_writing()
+            return 1 if self.failed else code
         except HistoryArchived as exc:
             self.log.error("history_archived", error=str(exc))
             self.node.close()
