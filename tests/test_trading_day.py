@@ -499,3 +499,14 @@ def test_a_deep_call_book_s_indicative_is_amortised_and_its_uncross_exact():
     # the uncross reads the whole book: everything crossed executes
     done = only(day.session(Session.CONTINUOUS), AuctionDone)
     assert done.matched == depth
+
+
+def test_a_cancelled_auction_only_order_is_forgotten_at_once():
+    """Market orders sent and cancelled in a long call must not pile up until it ends."""
+    day = Day()
+    day.session(Session.PRE_OPEN)
+    for _ in range(5):
+        order_id = only(day.order(ALICE, BUY, 10, ord_type=MARKET), Rested).order_id
+        assert order_id in day.book().auction_only
+        day(CancelOrder(ALICE, f"c{order_id}", order_id))
+        assert order_id not in day.book().auction_only

@@ -829,6 +829,7 @@ class Engine:
                 cl_ord_id,
             )  # fmt: skip
             if book.state != CONTINUOUS:
+                book.auction_only.pop(order_id, None)  # as _take_out does
                 events: list[Event] = [seen.add(event)]
                 self._indicate(book, events)
                 return events
