@@ -510,3 +510,43 @@ def test_a_cancelled_auction_only_order_is_forgotten_at_once():
         assert order_id in day.book().auction_only
         day(CancelOrder(ALICE, f"c{order_id}", order_id))
         assert order_id not in day.book().auction_only
+
+
+def test_long_commands_report_progress_and_do_the_same_with_or_without_it():
+    """An uncross, an end of day and a kill work through every order they touch in one
+    command: the engine calls ``progress`` every PROGRESS_EVERY orders (the matcher
+    beats from it, so a primary busy with a deep book is not taken for dead), and what
+    the commands do does not depend on whether anyone listens."""
+    from services.matcher.engine import PROGRESS_EVERY
+
+    DAY = Tif.DAY
+
+    def run(engine: Engine) -> list:
+        out = [engine.apply(EndOfDay(0, DAY1))]
+        for name in ("ops", "alice", "bob"):
+            out.append(engine.apply(CreateAccount(name, "h")))
+        n = 2 * PROGRESS_EVERY + 10
+        out.append(engine.apply(SetSession("AAA", Session.PRE_OPEN)))
+        for k in range(n):  # crossed one-share pairs: the opening uncross fills them all
+            out.append(engine.apply(NewOrder(ALICE, f"b{k}", "AAA", BUY, 1, REF + 100)))
+            out.append(engine.apply(NewOrder(BOB, f"s{k}", "AAA", SELL, 1, REF - 100)))
+        out.append(engine.apply(SetSession("AAA", Session.CONTINUOUS)))
+        for k in range(n):  # resting DAY orders on both sides for the end of day
+            away = 100 * (1 + k % 900)
+            out.append(engine.apply(NewOrder(ALICE, f"d{k}", "BBB", BUY, 1, REF - away, tif=DAY)))
+            out.append(engine.apply(NewOrder(BOB, f"e{k}", "BBB", SELL, 1, REF + away, tif=DAY)))
+        out.append(engine.apply(Admin(ADMIN, "k1", "kill", target=BOB)))
+        out.append(engine.apply(EndOfDay(DAY1, DAY2)))
+        return out
+
+    calls = []
+    heard = Engine(SYMBOLS, RISK)
+    heard.progress = lambda: calls.append(len(heard.orders))
+    assert run(heard) == run(Engine(SYMBOLS, RISK))
+    assert not heard.orders
+    # the uncross (n fills), the kill (bob's n orders) and the end of day (alice's n)
+    # each called it every PROGRESS_EVERY orders at least
+    assert len(calls) >= 2 + 3 + 3, calls
+    before = len(calls)
+    heard.apply(NewOrder(ALICE, "one", "AAA", BUY, 1, REF))  # an ordinary command: never
+    assert len(calls) == before

@@ -113,6 +113,7 @@ class Node:
         self.metrics = Metrics(name)
         self.running = True
         self.ready: dict = {}  # this turn's poll result: socket -> events
+        self.turning = False  # in ``run``'s loop (a boot's replay does not beat)
         self.soonest = math.inf  # when the next timer is due (monotonic)
         self.beats: BeatSender | None = None
         self._poller = zmq.Poller()
@@ -258,6 +259,13 @@ class Node:
     def _beat(self, now: float = 0.0) -> None:
         self.beats.send(*self._beat_state())
 
+    def beat_if_due(self) -> None:
+        """Beat if one is due: called from inside a long piece of work (the engine's
+        ``progress``), so the heartbeat service hears a busy service on time."""
+        timer = self._beat_timer
+        if self.turning and timer is not None and monotonic() >= timer.next:
+            self.beat_now()
+
     def beat_now(self) -> None:
         """Beat at once (a role changed), and the next a whole interval later."""
         self._beat()
@@ -312,6 +320,7 @@ class Node:
         poll = self._poller.poll
         timers = self._timers
         dynamic = callable(poll_ms)
+        self.turning = True
         try:
             while self.running:
                 wait = poll_ms() if dynamic else poll_ms

@@ -19,6 +19,7 @@ cdef class Engine:
     cdef public set paused, halted
     cdef public object next_account, next_order, next_trade, trading_date
     cdef public dict closes
+    cdef public object progress
 
     @cython.locals(
         acct=Account, seen=ExactlyOnce, answers=dict, book=Book, holding=Holding,

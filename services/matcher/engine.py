@@ -13,6 +13,7 @@ fill), and a passive order that cannot trade skips the matching loop entirely.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 
 import msgspec
 
@@ -105,6 +106,16 @@ def session_reject(session: int, tif: int) -> int:
     return 0
 
 
+# a long command (an end of day, an uncross, a kill over a deep book) calls the engine's
+# ``progress`` every this many orders it works through: the matcher beats from it, so a
+# primary busy for longer than the heartbeat's timeout is not taken for dead
+PROGRESS_EVERY = 1024
+
+
+def by_order_id(order: Order) -> int:
+    return order.order_id
+
+
 def date_ok(date: int) -> bool:
     """Whether ``date`` reads as a YYYYMMDD date (the calendar is the scheduler's)."""
     return 19000101 <= date <= 99991231 and 1 <= date // 100 % 100 <= 12 and 1 <= date % 100 <= 31
@@ -143,6 +154,12 @@ class Engine:
         self.halted: set[str] = set()  # symbols an operator halted
         self.trading_date = 0  # YYYYMMDD; 0 until the first EndOfDay starts a day
         self.closes: dict[str, int] = {}  # official close per symbol of the last ended day
+        # set by the matcher (its beats); never part of the state, never read back
+        self.progress: Callable[[], None] | None = None
+
+    def _progress(self) -> None:
+        if self.progress is not None:
+            self.progress()
 
     def apply(self, cmd) -> list[Event]:
         """Apply one command; the returned events describe everything that changed."""
@@ -311,7 +328,9 @@ class Engine:
     def _cancel_all(self, orders: list[Order], reason: int, events: list[Event]) -> None:
         """Cancel ``orders`` (live, in the order given) for ``reason``; then the new
         indicative of each symbol in a call period whose book changed."""
-        for order in orders:
+        for i, order in enumerate(orders):
+            if not i % PROGRESS_EVERY:
+                self._progress()
             self._cancel_one(order, reason, events)
         for symbol in sorted({order.symbol for order in orders}):
             self._indicate(self.books[symbol], events)
@@ -991,21 +1010,24 @@ class Engine:
         if not ended:  # the first day starts: nothing to end
             return [DayEnded(0, next_date, [])]
         events: list[Event] = []
-        expiring = sorted(
-            (
-                o
-                for o in self.orders.values()
-                if o.tif == DAY or o.tif == ON_CLOSE or (o.tif == GTD and o.expire_date < next_date)
-            ),
-            key=lambda o: o.order_id,
-        )
-        for order in expiring:  # an on-close order's auction has passed: it never expires
+        expiring = []
+        for i, o in enumerate(self.orders.values()):
+            if not i % PROGRESS_EVERY:
+                self._progress()
+            if o.tif == DAY or o.tif == ON_CLOSE or (o.tif == GTD and o.expire_date < next_date):
+                expiring.append(o)
+        # nearly in order already (the dict's insertion order, but for a restore's): cheap
+        expiring.sort(key=by_order_id)
+        for i, order in enumerate(expiring):  # an on-close order's auction has passed
+            if not i % PROGRESS_EVERY:
+                self._progress()
             self._cancel_one(order, BY_AUCTION if order.tif == ON_CLOSE else BY_EXPIRY, events)
         for symbol in sorted({order.symbol for order in expiring}):
             self._indicate(self.books[symbol], events)
         for symbol, book in self.books.items():
             self.closes[symbol] = book.last_price or self.closes.get(symbol, 0)
-        for acct in self.accounts.values():
+        for acct in self.accounts.values():  # freeing a day's answers takes a while too
+            self._progress()
             acct.seen = ExactlyOnce()
         closes = [ClosePrice(symbol, price) for symbol, price in sorted(self.closes.items())]
         events.append(DayEnded(ended, next_date, closes))
@@ -1136,6 +1158,8 @@ class Engine:
                 )
             )
             trade_id += 1
+            if not trade_id % PROGRESS_EVERY:
+                self._progress()
             for order in (buy, sell):
                 done.setdefault(order.order_id, [order, 0])[1] += qty
             if remaining:

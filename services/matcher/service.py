@@ -75,6 +75,9 @@ class Matcher:
             quorum=Quorum(list(self.journals)),
             scheduler=Scheduler(Calendar(cfg.schedule), Clock(cfg.schedule), cfg.symbols),
         )
+        # an end of day or an uncross over a deep book can outlast the heartbeat's
+        # timeout: the engine calls this as it works, and the beats keep their time
+        core.engine.progress = node.beat_if_due
         self.follower = Follower(
             node.ctx, cfg.endpoints["journal_pub"], cfg.endpoints["journal_read"]
         )
@@ -350,6 +353,7 @@ class Matcher:
         replies, batch = self.core.serve(self._commands())
         if batch is not None:
             self._publish(batch)
+            self.node.beat_if_due()  # a long command's record took a while to publish
         router = self.router
         for ident, frame in replies:
             send_pair(router, ident, frame)
@@ -381,6 +385,7 @@ class Matcher:
         if found is None:
             return
         engine, seq, epoch = found
+        engine.progress = self.node.beat_if_due
         self.core.restore(engine, seq, epoch)
         self.follower.next_seq = seq + 1
         self.follower.source_seq = max(self.follower.source_seq, seq)
