@@ -11,6 +11,7 @@ runtime adds nothing per message on the order path.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import signal
 import time
@@ -264,7 +265,10 @@ class Node:
         ``progress``), so the heartbeat service hears a busy service on time."""
         timer = self._beat_timer
         if self.turning and timer is not None and monotonic() >= timer.next:
-            self.beat_now()
+            # from inside the engine's command: whatever the socket says must not stop
+            # it half way (a beat lost is harmless; the loop's timer beats again)
+            with contextlib.suppress(zmq.ZMQError):
+                self.beat_now()
 
     def beat_now(self) -> None:
         """Beat at once (a role changed), and the next a whole interval later."""
