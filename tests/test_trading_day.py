@@ -550,3 +550,5 @@ def test_long_commands_report_progress_and_do_the_same_with_or_without_it():
     before = len(calls)
     heard.apply(NewOrder(ALICE, "one", "AAA", BUY, 1, REF))  # an ordinary command: never
     assert len(calls) == before
+    heard.state_hash()  # reading out the whole state (a standby's check) reports too
+    assert len(calls) > before

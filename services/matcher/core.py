@@ -67,6 +67,8 @@ class MatcherCore:
         self.pause_s = pause_s
         self.clock = clock
         self.role = "standby"
+        # told that a long piece of work is under way (the matcher beats from it)
+        self.progress: Callable[[], None] = lambda: None
         self.epoch = 0
         self.seq = 0  # last sequence number applied (standby) or published (primary)
         self.committed = 0
@@ -215,6 +217,7 @@ class MatcherCore:
                 replies.append((ident, self._read(msg)))
             elif isinstance(msg, StateQuery):
                 info = StateInfo(self.role, self.epoch, seq, self.engine.state_hash())
+                self.progress()  # hashing a deep state takes a while
                 replies.append((ident, encode(info)))
             elif isinstance(msg, CommandBatch):
                 if self.journal_full or seq - self.committed >= self.window:
@@ -232,6 +235,7 @@ class MatcherCore:
             return replies, None
         self.seq = seq
         self.sequenced.value += len(records)
+        self.progress()  # a long command's record takes a while to encode, too
         return replies, self._publish(records)
 
     def _read(self, request: ReadRange) -> bytes:

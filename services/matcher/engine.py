@@ -275,13 +275,13 @@ class Engine:
         """Orders resting outside a new static band could never trade (any trade at
         their price would pause the symbol, again after each reopen): cancel them."""
         lo, hi = book.band_lo, book.band_hi
-        outside = [
-            o
-            for side in (book.bids, book.asks)
-            for o in side.live_orders()
-            if not lo <= o.price <= hi
-        ]
-        outside += [o for o in book.held.values() if not lo <= o.price <= hi]
+        outside = []
+        for orders in (book.bids.live_orders(), book.asks.live_orders(), book.held.values()):
+            for i, o in enumerate(orders):
+                if not i % PROGRESS_EVERY:
+                    self._progress()
+                if not lo <= o.price <= hi:
+                    outside.append(o)
         self._cancel_all(outside, BY_BAND, events)
 
     def _deposit(self, target: Account, amount: int, events: list[Event]) -> int:
@@ -318,10 +318,13 @@ class Engine:
         """Block ``target`` and cancel every open order of it, oldest first."""
         target.blocked = True
         # by order id: the orders dict's own order differs after a snapshot restore
-        mine = sorted(
-            (o for o in self.orders.values() if o.account == target.account),
-            key=lambda o: o.order_id,
-        )
+        mine = []
+        for i, o in enumerate(self.orders.values()):
+            if not i % PROGRESS_EVERY:
+                self._progress()
+            if o.account == target.account:
+                mine.append(o)
+        mine.sort(key=by_order_id)
         self._cancel_all(mine, BY_KILL, events)
         return len(mine)
 
@@ -1051,7 +1054,9 @@ class Engine:
         book.state = state
         events.append(SessionChanged(book.symbol, state, self.trading_date))
         if state == PRE_CLOSE and book.held:
-            for order in book.held.values():  # in order id order: their time priority
+            for i, order in enumerate(book.held.values()):  # in order id order: priority
+                if not i % PROGRESS_EVERY:
+                    self._progress()
                 events.append(self._join(book, order))
             book.held.clear()
         if in_call:
@@ -1170,7 +1175,9 @@ class Engine:
         self.next_trade = trade_id
         book.last_price = price
         book.set_dynamic(price)
-        for order_id in sorted(done):
+        for i, order_id in enumerate(sorted(done)):
+            if not i % PROGRESS_EVERY:
+                self._progress()
             order, cum = done[order_id]
             events.append(Executed(order.account, order_id, cum, price * cum, price))
 
@@ -1223,32 +1230,43 @@ class Engine:
         holding = self.accounts[account].holdings.get(symbol)
         return holding.position if holding else 0
 
+    def _canonical_orders(self, orders) -> list:
+        out = []
+        for i, o in enumerate(orders):
+            if not i % PROGRESS_EVERY:
+                self._progress()
+            out.append(_canonical_order(o))
+        return out
+
     def state_hash(self) -> str:
         """A stable digest of the whole state, to check a replay against the live engine."""
         digest = hashlib.blake2b(msgspec.msgpack.encode(self._canonical()), digest_size=16)
         return digest.hexdigest()
 
     def _canonical(self) -> list:
-        accounts = [
-            [
-                a.account,
-                a.name,
-                a.password_hash,
-                int(a.stp),
-                a.cash,
-                a.open_orders,
+        # a deep state takes a while to read out: its loops report progress (beats)
+        accounts = []
+        for _, a in sorted(self.accounts.items()):
+            self._progress()
+            accounts.append(
                 [
-                    [sym, h.position, h.open[BUY], h.open[SELL]]
-                    for sym, h in sorted(a.holdings.items())
-                    if h.position or h.open[BUY] or h.open[SELL]
-                ],
-                a.seen.items(),  # arrival order is the command order: deterministic
-                a.blocked,
-                a.open_buy_value,
-                a.open_sell_qty,
-            ]
-            for _, a in sorted(self.accounts.items())
-        ]
+                    a.account,
+                    a.name,
+                    a.password_hash,
+                    int(a.stp),
+                    a.cash,
+                    a.open_orders,
+                    [
+                        [sym, h.position, h.open[BUY], h.open[SELL]]
+                        for sym, h in sorted(a.holdings.items())
+                        if h.position or h.open[BUY] or h.open[SELL]
+                    ],
+                    a.seen.items(),  # arrival order is the command order: deterministic
+                    a.blocked,
+                    a.open_buy_value,
+                    a.open_sell_qty,
+                ]
+            )
         # the trading day's state is added only where it differs from its default, so
         # a state from before trading days keeps the hash it was recorded with
         books = []
@@ -1261,8 +1279,8 @@ class Engine:
                 book.dyn_lo,
                 book.dyn_hi,
                 book.paused,
-                [_canonical_order(o) for o in book.bids.live_orders()],
-                [_canonical_order(o) for o in book.asks.live_orders()],
+                self._canonical_orders(book.bids.live_orders()),
+                self._canonical_orders(book.asks.live_orders()),
             ]
             if (
                 book.state != CONTINUOUS

@@ -77,7 +77,7 @@ class Matcher:
         )
         # an end of day or an uncross over a deep book can outlast the heartbeat's
         # timeout: the engine calls this as it works, and the beats keep their time
-        core.engine.progress = node.beat_if_due
+        core.engine.progress = core.progress = node.beat_if_due
         self.follower = Follower(
             node.ctx, cfg.endpoints["journal_pub"], cfg.endpoints["journal_read"]
         )
@@ -353,7 +353,7 @@ class Matcher:
         replies, batch = self.core.serve(self._commands())
         if batch is not None:
             self._publish(batch)
-            self.node.beat_if_due()  # a long command's record took a while to publish
+            self.node.beat_if_due()  # a long command's record took a while to send
         router = self.router
         for ident, frame in replies:
             send_pair(router, ident, frame)
