@@ -21,6 +21,9 @@ from clients.bench.netns import unavailable
 
 why = unavailable() or (None if shutil.which("etcd") else "etcd is not installed")
 pytestmark = pytest.mark.skipif(why is not None, reason=why or "")
+# longer than a session's silence timeout (3 x client_heartbeat_ms, 6 s by default,
+# looked at every second)
+LONG_CUT_S = 9.0
 
 
 @pytest.fixture(scope="module")
@@ -91,14 +94,9 @@ def test_a_cut_off_primary_acknowledges_nothing_and_steps_down_after_healing(clu
     inside = cluster.load("inside", seconds=16, rate=50, gateways=gateway, where=host)
     outside = cluster.load("outside", seconds=16, rate=50)
     time.sleep(4)
-    cluster.hosts.cut(host)
-    cut_at = time.monotonic()
     # the other two elect a new primary while the old one is cut off
-    new = cluster.wait_primary(timeout=30, other_than=primary["service"], via="c")
+    new, cut_at, healed_at = _cut_off(cluster, primary, 5.0)
     assert new["epoch"] > primary["epoch"]
-    time.sleep(max(0.0, 5 - (time.monotonic() - cut_at)))
-    cluster.hosts.heal(host)
-    healed_at = time.monotonic()
     # ... and once it hears of the newer epoch the old primary steps down (its process
     # exits; supervisord starts a standby in its place)
     deadline = time.monotonic() + 30
@@ -115,6 +113,39 @@ def test_a_cut_off_primary_acknowledges_nothing_and_steps_down_after_healing(clu
     assert any(t > healed_at for t in acked), "the cut-off trader never got going again"
 
 
+def _cut_off(cluster: Cluster, primary: dict, seconds: float) -> tuple[dict, float, float]:
+    """Cut the primary's host off for ``seconds`` (at least until the other two have
+    elected a new primary, which is returned), then heal it; when it was cut and when
+    healed (monotonic)."""
+    cluster.hosts.cut(primary["host"])
+    cut_at = time.monotonic()
+    new = cluster.wait_primary(timeout=30, other_than=primary["service"], via="c")
+    time.sleep(max(0.0, seconds - (time.monotonic() - cut_at)))
+    cluster.hosts.heal(primary["host"])
+    return new, cut_at, time.monotonic()
+
+
 def _pid(cluster: Cluster, service: str) -> int | None:
     rows = cluster.status("c").get("services", [])
     return next((r["pid"] for r in rows if r["service"] == service and r["alive"]), None)
+
+
+def test_a_trader_cut_off_longer_than_its_session_timeout_gets_every_answer(cluster):
+    """The order a trader on the cut-off host sent just after the cut stays in flight
+    until the heal; cut off for longer than its session's silence timeout (3 client
+    heartbeats) and silent meanwhile (the SDK sends no pings while a call waits with
+    one gateway), the trader still gets that order's one answer after healing, resent
+    by its gateway to the new primary."""
+    primary = cluster.wait_primary()
+    host = primary["host"]
+    gateway = f"tcp://{cluster.hosts.address(host)}:5555"
+    inside = cluster.load("long-cut", seconds=16, rate=50, gateways=gateway, where=host)
+    time.sleep(3)
+    _, _, healed_at = _cut_off(cluster, primary, LONG_CUT_S)
+    cluster.wait_loads()
+    assert inside.exists(), "the cut-off trader got no answer to an order (it gave up)"
+    check(cluster, [inside])
+    acks = json.loads(inside.read_text())["acks"]
+    held = [a for a in acks if a["sent"] < healed_at < a["acked"]]
+    assert held, "no order was in flight across the heal"
+    assert any(a["acked"] > healed_at for a in acks)

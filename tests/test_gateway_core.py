@@ -28,7 +28,9 @@ from services.common.wire import (
     Fill,
     GetPositions,
     LoggedIn,
+    LoggedOut,
     Login,
+    Logout,
     Notice,
     PasswordChanged,
     Ping,
@@ -309,6 +311,40 @@ def test_silent_sessions_expire():
     gw.account(b"ann", "ann")
     gw.core.expire(gw.now + gw.core.session_timeout + 1)
     assert gw.core.sessions.get(b"ann") is None
+
+
+def test_a_session_owed_an_answer_does_not_expire_until_a_timeout_after_it():
+    gw = Gateway()
+    gw.account(b"ann", "ann")
+    gw.send(b"ann", order("c1"))
+    commands = gw.turn()
+    timeout = gw.core.session_timeout
+    gw.core.expire(gw.now + timeout + 1)  # a failover holds c1: the wait is ours
+    assert gw.core.sessions.get(b"ann") is not None and not gw.taken(b"ann")
+    gw.now += timeout + 1
+    gw.commit(commands)
+    [report] = gw.taken(b"ann")
+    assert report.events[0].cl_ord_id == "c1"
+    gw.core.expire(gw.now + timeout / 2)  # answered: silence counts from the last look
+    assert gw.core.sessions.get(b"ann") is not None
+    gw.core.expire(gw.now + 2 * timeout + 2)
+    assert gw.core.sessions.get(b"ann") is None
+
+
+def test_the_connection_that_sent_a_command_is_answered_after_its_session_ended():
+    gw = Gateway()
+    gw.account(b"ann-1", "ann")
+    gw.send(b"ann-1", order("c1"))
+    gw.send(b"ann-1", Logout())  # its session ends with c1 in flight
+    commands = gw.turn()
+    assert [type(r) for r in gw.taken(b"ann-1")] == [LoggedOut]
+    gw.send(b"ann-2", Login("ann", PASSWORD))  # the account's other session
+    gw.turn()
+    gw.taken(b"ann-2")
+    gw.commit(commands)
+    for ident in (b"ann-1", b"ann-2"):  # once each
+        [report] = gw.taken(ident)
+        assert report.events[0].cl_ord_id == "c1"
 
 
 @pytest.mark.parametrize("busy_code", [Reject.NOT_LEADER, Reject.JOURNAL_FULL])

@@ -2,15 +2,25 @@
 
 from __future__ import annotations
 
+import contextlib
 import signal
+import threading
 import time
 
 import pytest
 
 from clients.client import Client
 from services.common.money import to_units
-from services.common.wire import NOTICE_SESSION_ENDED, Ping, PlaceOrder, Pong, Reject, Side
-from tests.mesh import Mesh
+from services.common.wire import (
+    NOTICE_SESSION_ENDED,
+    Accepted,
+    Ping,
+    PlaceOrder,
+    Pong,
+    Reject,
+    Side,
+)
+from tests.mesh import Mesh, trader
 
 PASSWORD = "Secret.pw1"
 
@@ -59,3 +69,55 @@ def test_client_notices_a_stalled_gateway(fast_mesh):
     finally:
         fast_mesh["gateway"].signal(signal.SIGCONT)
     assert client.alive()
+
+
+@contextlib.contextmanager
+def journal_stopped(mesh):
+    """The journal frozen (SIGSTOP): nothing commits, so every order stays in flight
+    at the gateway, as across a partition until it heals; continued on the way out."""
+    mesh["journal"].signal(signal.SIGSTOP)
+    try:
+        yield
+    finally:
+        mesh["journal"].signal(signal.SIGCONT)
+
+
+def test_a_session_waiting_for_an_answer_is_not_dropped_for_its_silence(fast_mesh):
+    """A client that sent an order and waits for it says nothing meanwhile (the sync
+    SDK with one gateway sends no pings during a call): held up longer than the
+    session timeout (3 client heartbeats), the answer still comes, on the session it
+    was asked on, and the session was not ended for that silence."""
+    client = trader(fast_mesh, "waiter", PASSWORD, timeout=10)
+    with journal_stopped(fast_mesh):
+        cont = threading.Timer(1.5, fast_mesh["journal"].signal, (signal.SIGCONT,))
+        cont.start()  # 2.5 session timeouts later, while the call below waits
+        try:
+            placed = client.place("AAPL", Side.BUY, 1, to_units("169.00"), cl_ord_id="held-1")
+        finally:
+            cont.cancel()
+    assert placed.ack.cl_ord_id == "held-1" and placed.ack.order_id
+    ended = [n for n in client.notices if getattr(n, "kind", "") == NOTICE_SESSION_ENDED]
+    assert not ended, ended
+    assert [o.order_id for o in client.orders().orders] == [placed.ack.order_id]
+
+
+def test_an_order_in_flight_is_answered_on_its_connection_after_its_session_ended(fast_mesh):
+    """The session that sent an order may end before the order commits (here: a
+    log-out on another connection sharing its token); the connection that sent it
+    still gets its one answer, after the session_ended notice."""
+    first = Client(fast_mesh.cfg.endpoints["gateway"], timeout=10)
+    first.signup("sender", PASSWORD)
+    token = first.login("sender", PASSWORD).token
+    with journal_stopped(fast_mesh):
+        first.send(PlaceOrder("held-2", "AAPL", Side.BUY, 1, to_units("169.00")))
+        with Client(fast_mesh.cfg.endpoints["gateway"], timeout=10) as second:
+            second.resume(token)
+            second.logout()  # ends the token: on ``first``'s connection too
+        ended = first.next_notice()
+        assert ended.kind == NOTICE_SESSION_ENDED, ended
+    report = first.next_report()
+    accepted = report.events[0]
+    assert isinstance(accepted, Accepted) and accepted.cl_ord_id == "held-2", report
+    first.login("sender", PASSWORD)
+    assert [o.order_id for o in first.orders().orders] == [accepted.order_id]
+    assert not first.reports, first.reports  # answered once

@@ -133,10 +133,14 @@ def _secured(endpoint: str) -> bool:
 def _across_hosts(sock: zmq.Socket, endpoint: str) -> None:
     """A link that may cross a network: ZMTP heartbeats notice a dead or cut-off
     connection within a second and remake it, instead of waiting out TCP's
-    retransmission back-off (seconds) after a partition heals."""
+    retransmission back-off (seconds) after a partition heals. The same for making
+    it: a connect whose SYN went into a partition is given up after half a second
+    and tried again, instead of waiting out SYN back-off (1, 3, 7 s ...) after the
+    heal, which kept a healed host from hearing the others for seconds."""
     if endpoint.startswith("tcp://"):
         sock.setsockopt(zmq.HEARTBEAT_IVL, 250)
         sock.setsockopt(zmq.HEARTBEAT_TIMEOUT, 1_000)
+        sock.setsockopt(zmq.CONNECT_TIMEOUT, 500)
 
 
 def bind(sock: zmq.Socket, endpoint: str) -> None:

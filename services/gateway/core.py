@@ -187,6 +187,10 @@ class InFlight:
         """Every command in flight, in the order first sent."""
         return [cmd for _, cmd in self.table.values()]
 
+    def senders(self) -> set[bytes]:
+        """The connections waiting for the answer to a command in flight."""
+        return {ident for ident, _ in self.table.values()}
+
 
 class GatewayCore:
     def __init__(
@@ -260,6 +264,7 @@ class GatewayCore:
     def session_ended(self, ident: bytes, why: str) -> None:
         """Tell a connection its session is over (it would otherwise learn it only from
         a NOT_LOGGED_IN): log in, or resume while the token lives."""
+        self.log.info("session_ended", why=why)  # at most once per session
         text = f"session ended: {why}; log in or resume to go on"
         self.reply(ident, Notice(text, NOTICE_SESSION_ENDED))
 
@@ -666,12 +671,21 @@ class GatewayCore:
             if key is not None and record.events and type(record.events[0]) is PasswordChanged:
                 for ended in self.sessions.end_others(key[0], entry[0] if entry else None):
                     self.session_ended(ended, "the account's password was changed")
-            for told, events in reports.route(record).items():
+            routed = reports.route(record)
+            for told, events in routed.items():
                 idents = by_account.get(told)
                 if idents:
                     report = Report(record.seq, record.epoch, events)
                     for ident in idents:
                         outgoing.setdefault(ident, []).append(report)
+            if entry is not None and entry[0] not in by_account.get(key[0], ()):
+                # its sender's session ended while it was in flight (a log-out on
+                # another connection, a token expiring): the connection that asked
+                # still gets its one answer
+                events = routed.get(key[0])
+                if events:
+                    report = Report(record.seq, record.epoch, events)
+                    outgoing.setdefault(entry[0], []).append(report)
         sent_reports = 0
         for ident, sent in outgoing.items():
             message = sent[0] if len(sent) == 1 else Reports(sent)
@@ -684,9 +698,17 @@ class GatewayCore:
     # -- housekeeping -----------------------------------------------------------------
 
     def expire(self, now: float) -> None:
-        """Silent sessions end; chokes whose time is up are lifted (their requests
+        """Silent sessions end, but not one waiting for the answer to a command in
+        flight: across a failover or a partition that answer can take longer than
+        the timeout, and the silence is the exchange's, not the client's (an owed
+        answer counts as traffic). Chokes whose time is up are lifted (their requests
         count again) and forgotten for logging after CHOKE_LOG_S."""
-        for ident, why in self.sessions.expire(now, self.session_timeout):
+        sessions = self.sessions
+        for ident in self.inflight.senders():  # once a second, off the order path
+            session = sessions.get(ident)
+            if session is not None:
+                session.last_seen = now
+        for ident, why in sessions.expire(now, self.session_timeout):
             self.session_ended(ident, why)
         for ident in [i for i, until in self.choked.items() if until <= now]:
             del self.choked[ident]
