@@ -347,6 +347,41 @@ def test_the_connection_that_sent_a_command_is_answered_after_its_session_ended(
         assert report.events[0].cl_ord_id == "c1"
 
 
+def test_a_connection_whose_session_a_password_change_ended_gets_no_more_answers():
+    """The owner takes the account back: what the other connection had in flight is
+    still executed (it was sent while entitled) but reported to the owner only."""
+    gw = Gateway()
+    gw.account(b"owner", "ann")
+    gw.send(b"thief", Login("ann", PASSWORD))
+    gw.turn()
+    gw.taken(b"thief")
+    gw.send(b"owner", ChangePassword("p1", PASSWORD, "Other.pw22"))
+    commands = gw.turn()
+    gw.send(b"thief", order("c9"))
+    commands += gw.turn()
+    gw.commit(commands)
+    thief = gw.taken(b"thief")
+    assert [type(r) for r in thief] == [Notice], thief  # session ended, nothing else
+    replies = gw.taken(b"owner")
+    reported = [x for r in replies for x in (r.reports if isinstance(r, Reports) else [r])]
+    owner = [e for r in reported for e in getattr(r, "events", [])]
+    assert any(getattr(e, "cl_ord_id", "") == "c9" for e in owner)
+
+
+def test_a_connection_now_logged_in_to_another_account_gets_none_of_the_old_ones():
+    gw = Gateway()
+    gw.account(b"conn", "ann")
+    gw.account(b"other", "bob")
+    gw.send(b"conn", order("c1"))
+    gw.send(b"conn", Logout())
+    commands = gw.turn()
+    gw.send(b"conn", Login("bob", PASSWORD))
+    gw.turn()
+    gw.taken(b"conn")
+    gw.commit(commands)
+    assert not [r for r in gw.taken(b"conn") if isinstance(r, (Report, Reports))]
+
+
 @pytest.mark.parametrize("busy_code", [Reject.NOT_LEADER, Reject.JOURNAL_FULL])
 def test_cancels_handed_back_keep_their_reference(busy_code):
     gw = Gateway()

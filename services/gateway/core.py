@@ -187,6 +187,14 @@ class InFlight:
         """Every command in flight, in the order first sent."""
         return [cmd for _, cmd in self.table.values()]
 
+    def disown(self, idents: set[bytes]) -> None:
+        """Those connections lost the right to their commands' answers (the account's
+        password changed under them): the commands stay in flight, answered to the
+        account's sessions only. Rare, and bounded by the table's size."""
+        for key, (ident, cmd) in self.table.items():
+            if ident in idents:
+                self.table[key] = (b"", cmd)
+
     def senders(self) -> set[bytes]:
         """The connections waiting for the answer to a command in flight."""
         return {ident for ident, _ in self.table.values()}
@@ -669,8 +677,11 @@ class GatewayCore:
                     self.reply(entry[0], Report(record.seq, record.epoch, record.events))
                 continue
             if key is not None and record.events and type(record.events[0]) is PasswordChanged:
-                for ended in self.sessions.end_others(key[0], entry[0] if entry else None):
-                    self.session_ended(ended, "the account's password was changed")
+                ended = self.sessions.end_others(key[0], entry[0] if entry else None)
+                for ident in ended:
+                    self.session_ended(ident, "the account's password was changed")
+                if ended:  # no answer to what they sent goes to them any more
+                    inflight.disown(set(ended))
             routed = reports.route(record)
             for told, events in routed.items():
                 idents = by_account.get(told)
@@ -678,7 +689,12 @@ class GatewayCore:
                     report = Report(record.seq, record.epoch, events)
                     for ident in idents:
                         outgoing.setdefault(ident, []).append(report)
-            if entry is not None and entry[0] not in by_account.get(key[0], ()):
+            if (
+                entry is not None
+                and entry[0]
+                and entry[0] not in by_account.get(key[0], ())
+                and entry[0] not in self.sessions.by_ident  # not since logged in elsewhere
+            ):
                 # its sender's session ended while it was in flight (a log-out on
                 # another connection, a token expiring): the connection that asked
                 # still gets its one answer
