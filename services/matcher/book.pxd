@@ -37,4 +37,8 @@ cdef class Book:
     cdef public long credit
 
     cpdef set_band(self, reference)
-    cpdef set_dynamic(self, price)
+    @cython.locals(
+        lo="long long", hi="long long", bps="long long", half="long long",
+        dyn_lo="long long", dyn_hi="long long",
+    )
+    cpdef set_dynamic(self, long long price)

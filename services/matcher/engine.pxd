@@ -6,7 +6,7 @@
 cimport cython
 
 from services.matcher.book cimport Book, BookSide, Level
-from services.matcher.state cimport Account, ExactlyOnce, Holding, Order
+from services.matcher.state cimport Account, ExactlyOnce, Holding, Order, resting
 
 # the codes as C constants: comparing them with the typed locals below is a C compare
 cdef long BUY, SELL, LIMIT, GTC, IOC, FOK, DAY, GTD, ON_CLOSE

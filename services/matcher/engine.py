@@ -64,7 +64,7 @@ from services.common.wire import (
 )
 from services.matcher import auction
 from services.matcher.book import Book, BookSide
-from services.matcher.state import SHARD_MASK, Account, ExactlyOnce, Holding, Order
+from services.matcher.state import SHARD_MASK, Account, ExactlyOnce, Holding, Order, resting
 
 # Codes as plain ints, bound once: an enum lookup costs ~100 ns, and comparisons or
 # list indexing with an IntEnum operand miss CPython's specialised fast paths.
@@ -355,10 +355,14 @@ class Engine:
         first = answers.get(cl_ord_id)
         if first is not None:
             return [Duplicate(account, cl_ord_id, first)]
+        # the engine's own equal objects, not the command's copies: the answer kept for
+        # good and the resting order then share them, so each command leaves less memory
+        account = acct.account
         book = self.books.get(symbol)
         if book is None:
             code = Reject.UNKNOWN_SYMBOL
         else:
+            symbol = book.symbol
             # the checks read the command's values as they came: a size or price off the
             # wire may not fit in 64 bits until it has passed them
             code = 0
@@ -455,7 +459,7 @@ class Engine:
             return self._wait(book, order, ack)
         if not crosses:  # nothing to match: rest at once, or cancel an IOC/FOK/market
             if rests:
-                order = Order(
+                order = resting(
                     order_id, account, symbol, side, limit, qty, stp, acct, holding, post_only
                 )
                 if tif != GTC:  # the defaults are GTC's: fewer arguments on the busiest path
@@ -546,7 +550,7 @@ class Engine:
         market: bool = False,
     ) -> Rested:
         symbol = book.symbol
-        order = Order(
+        order = resting(
             order_id, acct.account, symbol, side, price, qty, stp, acct, holding, post_only
         )
         if tif != GTC or market:  # the defaults are GTC's: fewer arguments
@@ -822,6 +826,7 @@ class Engine:
         first = answers.get(cl_ord_id)
         if first is not None:
             return [Duplicate(account, cl_ord_id, first)]
+        account = acct.account  # as in _new_order: the answer kept shares the account's
         order = self.orders.get(order_id)
         if order is None or order.account != account:
             event = Rejected(account, cl_ord_id, Reject.UNKNOWN_ORDER, order_id)

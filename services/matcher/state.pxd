@@ -32,6 +32,7 @@ cdef class Account:
 # made by the hundred thousand and in no reference cycle: the collector never sees one
 @cython.no_gc
 @cython.final
+@cython.freelist(64)
 cdef class Order:
     cdef public object order_id, account, symbol, price, stp
     cdef public long side
@@ -41,3 +42,10 @@ cdef class Order:
     cdef public bint post_only, live, market
     cdef public long tif
     cdef public object expire_date
+
+
+@cython.locals(order=Order)
+cpdef Order resting(
+    order_id, account, symbol, long side, price, long long leaves, stp, Account owner,
+    Holding holding, bint post_only,
+)

@@ -158,3 +158,35 @@ class Order:
         self.tif = tif
         self.expire_date = expire_date
         self.market = market
+
+
+def resting(
+    order_id: int,
+    account: int,
+    symbol: str,
+    side: int,
+    price: int,
+    leaves: int,
+    stp: int,
+    owner: Account,
+    holding: Holding,
+    post_only: bool,
+) -> Order:
+    """``Order(...)`` with the defaults, for the busiest path (every order that rests):
+    the compiled build fills the struct in place instead of parsing thirteen arguments."""
+    order = Order.__new__(Order)
+    order.order_id = order_id
+    order.account = account
+    order.symbol = symbol
+    order.side = side
+    order.price = price
+    order.leaves = leaves
+    order.stp = stp
+    order.owner = owner
+    order.holding = holding
+    order.post_only = post_only
+    order.live = True
+    order.tif = 1  # GTC
+    order.expire_date = 0
+    order.market = False
+    return order
