@@ -688,7 +688,6 @@ class Engine:
         cum = notional = last_px = 0
         self_cancel = paused = False
         pause_px = 0
-        append = events.append
         trade_id = self.next_trade
         while remaining:
             key = opp.best_key
@@ -712,7 +711,7 @@ class Engine:
                     level.qty -= maker.leaves
                     level.count -= 1
                     self._forget(maker)
-                    append(
+                    events.append(
                         Cancelled(
                             account,
                             maker.order_id,
@@ -741,7 +740,7 @@ class Engine:
                 value = px * fill
                 cum += fill
                 notional += value
-                append(
+                events.append(
                     Fill(
                         trade_id,
                         symbol,
@@ -784,20 +783,24 @@ class Engine:
             acct.cash -= sign * notional
             book.last_price = last_px
             book.set_dynamic(last_px)
-            append(Executed(account, order_id, cum, notional, (2 * notional + cum) // (2 * cum)))
+            events.append(
+                Executed(account, order_id, cum, notional, (2 * notional + cum) // (2 * cum))
+            )
         if paused:  # the rest would trade past the band: cancelled, and the symbol pauses
             book.paused = True
             self.paused.add(symbol)
             # it reopens around the price that hit the band (inside the static band), so
             # one resting order cannot pause the symbol again and again
             book.set_dynamic(pause_px)
-            append(Cancelled(account, order_id, symbol, side, price, remaining, BY_PAUSE, False))
-            append(TradingPause(symbol, True, book.last_price, book.dyn_lo, book.dyn_hi))
+            events.append(
+                Cancelled(account, order_id, symbol, side, price, remaining, BY_PAUSE, False)
+            )
+            events.append(TradingPause(symbol, True, book.last_price, book.dyn_lo, book.dyn_hi))
             return
         if not remaining:
             return
         if rests and not self_cancel:
-            append(
+            events.append(
                 self._rest(
                     book,
                     acct,
@@ -814,7 +817,9 @@ class Engine:
             )
         else:
             reason = BY_STP if self_cancel else BY_IOC
-            append(Cancelled(account, order_id, symbol, side, price, remaining, reason, False))
+            events.append(
+                Cancelled(account, order_id, symbol, side, price, remaining, reason, False)
+            )
 
     def _cancel(self, cmd: CancelOrder) -> list[Event]:
         account, cl_ord_id, order_id = astuple(cmd)
