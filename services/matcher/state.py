@@ -161,19 +161,11 @@ class Order:
 
 
 def resting(
-    order_id: int,
-    account: int,
-    symbol: str,
-    side: int,
-    price: int,
-    leaves: int,
-    stp: int,
-    owner: Account,
-    holding: Holding,
-    post_only: bool,
+    order_id, account, symbol, side, price, leaves, stp, owner, holding, post_only
 ) -> Order:
-    """``Order(...)`` with the defaults, for the busiest path (every order that rests):
-    the compiled build fills the struct in place instead of parsing thirteen arguments."""
+    """``Order(...)`` with Order's first ten arguments and the defaults, for the busiest
+    path (every order that rests): the compiled build fills the struct in place
+    instead of parsing thirteen arguments."""
     order = Order.__new__(Order)
     order.order_id = order_id
     order.account = account
