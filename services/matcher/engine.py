@@ -13,6 +13,7 @@ fill), and a passive order that cannot trade skips the matching loop entirely.
 from __future__ import annotations
 
 import hashlib
+from collections import deque
 
 import msgspec
 from msgspec.structs import astuple
@@ -95,6 +96,10 @@ BY_PAUSE = int(CancelReason.VOLATILITY_PAUSE)
 BY_BAND = int(CancelReason.OUTSIDE_BAND)
 BY_EXPIRY = int(CancelReason.EXPIRED)
 BY_AUCTION = int(CancelReason.AUCTION)
+# a level's queue methods, bound once: compiled, a method call on a queue (an untyped
+# object) would look the method up by name each time
+queue_append = deque.append
+queue_popleft = deque.popleft
 
 
 def session_reject(session: int, tif: int) -> int:
@@ -470,7 +475,7 @@ class Engine:
                 else:
                     book_side, key = book.asks, limit
                 level = book_side.levels.get(key) or book_side.new_level(key, limit)
-                level.orders.append(order)
+                queue_append(level.orders, order)
                 level.qty += size
                 level.count += 1
                 self.orders[order_id] = order
@@ -700,13 +705,13 @@ class Engine:
             while remaining and queue:
                 maker = queue[0]
                 if not maker.live:
-                    queue.popleft()
+                    queue_popleft(queue)
                     continue
                 if maker.account == account:  # self-trade prevention
                     if stp == CANCEL_INCOMING:
                         self_cancel = True
                         break
-                    queue.popleft()
+                    queue_popleft(queue)
                     maker.live = False
                     level.qty -= maker.leaves
                     level.count -= 1
@@ -767,7 +772,7 @@ class Engine:
                     mh.open_sell -= fill
                     owner.open_sell_qty -= fill
                 if not leaves:
-                    queue.popleft()
+                    queue_popleft(queue)
                     maker.live = False
                     level.count -= 1
                     del self.orders[maker.order_id]
