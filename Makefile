@@ -24,7 +24,7 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[server,tui,dev,bench,compiled]'
 	touch $(STAMP)
 
-$(BUILT): $(STAMP) $(foreach m,engine book state,$(ENGINE)/$(m).py $(ENGINE)/$(m).pxd)
+$(BUILT): $(STAMP) $(ENGINE)/compiled.py $(foreach m,engine book state,$(ENGINE)/$(m).py $(ENGINE)/$(m).pxd)
 	$(BIN)/python -c "from services.matcher.compiled import build; build()" >/dev/null || \
 		echo "make: the compiled engine did not build; the pure-Python engine runs" >&2
 

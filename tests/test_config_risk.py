@@ -33,6 +33,8 @@ def test_production_example_opens_accounts_empty_and_forbids_shorts(tmp_path):
     [
         ({"max_price": "1000000000000.00"}, "int64"),  # price x position could overflow
         ({"max_cash": "1000000000000000.00"}, "int64"),
+        # a price level's total size (64 bits in the compiled engine) even at a tiny price
+        ({"max_order_qty": 2**31, "max_price": "0.01", "max_position": 2**31}, "max_order_qty"),
         ({"short_limit": 2_000_000}, "short_limit"),
         ({"opening_cash": "-1.00"}, "opening_cash"),
     ],

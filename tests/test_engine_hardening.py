@@ -34,6 +34,7 @@ from services.common.wire import (
     TradingPause,
 )
 from services.matcher import snapshot
+from services.matcher.book import Book
 from services.matcher.engine import Engine
 
 D = to_units
@@ -346,3 +347,28 @@ def test_limits_keep_every_value_in_int64_and_the_journal_replays(commands):
     assert restored.state_hash() == engine.state_hash()
     for a, b in zip(restored.accounts.values(), engine.accounts.values(), strict=True):
         assert (a.open_buy_value, a.open_sell_qty) == (b.open_buy_value, b.open_sell_qty)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    reference=st.integers(1, 2 * 10**18),
+    band_bps=st.integers(1, 9_999),
+    dynamic_bps=st.integers(0, 9_999),
+    price=st.integers(1, 4 * 10**18),
+)
+def test_the_dynamic_band_is_bps_around_the_price_up_to_the_largest_prices(
+    reference, band_bps, dynamic_bps, price
+):
+    """Book.set_dynamic takes the band's half-width without the product price * bps,
+    which would pass int64 (the compiled build's integers) at prices a config allows:
+    the band is still the one the formula gives, on both builds."""
+    spec = SymbolSpec(
+        "X", tick=1, reference=reference, band_bps=band_bps,
+        dynamic_band_bps=min(dynamic_bps, band_bps),
+    )  # fmt: skip
+    book = Book(spec, max_price=4 * 10**18)
+    book.set_dynamic(price)
+    at = min(max(price, book.band_lo), book.band_hi)
+    bps = spec.dynamic_bps
+    assert book.dyn_lo == max(book.band_lo, -(-at * (10_000 - bps) // 10_000))
+    assert book.dyn_hi == min(book.band_hi, at * (10_000 + bps) // 10_000)

@@ -535,6 +535,9 @@ def test_long_commands_report_progress_and_do_the_same_with_or_without_it():
             away = 100 * (1 + k % 900)
             out.append(engine.apply(NewOrder(ALICE, f"d{k}", "BBB", BUY, 1, REF - away, tif=DAY)))
             out.append(engine.apply(NewOrder(BOB, f"e{k}", "BBB", SELL, 1, REF + away, tif=DAY)))
+        for k in range(n):  # one-share asks, then one order sweeping them all
+            out.append(engine.apply(NewOrder(BOB, f"a{k}", "AAA", SELL, 1, REF + 100)))
+        out.append(engine.apply(NewOrder(ALICE, "sweep", "AAA", BUY, n, REF + 100)))
         out.append(engine.apply(Admin(ADMIN, "k1", "kill", target=BOB)))
         out.append(engine.apply(EndOfDay(DAY1, DAY2)))
         return out
@@ -544,11 +547,29 @@ def test_long_commands_report_progress_and_do_the_same_with_or_without_it():
     heard.progress = lambda: calls.append(len(heard.orders))
     assert run(heard) == run(Engine(SYMBOLS, RISK))
     assert not heard.orders
-    # the uncross (n fills), the kill (bob's n orders) and the end of day (alice's n)
-    # each called it every PROGRESS_EVERY orders at least
-    assert len(calls) >= 2 + 3 + 3, calls
+    # the uncross (n fills), the sweep (n fills), the kill (bob's n orders) and the end
+    # of day (alice's n) each called it every PROGRESS_EVERY orders at least
+    assert len(calls) >= 2 + 2 + 3 + 3, calls
     before = len(calls)
     heard.apply(NewOrder(ALICE, "one", "AAA", BUY, 1, REF))  # an ordinary command: never
     assert len(calls) == before
     heard.state_hash()  # reading out the whole state (a standby's check) reports too
     assert len(calls) > before
+
+
+def test_a_sweep_of_a_deep_book_reports_progress():
+    """One order trading against thousands of one-share orders is one command too."""
+    from services.matcher.engine import PROGRESS_EVERY
+
+    engine = Engine(SYMBOLS, RISK)
+    engine.apply(EndOfDay(0, DAY1))
+    for name in ("ops", "alice", "bob"):
+        engine.apply(CreateAccount(name, "h"))
+    n = 2 * PROGRESS_EVERY + 10
+    for k in range(n):
+        engine.apply(NewOrder(BOB, f"a{k}", "AAA", SELL, 1, REF + 100))
+    calls = []
+    engine.progress = lambda: calls.append(1)
+    events = engine.apply(NewOrder(ALICE, "sweep", "AAA", BUY, n, REF + 100))
+    assert sum(type(e) is Fill for e in events) == n
+    assert len(calls) == n // PROGRESS_EVERY

@@ -54,6 +54,9 @@ class SymbolSpec:
             raise ConfigError(f"[symbols.{name}]: 0 < band_bps < 10000, dynamic_band_bps <= it")
 
 
+MAX_ORDER_QTY_CEILING = INT64_MAX >> 32
+
+
 @dataclass(frozen=True, slots=True)
 class RiskLimits:
     """[risk]: pre-trade limits the engine enforces. The defaults are the demo
@@ -79,6 +82,13 @@ class RiskLimits:
         if min(self.max_order_qty, self.max_position, self.max_open_orders, self.max_price) <= 0:
             raise ConfigError(
                 "[risk]: max_order_qty, max_position, max_open_orders, max_price must be > 0"
+            )
+        if self.max_order_qty > MAX_ORDER_QTY_CEILING:
+            # the compiled engine keeps a price level's total size in 64 bits: it can
+            # then never pass them, even with 2^32 orders resting at one price
+            raise ConfigError(
+                f"[risk]: max_order_qty must be at most {MAX_ORDER_QTY_CEILING:,} "
+                "(a price level's total size stays inside int64)"
             )
         if not 0 <= self.short_limit <= self.max_position:
             raise ConfigError("[risk]: short_limit must be within 0 .. max_position")

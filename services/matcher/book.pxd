@@ -1,12 +1,17 @@
 # Cython declarations for the compiled build of book.py (the .py stays the reference).
 
+cimport cython
+
 from services.matcher.state cimport Order
 
+@cython.final
 cdef class Level:
-    cdef public object price, qty, orders
+    cdef public object price, orders
+    cdef public long long qty
     cdef public Py_ssize_t count
 
 
+@cython.final
 cdef class BookSide:
     cdef public object sign, best_key
     cdef public dict levels
@@ -15,9 +20,11 @@ cdef class BookSide:
     cpdef add(self, Order order)
     cpdef Level new_level(self, key, price)
     cpdef remove_level(self, key)
+    @cython.locals(level=Level, o=Order, count=Py_ssize_t)
     cpdef unlink(self, Order order)
 
 
+@cython.final
 cdef class Book:
     cdef public object spec, symbol, tick, lot
     cdef public BookSide bids, asks
@@ -30,4 +37,8 @@ cdef class Book:
     cdef public long credit
 
     cpdef set_band(self, reference)
-    cpdef set_dynamic(self, price)
+    @cython.locals(
+        lo="long long", hi="long long", bps="long long", half="long long",
+        dyn_lo="long long", dyn_hi="long long",
+    )
+    cpdef set_dynamic(self, long long price)

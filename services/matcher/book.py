@@ -210,10 +210,19 @@ class Book:
     def set_dynamic(self, price: int) -> None:
         """The dynamic band around ``price`` (the last trade, or the price that started
         a pause), taken inside the static band so it is never empty."""
-        price = min(max(price, self.band_lo), self.band_hi)
-        bps = self.dynamic_bps
-        self.dyn_lo = max(self.band_lo, -(-price * (10_000 - bps) // 10_000))
-        self.dyn_hi = min(self.band_hi, price * (10_000 + bps) // 10_000)
+        # every trade comes here: min and max written out (a call costs more), and the
+        # band's half-width, price * bps // 10_000, taken without the product, which
+        # could pass int64 (the compiled build's integers) at the highest max_price
+        lo, hi, bps = self.band_lo, self.band_hi, self.dynamic_bps
+        if price < lo:
+            price = lo
+        if price > hi:
+            price = hi
+        half = price // 10_000 * bps + price % 10_000 * bps // 10_000
+        dyn_lo = price - half  # = ceil(price * (10_000 - bps) / 10_000)
+        dyn_hi = price + half  # = floor(price * (10_000 + bps) / 10_000)
+        self.dyn_lo = dyn_lo if dyn_lo > lo else lo
+        self.dyn_hi = dyn_hi if dyn_hi < hi else hi
 
     def collar(self, side: int) -> int:
         """Where a market order waits for an auction: the static band's edge on its

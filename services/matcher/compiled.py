@@ -93,7 +93,8 @@ def build() -> None:
             language_level=3,
             quiet=True,
             # the .pxd files give the types; the .py annotations stay documentation
-            compiler_directives={"annotation_typing": False},
+            # a C integer that would pass int64 raises instead of wrapping
+            compiler_directives={"annotation_typing": False, "overflowcheck": True},
         ),
         script_args=["build_ext", "--inplace", "--build-temp", "build/engine"],
     )

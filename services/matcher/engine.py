@@ -13,9 +13,11 @@ fill), and a passive order that cannot trade skips the matching loop entirely.
 from __future__ import annotations
 
 import hashlib
+from collections import deque
 from collections.abc import Callable
 
 import msgspec
+from msgspec.structs import astuple
 
 from services.common.bus import (
     Admin,
@@ -64,7 +66,7 @@ from services.common.wire import (
 )
 from services.matcher import auction
 from services.matcher.book import Book, BookSide
-from services.matcher.state import SHARD_MASK, Account, ExactlyOnce, Holding, Order
+from services.matcher.state import SHARD_MASK, Account, ExactlyOnce, Holding, Order, resting
 
 # Codes as plain ints, bound once: an enum lookup costs ~100 ns, and comparisons or
 # list indexing with an IntEnum operand miss CPython's specialised fast paths.
@@ -95,6 +97,10 @@ BY_PAUSE = int(CancelReason.VOLATILITY_PAUSE)
 BY_BAND = int(CancelReason.OUTSIDE_BAND)
 BY_EXPIRY = int(CancelReason.EXPIRED)
 BY_AUCTION = int(CancelReason.AUCTION)
+# a level's queue methods, bound once: compiled, a method call on a queue (an untyped
+# object) would look the method up by name each time
+queue_append = deque.append
+queue_popleft = deque.popleft
 
 
 def session_reject(session: int, tif: int) -> int:
@@ -110,6 +116,7 @@ def session_reject(session: int, tif: int) -> int:
 # ``progress`` every this many orders it works through: the matcher beats from it, so a
 # primary busy for longer than the heartbeat's timeout is not taken for dead
 PROGRESS_EVERY = 1024
+PROGRESS_MASK = PROGRESS_EVERY - 1  # a power of two: a count's low bits say when
 
 
 def by_order_id(order: Order) -> int:
@@ -123,6 +130,9 @@ def date_ok(date: int) -> bool:
 
 class Engine:
     def __init__(self, symbols: dict[str, SymbolSpec], risk: RiskLimits | None = None) -> None:
+        # RiskLimits.check (every loaded config passes it) keeps each size, position and
+        # sum of cash inside int64: the compiled build holds them as C integers, and one
+        # that would not fit raises OverflowError there instead of wrapping
         self.risk = risk = risk or RiskLimits()
         self.max_order_qty = risk.max_order_qty
         self.max_position = risk.max_position
@@ -163,13 +173,16 @@ class Engine:
 
     def apply(self, cmd) -> list[Event]:
         """Apply one command; the returned events describe everything that changed."""
-        return self._handlers[type(cmd)](cmd)
+        kind = type(cmd)
+        if kind is NewOrder:  # the two commonest, without the handlers' lookup
+            return self._new_order(cmd)
+        if kind is CancelOrder:
+            return self._cancel(cmd)
+        return self._handlers[kind](cmd)
 
     def apply_batch(self, commands: list) -> list[list[Event]]:
-        """``apply`` for each command in order; the matcher sequences whole batches,
-        and one call per batch saves a Python frame per command."""
-        handlers = self._handlers
-        return [handlers[type(cmd)](cmd) for cmd in commands]
+        """``apply`` for each command in order (the matcher sequences whole batches)."""
+        return [self.apply(cmd) for cmd in commands]
 
     # -- accounts -----------------------------------------------------------
 
@@ -357,27 +370,30 @@ class Engine:
     # -- orders -------------------------------------------------------------
 
     def _new_order(self, cmd: NewOrder) -> list[Event]:
-        account = cmd.account
-        cl_ord_id = cmd.cl_ord_id
-        try:
-            acct = self.accounts[account]
-        except KeyError:
+        # one call reads every field: compiled, ten attribute reads cost far more
+        (
+            account, cl_ord_id, symbol, side, qty, price, ord_type, tif, post_only, stp,
+            expire_date,
+        ) = astuple(cmd)  # fmt: skip
+        acct = self.accounts.get(account)
+        if acct is None:
             return [Rejected(account, cl_ord_id, Reject.UNKNOWN_ACCOUNT)]
         seen = acct.seen  # ExactlyOnce.first and .add, inlined on the busiest path
         answers = seen.shards[hash(cl_ord_id) & SHARD_MASK]
         first = answers.get(cl_ord_id)
         if first is not None:
             return [Duplicate(account, cl_ord_id, first)]
-        symbol = cmd.symbol
+        # the engine's own equal objects, not the command's copies: the answer kept for
+        # good and the resting order then share them, so each command leaves less memory
+        account = acct.account
         book = self.books.get(symbol)
         if book is None:
             code = Reject.UNKNOWN_SYMBOL
         else:
+            symbol = book.symbol
+            # the checks read the command's values as they came: a size or price off the
+            # wire may not fit in 64 bits until it has passed them
             code = 0
-            qty = cmd.qty
-            side = cmd.side
-            tif = cmd.tif
-            ord_type = cmd.ord_type
             session = book.state
             if acct.blocked or symbol in self.halted:
                 code = Reject.ACCOUNT_BLOCKED if acct.blocked else Reject.SYMBOL_HALTED
@@ -390,27 +406,26 @@ class Engine:
             elif qty > self.max_order_qty:
                 code = Reject.MAX_ORDER_SIZE
             elif ord_type == LIMIT:
-                price = cmd.price
+                limit = price
                 if price <= 0 or price % book.tick:
                     code = Reject.BAD_PRICE
                 elif price < book.band_lo or price > book.band_hi:
                     code = Reject.PRICE_BAND
-                elif cmd.post_only and tif != GTC and tif != DAY and tif != GTD:
+                elif post_only and tif != GTC and tif != DAY and tif != GTD:
                     code = Reject.BAD_TIF  # post-only is for orders that rest
-            elif tif in (GTC, GTD) or cmd.post_only:
+            elif tif in (GTC, GTD) or post_only:
                 code = Reject.BAD_TIF
-            elif cmd.price:  # a market order names no price
+            elif price:  # a market order names no price
                 code = Reject.BAD_PRICE
             elif session == CONTINUOUS and tif != ON_CLOSE:
                 # collared at the edge of the static band
-                price = book.band_hi if side == BUY else book.band_lo
+                limit = book.band_hi if side == BUY else book.band_lo
             else:  # it waits for an auction, at its collar on tick
-                price = book.collar(side)
-            # a GTD order's date; any other order's is ignored (the gateway refuses one):
-            # reading it costs a generic attribute lookup on the busiest path
+                limit = book.collar(side)
+            # a GTD order's date; any other order's is ignored (the gateway refuses one)
             expire = 0
             if tif == GTD and not code:
-                expire = cmd.expire_date
+                expire = expire_date
                 code = self._expire_reject(expire)
             # what may rest: not IOC or FOK, nor a market order in continuous trading
             rests = (
@@ -418,37 +433,42 @@ class Engine:
                 and tif != FOK
                 and (ord_type == LIMIT or session != CONTINUOUS or tif == ON_CLOSE)
             )
-            if not code:  # limits counting open orders as if they fill
+            if not code:
+                # size and limit passed the checks: they fit in 64 bits (RiskLimits.check
+                # bounds max_order_qty and max_price), and the compiled build keeps these
+                # two copies as C integers for the arithmetic below
+                size = qty
+                px = limit
                 try:
                     holding = acct.holdings[symbol]
                 except KeyError:
                     holding = acct.holdings[symbol] = Holding()
+                # limits counting open orders as if they fill
                 if side == BUY:
-                    if holding.position + holding.open[BUY] + qty > self.max_position:
+                    if holding.position + holding.open_buy + size > self.max_position:
                         code = Reject.POSITION_LIMIT
-                    elif price * qty + acct.open_buy_value > acct.cash + self.credit:
+                    elif px * size + acct.open_buy_value > acct.cash + self.credit:
                         code = Reject.INSUFFICIENT_FUNDS
                 else:
-                    after = holding.position - holding.open[SELL] - qty
+                    after = holding.position - holding.open_sell - size
                     if after < -self.max_position:
                         code = Reject.POSITION_LIMIT
                     elif after < -self.short_limit:
                         code = Reject.INSUFFICIENT_SHARES
-                    elif acct.cash + (acct.open_sell_qty + qty) * self.max_price > self.max_cash:
+                    elif acct.cash + (acct.open_sell_qty + size) * self.max_price > self.max_cash:
                         code = Reject.VALUE_LIMIT  # its proceeds could pass the cash ceiling
                 if rests and acct.open_orders >= self.max_open_orders:
                     code = code or Reject.MAX_OPEN_ORDERS
             if not code:
-                post_only = cmd.post_only
                 waits = session != CONTINUOUS or tif == ON_CLOSE  # for an auction
                 if waits:
                     crosses = False
                 elif side == BUY:
                     best = book.asks.best_key
-                    crosses = best is not None and best <= price
+                    crosses = best is not None and best <= limit
                 else:
                     best = book.bids.best_key
-                    crosses = best is not None and best <= -price
+                    crosses = best is not None and best <= -limit
                 if crosses and post_only:
                     code = Reject.POST_ONLY_WOULD_TRADE
         if code:
@@ -456,50 +476,49 @@ class Engine:
 
         order_id = self.next_order
         self.next_order = order_id + 1
-        ack = answers[cl_ord_id] = Accepted(
-            account, cl_ord_id, order_id, symbol, side, cmd.price, qty
-        )
-        seen.answers.append(ack)
-        stp = cmd.stp or acct.stp
+        ack = answers[cl_ord_id] = Accepted(account, cl_ord_id, order_id, symbol, side, price, qty)
+        seen.arrived(ack)
+        stp = stp or acct.stp
         if waits:
             order = Order(
-                order_id, account, symbol, side, price, qty, stp, acct, holding, post_only,
+                order_id, account, symbol, side, limit, qty, stp, acct, holding, post_only,
                 tif, expire, ord_type != LIMIT,
             )  # fmt: skip
             return self._wait(book, order, ack)
         if not crosses:  # nothing to match: rest at once, or cancel an IOC/FOK/market
             if rests:
-                order = Order(
-                    order_id, account, symbol, side, price, qty, stp, acct, holding, post_only
+                order = resting(
+                    order_id, account, symbol, side, limit, qty, stp, acct, holding, post_only
                 )
                 if tif != GTC:  # the defaults are GTC's: fewer arguments on the busiest path
                     order.tif = tif
                     order.expire_date = expire
                 if side == BUY:  # BookSide.add, inlined on the busiest path
-                    book_side, key = book.bids, -price
+                    book_side, key = book.bids, -limit
                 else:
-                    book_side, key = book.asks, price
-                level = book_side.levels.get(key) or book_side.new_level(key, price)
-                level.orders.append(order)
-                level.qty += qty
+                    book_side, key = book.asks, limit
+                level = book_side.levels.get(key) or book_side.new_level(key, limit)
+                queue_append(level.orders, order)
+                level.qty += size
                 level.count += 1
                 self.orders[order_id] = order
                 acct.open_orders += 1
-                holding.open[side] += qty
                 if side == BUY:
-                    acct.open_buy_value += price * qty
+                    holding.open_buy += size
+                    acct.open_buy_value += px * size
                 else:
-                    acct.open_sell_qty += qty
-                return [ack, Rested(account, order_id, symbol, side, price, qty)]
+                    holding.open_sell += size
+                    acct.open_sell_qty += size
+                return [ack, Rested(account, order_id, symbol, side, limit, qty)]
             reason = BY_FOK if tif == FOK else BY_IOC
-            return [ack, Cancelled(account, order_id, symbol, side, price, qty, reason, False)]
+            return [ack, Cancelled(account, order_id, symbol, side, limit, qty, reason, False)]
         events: list[Event] = [ack]
-        if tif == FOK and self._fillable(book, account, side, price, qty, stp) < qty:
+        if tif == FOK and self._fillable(book, account, side, limit, qty, stp) < qty:
             # what it could fill within the dynamic band falls short: killed, no pause
-            events.append(Cancelled(account, order_id, symbol, side, price, qty, BY_FOK, False))
+            events.append(Cancelled(account, order_id, symbol, side, limit, qty, BY_FOK, False))
             return events
         self._execute(
-            book, acct, holding, order_id, side, price, qty, stp, rests, events, tif, expire
+            book, acct, holding, order_id, side, px, size, stp, rests, events, tif, expire
         )
         return events
 
@@ -528,13 +547,13 @@ class Engine:
         owner = order.owner
         leaves = order.leaves
         if order.side == BUY:
-            if holding.position + holding.open[BUY] - leaves + qty > self.max_position:
+            if holding.position + holding.open_buy - leaves + qty > self.max_position:
                 return Reject.POSITION_LIMIT
             needed = owner.open_buy_value - order.price * leaves + price * qty
             if needed > owner.cash + self.credit:
                 return Reject.INSUFFICIENT_FUNDS
             return 0
-        after = holding.position - holding.open[SELL] + leaves - qty
+        after = holding.position - holding.open_sell + leaves - qty
         if after < -self.max_position:
             return Reject.POSITION_LIMIT
         if after < -self.short_limit:
@@ -559,7 +578,7 @@ class Engine:
         market: bool = False,
     ) -> Rested:
         symbol = book.symbol
-        order = Order(
+        order = resting(
             order_id, acct.account, symbol, side, price, qty, stp, acct, holding, post_only
         )
         if tif != GTC or market:  # the defaults are GTC's: fewer arguments
@@ -570,10 +589,11 @@ class Engine:
         (book.bids if side == BUY else book.asks).add(order)
         self.orders[order_id] = order
         acct.open_orders += 1
-        holding.open[side] += qty
         if side == BUY:
+            holding.open_buy += qty
             acct.open_buy_value += price * qty
         else:
+            holding.open_sell += qty
             acct.open_sell_qty += qty
         if market or tif == ON_CLOSE:
             book.auction_only[order_id] = order
@@ -600,10 +620,11 @@ class Engine:
         """Count an order's open size against its owner's limits (``_forget`` undoes it)."""
         owner = order.owner
         owner.open_orders += 1
-        order.holding.open[order.side] += order.leaves
         if order.side == BUY:
+            order.holding.open_buy += order.leaves
             owner.open_buy_value += order.price * order.leaves
         else:
+            order.holding.open_sell += order.leaves
             owner.open_sell_qty += order.leaves
 
     @staticmethod
@@ -621,11 +642,11 @@ class Engine:
         owner = order.owner
         owner.open_orders -= 1
         leaves = order.leaves
-        side = order.side
-        order.holding.open[side] -= leaves
-        if side == BUY:
+        if order.side == BUY:
+            order.holding.open_buy -= leaves
             owner.open_buy_value -= order.price * leaves
         else:
+            order.holding.open_sell -= leaves
             owner.open_sell_qty -= leaves
 
     def _fillable(self, book: Book, account: int, side: int, price: int, qty: int, stp: int) -> int:
@@ -695,7 +716,6 @@ class Engine:
         cum = notional = last_px = 0
         self_cancel = paused = False
         pause_px = 0
-        append = events.append
         trade_id = self.next_trade
         while remaining:
             key = opp.best_key
@@ -708,18 +728,18 @@ class Engine:
             while remaining and queue:
                 maker = queue[0]
                 if not maker.live:
-                    queue.popleft()
+                    queue_popleft(queue)
                     continue
                 if maker.account == account:  # self-trade prevention
                     if stp == CANCEL_INCOMING:
                         self_cancel = True
                         break
-                    queue.popleft()
+                    queue_popleft(queue)
                     maker.live = False
                     level.qty -= maker.leaves
                     level.count -= 1
                     self._forget(maker)
-                    append(
+                    events.append(
                         Cancelled(
                             account,
                             maker.order_id,
@@ -748,7 +768,7 @@ class Engine:
                 value = px * fill
                 cum += fill
                 notional += value
-                append(
+                events.append(
                     Fill(
                         trade_id,
                         symbol,
@@ -764,17 +784,20 @@ class Engine:
                     )
                 )
                 trade_id += 1
+                if not trade_id & PROGRESS_MASK:  # a sweep of a deep book
+                    self._progress()
                 owner = maker.owner
                 owner.cash += sign * value
                 mh = maker.holding
                 mh.position -= sign * fill
-                mh.open[maker_side] -= fill
                 if maker_buys:
+                    mh.open_buy -= fill
                     owner.open_buy_value -= value
                 else:
+                    mh.open_sell -= fill
                     owner.open_sell_qty -= fill
                 if not leaves:
-                    queue.popleft()
+                    queue_popleft(queue)
                     maker.live = False
                     level.count -= 1
                     del self.orders[maker.order_id]
@@ -790,20 +813,24 @@ class Engine:
             acct.cash -= sign * notional
             book.last_price = last_px
             book.set_dynamic(last_px)
-            append(Executed(account, order_id, cum, notional, (2 * notional + cum) // (2 * cum)))
+            events.append(
+                Executed(account, order_id, cum, notional, (2 * notional + cum) // (2 * cum))
+            )
         if paused:  # the rest would trade past the band: cancelled, and the symbol pauses
             book.paused = True
             self.paused.add(symbol)
             # it reopens around the price that hit the band (inside the static band), so
             # one resting order cannot pause the symbol again and again
             book.set_dynamic(pause_px)
-            append(Cancelled(account, order_id, symbol, side, price, remaining, BY_PAUSE, False))
-            append(TradingPause(symbol, True, book.last_price, book.dyn_lo, book.dyn_hi))
+            events.append(
+                Cancelled(account, order_id, symbol, side, price, remaining, BY_PAUSE, False)
+            )
+            events.append(TradingPause(symbol, True, book.last_price, book.dyn_lo, book.dyn_hi))
             return
         if not remaining:
             return
         if rests and not self_cancel:
-            append(
+            events.append(
                 self._rest(
                     book,
                     acct,
@@ -820,20 +847,21 @@ class Engine:
             )
         else:
             reason = BY_STP if self_cancel else BY_IOC
-            append(Cancelled(account, order_id, symbol, side, price, remaining, reason, False))
+            events.append(
+                Cancelled(account, order_id, symbol, side, price, remaining, reason, False)
+            )
 
     def _cancel(self, cmd: CancelOrder) -> list[Event]:
-        account = cmd.account
-        cl_ord_id = cmd.cl_ord_id
-        try:
-            acct = self.accounts[account]
-        except KeyError:
+        account, cl_ord_id, order_id = astuple(cmd)
+        acct = self.accounts.get(account)
+        if acct is None:
             return [Rejected(account, cl_ord_id, Reject.UNKNOWN_ACCOUNT)]
-        seen = acct.seen
-        first = seen.first(cl_ord_id)
+        seen = acct.seen  # ExactlyOnce.first and .add, inlined as in _new_order
+        answers = seen.shards[hash(cl_ord_id) & SHARD_MASK]
+        first = answers.get(cl_ord_id)
         if first is not None:
             return [Duplicate(account, cl_ord_id, first)]
-        order_id = cmd.order_id
+        account = acct.account  # as in _new_order: the answer kept shares the account's
         order = self.orders.get(order_id)
         if order is None or order.account != account:
             event = Rejected(account, cl_ord_id, Reject.UNKNOWN_ORDER, order_id)
@@ -855,7 +883,9 @@ class Engine:
                 events: list[Event] = [seen.add(event)]
                 self._indicate(book, events)
                 return events
-        return [seen.add(event)]
+        answers[cl_ord_id] = event
+        seen.arrived(event)
+        return [event]
 
     def _take_out(self, book: Book, order: Order) -> bool:
         """Take a live order out of the book, or out of the on-close orders held aside,
@@ -942,10 +972,11 @@ class Engine:
         if keep:
             cut = old_qty - qty
             book_side.levels[book_side.sign * price].qty -= cut
-            order.holding.open[side] -= cut
             if side == BUY:
+                order.holding.open_buy -= cut
                 acct.open_buy_value -= price * cut
             else:
+                order.holding.open_sell -= cut
                 acct.open_sell_qty -= cut
             order.leaves = qty
             if book.state != CONTINUOUS:
@@ -1207,12 +1238,13 @@ class Engine:
         order.leaves -= qty
         owner = order.owner
         holding = order.holding
-        holding.open[side] -= qty
         if side == BUY:
+            holding.open_buy -= qty
             owner.cash -= price * qty
             holding.position += qty
             owner.open_buy_value -= order.price * qty  # it held its own price open
         else:
+            holding.open_sell -= qty
             owner.cash += price * qty
             holding.position -= qty
             owner.open_sell_qty -= qty
@@ -1257,9 +1289,9 @@ class Engine:
                     a.cash,
                     a.open_orders,
                     [
-                        [sym, h.position, h.open[BUY], h.open[SELL]]
+                        [sym, h.position, h.open_buy, h.open_sell]
                         for sym, h in sorted(a.holdings.items())
-                        if h.position or h.open[BUY] or h.open[SELL]
+                        if h.position or h.open_buy or h.open_sell
                     ],
                     a.seen.items(),  # arrival order is the command order: deterministic
                     a.blocked,
