@@ -235,7 +235,6 @@ class MatcherCore:
             return replies, None
         self.seq = seq
         self.sequenced.value += len(records)
-        self.progress()  # a long command's record takes a while to encode, too
         return replies, self._publish(records)
 
     def _read(self, request: ReadRange) -> bytes:
@@ -249,6 +248,7 @@ class MatcherCore:
         return join_batch([retransmit[i] for i in range(start, stop)])
 
     def _publish(self, records: list[Record]) -> bytes:
+        self.progress()  # a long command's record takes a while to encode, too
         raws = [encode(record) for record in records]
         self.retransmit.extend(raws)
         return join_batch(raws)

@@ -1107,7 +1107,7 @@ class Engine:
         book.credit = 0
         if book.symbol not in self.halted:
             self._uncross(book, kind, events)
-        left = sorted((o for o in book.auction_only.values() if o.live), key=lambda o: o.order_id)
+        left = sorted((o for o in book.auction_only.values() if o.live), key=by_order_id)
         book.auction_only.clear()
         self._cancel_all(left, BY_AUCTION, events)
 

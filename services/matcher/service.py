@@ -353,7 +353,6 @@ class Matcher:
         replies, batch = self.core.serve(self._commands())
         if batch is not None:
             self._publish(batch)
-            self.node.beat_if_due()  # a long command's record took a while to send
         router = self.router
         for ident, frame in replies:
             send_pair(router, ident, frame)
@@ -361,6 +360,7 @@ class Matcher:
     def _publish(self, batch: bytes) -> None:
         send_pair(self.pub, TOPIC_RECORDS, batch)
         self.idle_beat.postpone(time.monotonic())
+        self.node.beat_if_due()  # a long command's record took a while to send
 
     def _reopen(self, now: float) -> None:
         batch = self.core.reopen_due(now)
