@@ -264,6 +264,14 @@ def test_snapshot_endpoint_caps_depth_rate_and_request_size(md):
         finally:
             sock.close(0)
     assert service.alive()
+
+    # the counts are logged at most once a second, at a request: a quick run can end
+    # before the rate refusals' line, so ask again (another connection) until it comes
+    def rate_refusals_logged() -> bool:
+        ask(cfg, SnapshotRequest("AAPL", 1))
+        return refused(service).get("rate", 0) >= 30
+
+    wait_for(rate_refusals_logged, timeout=10, interval=0.5, what="the refusals logged")
     assert refused(service)["rate"] >= 30
 
 

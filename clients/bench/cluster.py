@@ -7,6 +7,7 @@ every process is stopped by its PID, never by name.
 from __future__ import annotations
 
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -21,7 +22,36 @@ from services.common.runtime import die_with_parent
 ROOT = Path(__file__).resolve().parents[2]
 
 
+LOWEST_PORT = 10_000
+_given: set[int] = set()  # handed out by this process: never twice
+
+
+def _ephemeral_low() -> int:
+    """The bottom of the kernel's range for outgoing connections' local ports."""
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as fh:
+            return int(fh.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32_768
+
+
 def free_port() -> int:
+    """A loopback port free now, below the ephemeral range when there is room: a port
+    from that range (what binding port 0 gives) can be taken by any outgoing
+    connection's local end before the service binds it, and the service then fails
+    with "Address already in use"."""
+    top = _ephemeral_low()
+    for _ in range(200 if top > LOWEST_PORT + 1_000 else 0):
+        port = random.randrange(LOWEST_PORT, top)
+        if port in _given:
+            continue
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        _given.add(port)
+        return port
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
